@@ -4,7 +4,7 @@
  * the same app started twice at once comes up twice and runs each workflow once.
  */
 import { SqlClient } from "@effect/sql"
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { fileURLToPath } from "node:url"
 import { TablePrefix } from "../src/index.js"
@@ -23,7 +23,7 @@ const startApp = (url: string, prefix: string, holdMs: number) =>
   })
 
 describe("isolation between apps on one database", () => {
-  it.layer(TestDatabase.layer("isolation"), { timeout: 180_000, excludeTestServices: true })((it) => {
+  layer(TestDatabase.layer("isolation"), { timeout: 180_000, excludeTestServices: true })((it) => {
     it.scoped("two prefixes in separate processes both make progress at the same time", () =>
       Effect.gen(function*() {
         const db = yield* TestDatabase.TestDatabase

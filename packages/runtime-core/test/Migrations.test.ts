@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { Migrations, TablePrefix } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
@@ -20,7 +20,7 @@ const tables = Effect.flatMap(SqlClient.SqlClient, (sql) =>
     WHERE n.nspname = 'public' AND relkind = 'r' ORDER BY relname`).pipe(Effect.map((rows) => rows.map((r) => r.relname)))
 
 describe("Migrations", () => {
-  it.layer(TestDatabase.layer("migrations"), { timeout: 60_000, excludeTestServices: true })((it) => {
+  layer(TestDatabase.layer("migrations"), { timeout: 60_000, excludeTestServices: true })((it) => {
     it.effect("applies pending migrations once and records checksums", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

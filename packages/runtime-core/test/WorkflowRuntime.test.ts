@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Layer, Option, Schema } from "effect"
 import { Database, TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
@@ -77,7 +77,7 @@ describe("WorkflowRuntime", () => {
     }))
 
   describe("durable mode", () => {
-    it.layer(TestDatabase.layer("runtime"), { timeout: 60_000, excludeTestServices: true })((it) => {
+    layer(TestDatabase.layer("runtime"), { timeout: 60_000, excludeTestServices: true })((it) => {
       it.scoped("runs workflows on prefixed cluster tables and is chosen by default", () =>
         Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
