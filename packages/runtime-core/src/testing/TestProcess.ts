@@ -58,7 +58,12 @@ export const spawnTs = (
         for (const line of parts) {
           lines.push(line)
           if (process.env.TEST_PROCESS_ECHO) process.stderr.write(`[${child.pid}] ${line}\n`)
-          for (const w of waiters) if (w.test(line)) (waiters.delete(w), w.done(line))
+          for (const w of waiters) {
+            if (w.test(line)) {
+              waiters.delete(w)
+              w.done(line)
+            }
+          }
         }
       }
       child.stdout!.on("data", onData({ rest: "" }))

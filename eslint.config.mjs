@@ -1,0 +1,34 @@
+// One lint config for the workspace: typescript-eslint's recommended rules, plus
+// Nx module boundaries so domains talk through public entry points only.
+import nx from "@nx/eslint-plugin"
+import tseslint from "typescript-eslint"
+
+export default tseslint.config(
+  { ignores: ["**/node_modules/**", "**/dist/**", "**/.data/**", "**/.nx/**", "**/test/.types-*/**"] },
+  ...tseslint.configs.recommended,
+  {
+    files: ["**/*.ts"],
+    plugins: { "@nx": nx },
+    rules: {
+      "@typescript-eslint/no-explicit-any": "off",
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+      "@typescript-eslint/no-empty-object-type": "off",
+      "@typescript-eslint/no-namespace": "off",
+      "@nx/enforce-module-boundaries": ["error", {
+        allow: [],
+        enforceBuildableLibDependency: false,
+        depConstraints: [
+          { sourceTag: "type:runtime", onlyDependOnLibsWithTags: ["type:runtime"] },
+          { sourceTag: "type:domain", onlyDependOnLibsWithTags: ["type:runtime", "type:domain"] },
+          { sourceTag: "type:app", onlyDependOnLibsWithTags: ["type:runtime", "type:domain"] },
+          { sourceTag: "type:tooling", onlyDependOnLibsWithTags: ["type:runtime", "type:domain", "type:tooling"] }
+        ]
+      }]
+    }
+  },
+  {
+    // build configs import the shared root config by path; they are not part of the module graph
+    files: ["**/vitest.config.ts"],
+    rules: { "@nx/enforce-module-boundaries": "off" }
+  }
+)
