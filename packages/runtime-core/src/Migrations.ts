@@ -104,8 +104,12 @@ export const foreignTargets = (prefix: TablePrefix.TablePrefix, sql: string): Re
   return Array.from(out)
 }
 
-const relationsSql = `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname = current_schema()`
+// Relations created by THIS transaction (their catalog row carries our xid):
+// other apps migrating at the same moment commit relations of their own, which
+// a plain before/after diff of pg_class would wrongly attribute to us.
+const createdHereSql = `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.xmin::text = (txid_current() % 4294967296)::text
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`
 
 /** Applies pending migrations; returns the ones applied by this call. */
 export const run = (
@@ -154,11 +158,10 @@ export const run = (
             reason: `it is older than migration ${newest}, which is already applied; give it a higher id`
           })
         }
-        const before = new Set((yield* sql.unsafe<{ relname: string }>(relationsSql)).map((r) => r.relname))
         yield* sql.unsafe(m.sql).raw.pipe(Effect.mapError(failed(m)))
-        const created = (yield* sql.unsafe<{ relname: string }>(relationsSql))
+        const created = (yield* sql.unsafe<{ relname: string }>(createdHereSql))
           .map((r) => r.relname)
-          .filter((r) => !before.has(r) && !TablePrefix.owns(prefix, r))
+          .filter((r) => !TablePrefix.owns(prefix, r))
         if (created.length > 0) {
           return yield* new MigrationOutsidePrefix({ prefix, id: m.id, name: m.name, relations: created })
         }
