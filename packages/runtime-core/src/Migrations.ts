@@ -10,7 +10,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { createHash } from "node:crypto"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import {
   InvalidMigrations,
   MigrationChecksumMismatch,
@@ -32,6 +32,8 @@ export interface Migration {
 /** A domain's migrations, bound to its prefix and rendered once. */
 export interface Migrations {
   readonly prefix: TablePrefix.TablePrefix
+  /** The ledger table's name without the prefix (default `migrations`). */
+  readonly ledger: string
   readonly migrations: ReadonlyArray<Rendered>
 }
 
@@ -53,7 +55,8 @@ export const checksum = (sql: string): string => createHash("sha256").update(sql
 /** Validates and renders a migration list for a prefix. */
 export const make = (
   prefix: TablePrefix.TablePrefix,
-  migrations: ReadonlyArray<Migration>
+  migrations: ReadonlyArray<Migration>,
+  options?: { readonly ledger?: string | undefined }
 ): Effect.Effect<Migrations, InvalidMigrations> =>
   Effect.gen(function*() {
     const fail = (reason: string) => Effect.fail(new InvalidMigrations({ prefix, reason }))
@@ -78,7 +81,7 @@ export const make = (
       }
       rendered.push({ id: m.id, name: m.name, sql: text, checksum: checksum(text) })
     }
-    return { prefix, migrations: rendered }
+    return { prefix, ledger: options?.ledger ?? "migrations", migrations: rendered }
   })
 
 // Statement targets a migration could modify: CREATE/ALTER/DROP/TRUNCATE of
@@ -118,7 +121,7 @@ export const run = (
   Effect.gen(function*() {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const { prefix } = migrations
-    const ledger = sql(TablePrefix.migrationsTable(prefix))
+    const ledger = sql(TablePrefix.table(prefix, migrations.ledger))
     const failed = (m: { id: number; name: string }) => (e: unknown) =>
       new MigrationFailed({ prefix, id: m.id, name: m.name, reason: describe(e) })
 
@@ -174,6 +177,14 @@ export const run = (
       Effect.catchTag("SqlError", (e) => Effect.fail(failed({ id: 0, name: "(migration ledger)" })(e)))
     )
   })
+
+/** Runs the migrations at layer construction, i.e. at startup, before anything uses the tables. */
+export const layer = (
+  prefix: TablePrefix.TablePrefix,
+  migrations: ReadonlyArray<Migration>,
+  options?: { readonly ledger?: string | undefined }
+): Layer.Layer<never, MigrationError, SqlClient.SqlClient> =>
+  Layer.effectDiscard(Effect.flatMap(make(prefix, migrations, options), run))
 
 const describe = (e: unknown): string => {
   const cause = (e as { cause?: { message?: string } })?.cause

@@ -8,10 +8,17 @@
  * handler against exactly what they provide, so a handler (or one of its
  * activities) that needs a service the dependencies do not provide is a
  * compile-time error at the call site.
+ *
+ * It also registers the workflow in the `WorkflowRegistry` and records each
+ * execution in the `RunStore`, when the app provides them (the runs HTTP API
+ * does); without them it is a plain pre-provided `toLayer`.
  */
-import type { Workflow, WorkflowEngine } from "@effect/workflow"
-import type { Effect, Schema, Scope } from "effect"
-import { Layer } from "effect"
+import { WorkflowEngine } from "@effect/workflow"
+import type { Workflow } from "@effect/workflow"
+import { Cause, Effect, Exit, Layer, Option, Schema } from "effect"
+import type { Scope } from "effect"
+import { RunStore } from "./RunStore.js"
+import { WorkflowRegistry } from "./WorkflowRegistry.js"
 
 /** What the engine itself provides to a running workflow. */
 export type EngineProvided<Name extends string> =
@@ -19,6 +26,50 @@ export type EngineProvided<Name extends string> =
   | WorkflowEngine.WorkflowInstance
   | Workflow.Execution<Name>
   | Scope.Scope
+
+const encodeJson = (schema: Schema.Schema.All, value: unknown): Effect.Effect<unknown> =>
+  Schema.encodeUnknown(schema as Schema.Schema<unknown, unknown, never>)(value).pipe(
+    Effect.orElseSucceed(() => String(value))
+  )
+
+/** Wraps a handler so that the run's status lands in the RunStore (when there is one). */
+const tracked = <A, E, R>(
+  workflow: Workflow.Any,
+  payload: unknown,
+  executionId: string,
+  run: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.serviceOption(RunStore), (store) => {
+    if (Option.isNone(store)) return run
+    const runs = store.value
+    const record = <X>(write: Effect.Effect<X, unknown>) =>
+      write.pipe(Effect.catchAllCause((cause) => Effect.logWarning("Could not record workflow run status", cause)))
+    return Effect.zipRight(
+      record(Effect.flatMap(encodeJson(workflow.payloadSchema, payload), (p) =>
+        runs.running(workflow.name, executionId, p))),
+      Effect.onExit(run, (exit) =>
+        Exit.match(exit, {
+          onSuccess: (value) =>
+            record(Effect.flatMap(encodeJson(workflow.successSchema, value), (result) =>
+              runs.finished(workflow.name, executionId, { status: "succeeded", result }))),
+          onFailure: (cause) =>
+            Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (instance) => {
+              if (Cause.isInterruptedOnly(cause)) {
+                // suspended (sleep, deferred) or shut down: it will resume later
+                return Option.isSome(instance) && instance.value.suspended
+                  ? record(runs.suspended(workflow.name, executionId))
+                  : Effect.void
+              }
+              const error = Option.match(Cause.failureOption(cause), {
+                onNone: () => Effect.succeed({ defect: Cause.pretty(cause) }),
+                onSome: (e) => encodeJson(workflow.errorSchema, e)
+              })
+              return record(Effect.flatMap(error, (e) =>
+                runs.finished(workflow.name, executionId, { status: "failed", error: e })))
+            })
+        }))
+    )
+  })
 
 export const make = <
   Name extends string,
@@ -43,12 +94,21 @@ export const make = <
   never,
   E,
   WorkflowEngine.WorkflowEngine | RIn | Payload["Context"] | Success["Context"] | Error["Context"]
-> =>
-  Layer.provide(
-    workflow.toLayer(options.execute) as Layer.Layer<
-      never,
-      never,
-      WorkflowEngine.WorkflowEngine | ROut | Payload["Context"] | Success["Context"] | Error["Context"]
-    >,
-    options.dependencies
-  ) as Layer.Layer<never, E, WorkflowEngine.WorkflowEngine | RIn | Payload["Context"] | Success["Context"] | Error["Context"]>
+> => {
+  const registered = workflow.toLayer((payload, executionId) =>
+    tracked(workflow as Workflow.Any, payload, executionId, options.execute(payload, executionId))
+  ) as Layer.Layer<
+    never,
+    never,
+    WorkflowEngine.WorkflowEngine | ROut | Payload["Context"] | Success["Context"] | Error["Context"]
+  >
+  const registry = Layer.effectDiscard(
+    Effect.flatMap(Effect.serviceOption(WorkflowRegistry), (r) =>
+      Option.isSome(r) ? r.value.register(workflow as Workflow.Any) : Effect.void)
+  )
+  return Layer.merge(Layer.provide(registered, options.dependencies), registry) as Layer.Layer<
+    never,
+    E,
+    WorkflowEngine.WorkflowEngine | RIn | Payload["Context"] | Success["Context"] | Error["Context"]
+  >
+}

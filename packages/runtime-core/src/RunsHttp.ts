@@ -1,0 +1,128 @@
+/**
+ * Handlers for the `health` and `runs` groups of `RunsApi`, for any app API
+ * that includes them. Payloads are decoded with the workflow's own schema
+ * BEFORE anything is written, so a malformed request persists nothing.
+ */
+import { HttpApiBuilder } from "@effect/platform"
+import type { HttpApi, HttpApiGroup } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
+import { WorkflowEngine } from "@effect/workflow"
+import type { Workflow } from "@effect/workflow"
+import { Effect, Layer, Option, ParseResult, Schema } from "effect"
+import { RunStore } from "./RunStore.js"
+import {
+  Health,
+  type HealthGroup,
+  Issue,
+  MalformedPayload,
+  RunNotFound,
+  type RunsGroup,
+  ServiceUnavailable,
+  Unhealthy,
+  UnknownWorkflow
+} from "./RunsApi.js"
+import { WorkflowRegistry } from "./WorkflowRegistry.js"
+import { WorkflowRuntime } from "./WorkflowRuntime.js"
+
+const unavailable = (e: unknown) =>
+  Effect.logError("Database request failed", e).pipe(
+    Effect.zipRight(new ServiceUnavailable({ message: "The database is unavailable; retry later" }))
+  )
+
+const lookup = (registry: WorkflowRegistry["Type"], name: string) =>
+  Option.match(registry.get(name), {
+    onNone: () =>
+      Effect.fail(
+        new UnknownWorkflow({
+          workflow: name,
+          known: registry.names(),
+          message: `No workflow named ${JSON.stringify(name)}; this app runs: ${registry.names().join(", ") || "none"}`
+        })
+      ),
+    onSome: Effect.succeed
+  })
+
+/** The `runs` group's handlers for `api` (any API that includes `RunsGroup`). */
+export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR>(
+  api: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>
+) =>
+  HttpApiBuilder.group(api as unknown as HttpApi.HttpApi<Id, typeof RunsGroup, ApiE, ApiR>, "runs", (handlers) =>
+    Effect.gen(function*() {
+      const registry = yield* WorkflowRegistry
+      const store = yield* RunStore
+      const engine = yield* WorkflowEngine.WorkflowEngine
+      return handlers
+        .handle("start", ({ path, payload }) =>
+          Effect.gen(function*() {
+            const { workflow } = yield* lookup(registry, path.workflow)
+            const decoded = yield* Schema.decodeUnknown(workflow.payloadSchema as unknown as Schema.Schema<any, any, never>)(
+              payload,
+              { onExcessProperty: "error", errors: "all" }
+            ).pipe(
+              Effect.mapError((error) =>
+                new MalformedPayload({
+                  workflow: workflow.name,
+                  message: `Invalid payload for ${workflow.name}: ${ParseResult.TreeFormatter.formatErrorSync(error)}`,
+                  issues: ParseResult.ArrayFormatter.formatErrorSync(error).map((i) =>
+                    new Issue({ path: i.path.map((p) => typeof p === "symbol" ? String(p) : p), message: i.message })
+                  )
+                })
+              )
+            )
+            const executionId = yield* workflow.executionId(decoded)
+            yield* store.running(workflow.name, executionId, payload).pipe(Effect.catchAll(unavailable))
+            // schemas registered at runtime carry no static context: the cast only says so
+            yield* (engine.execute(workflow as Workflow.Workflow<string, any, any, any>, {
+              executionId,
+              payload: decoded,
+              discard: true
+            }) as Effect.Effect<string>)
+            return { executionId }
+          }))
+        .handle("get", ({ path }) =>
+          Effect.gen(function*() {
+            const { workflow } = yield* lookup(registry, path.workflow)
+            const run = yield* store.get(workflow.name, path.executionId).pipe(Effect.catchAll(unavailable))
+            return yield* Option.match(run, {
+              onNone: () =>
+                Effect.fail(
+                  new RunNotFound({
+                    workflow: workflow.name,
+                    executionId: path.executionId,
+                    message: `No run ${path.executionId} of ${workflow.name}`
+                  })
+                ),
+              onSome: Effect.succeed
+            })
+          }))
+        .handle("list", ({ urlParams }) => store.list(urlParams).pipe(Effect.catchAll(unavailable)))
+    }))
+
+/** The `health` group's handler: a round trip to the database, with its latency. */
+export const layerHealth = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR>(
+  api: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>
+) =>
+  HttpApiBuilder.group(api as unknown as HttpApi.HttpApi<Id, typeof HealthGroup, ApiE, ApiR>, "health", (handlers) =>
+    Effect.gen(function*() {
+      const runtime = yield* WorkflowRuntime
+      const sql = yield* SqlClient.SqlClient
+      return handlers.handle("health", () =>
+        Effect.gen(function*() {
+          const start = performance.now()
+          const reachable = yield* sql`SELECT 1`.pipe(Effect.timeout("2 seconds"), Effect.isSuccess)
+          const health = new Health({
+            status: reachable ? "ok" : "degraded",
+            mode: runtime.mode,
+            prefix: runtime.prefix,
+            database: reachable
+              ? { reachable, latencyMs: Math.round((performance.now() - start) * 10) / 10 }
+              : { reachable }
+          })
+          return reachable ? health : yield* new Unhealthy({ health })
+        }))
+    }))
+
+/** Both groups' handlers. */
+export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR>(
+  api: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>
+) => Layer.merge(layerRuns(api), layerHealth(api))
