@@ -69,3 +69,24 @@ export const OntologyView = Schema.Struct({
   properties: Schema.Array(OntologyProperty)
 }).annotations({ identifier: "OntologyView" })
 export interface OntologyView extends Schema.Schema.Type<typeof OntologyView> {}
+
+/** A published version number: 1 for an ontology's first version, then consecutive. */
+export const VersionNumber = Schema.Int.pipe(Schema.positive()).annotations({ identifier: "OntologyVersionNumber" })
+
+/** The outcome of publishing: the version holding the content, and whether this call created it. */
+export const PublishedVersion = Schema.Struct({
+  ontologyId: OntologyId,
+  version: VersionNumber,
+  contentHash: ContentHashHex,
+  /** false when a version with the same content hash already existed (nothing was written). */
+  created: Schema.Boolean
+}).annotations({ identifier: "PublishedVersion" })
+export interface PublishedVersion extends Schema.Schema.Type<typeof PublishedVersion> {}
+
+/** One entry of an ontology's version history. `publishedAt` is encoded as an ISO string. */
+export const OntologyVersion = Schema.Struct({
+  version: VersionNumber,
+  contentHash: ContentHashHex,
+  publishedAt: Schema.Date
+}).annotations({ identifier: "OntologyVersion" })
+export interface OntologyVersion extends Schema.Schema.Type<typeof OntologyVersion> {}

@@ -1,9 +1,15 @@
-// Public API of @duraflow/ontology: parse Turtle, validate, hash, and the schemas around them.
+// Public API of @duraflow/ontology: parse Turtle, validate, hash, the schemas around them, and the
+// versioned Postgres storage of published ontologies.
 export * as ContentHash from "./ContentHash.js"
+export * as OntologyApi from "./OntologyApi.js"
+export * as OntologyDomain from "./OntologyDomain.js"
 export * as OntologyError from "./OntologyError.js"
+export * as OntologyHttp from "./OntologyHttp.js"
 export * as OntologyModel from "./OntologyModel.js"
 export * as OntologyProblem from "./OntologyProblem.js"
+export * as OntologyRepository from "./OntologyRepository.js"
 export * as OntologyValidation from "./OntologyValidation.js"
+export * as PublishOntology from "./PublishOntology.js"
 export * as SampleOntology from "./SampleOntology.js"
 export * as TurtleParser from "./TurtleParser.js"
 export * as Vocabulary from "./Vocabulary.js"

@@ -1,0 +1,21 @@
+/**
+ * The ontology app: the ontology domain (prefix `ontology`, its migrations,
+ * the `PublishOntology` workflow) on runtime-core, served over HTTP.
+ */
+import { AppRuntime, AppServer } from "@duraflow/runtime-core"
+import { OntologyApi, OntologyDomain, OntologyHttp, OntologyRepository, PublishOntology } from "@duraflow/ontology"
+import { Layer } from "effect"
+
+export const DEFAULT_PORT = 4001
+
+export const runtime = AppRuntime.layerConfig({
+  prefix: OntologyDomain.prefix,
+  migrations: OntologyDomain.migrations,
+  workflows: PublishOntology.layer
+})
+
+/** Serves the app; `PORT` (default 4001), `DATABASE_URL`, `WORKFLOW_MODE`. */
+export const layer = AppServer.layerConfig(OntologyApi.OntologyApi, {
+  groups: OntologyHttp.layer.pipe(Layer.provide(OntologyRepository.layer)),
+  defaultPort: DEFAULT_PORT
+}).pipe(Layer.provide(runtime))

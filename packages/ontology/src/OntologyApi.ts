@@ -1,0 +1,30 @@
+/**
+ * The ontology app's HTTP API, exported so other teams derive typed clients
+ * from it by package name (`HttpApiClient.make(OntologyApi, ...)`): the
+ * runtime's health and runs groups plus the domain's read routes.
+ */
+import { RunsApi } from "@duraflow/runtime-core"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
+import { Schema } from "effect"
+import * as OntologyModel from "./OntologyModel.js"
+
+export class OntologyNotFound extends Schema.TaggedError<OntologyNotFound>()("OntologyNotFound", {
+  ontologyId: Schema.String,
+  message: Schema.String
+}, HttpApiSchema.annotations({ status: 404 })) {}
+
+export class OntologiesGroup extends HttpApiGroup.make("ontologies")
+  .add(
+    HttpApiEndpoint.get("get", "/ontologies/:ontologyId")
+      .setPath(Schema.Struct({ ontologyId: OntologyModel.OntologyId }))
+      .addSuccess(OntologyModel.OntologyView)
+      .addError(OntologyNotFound)
+      .addError(RunsApi.ServiceUnavailable)
+  )
+{}
+
+export class OntologyApi extends HttpApi.make("ontology")
+  .add(RunsApi.HealthGroup)
+  .add(RunsApi.RunsGroup)
+  .add(OntologiesGroup)
+{}
