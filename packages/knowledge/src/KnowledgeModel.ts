@@ -67,3 +67,64 @@ export const IngestDocumentPayload = Schema.Struct({
   ontologyId: Schema.optionalWith(Schema.NonEmptyTrimmedString, { exact: true })
 })
 export interface IngestDocumentPayload extends Schema.Schema.Type<typeof IngestDocumentPayload> {}
+
+/** An extracted entity with the ontology class the caller assigned to it (`null`: untyped). */
+export const TypedEntity = Schema.Struct({
+  ...ExtractedEntity.fields,
+  classIri: Schema.NullOr(Schema.NonEmptyTrimmedString)
+})
+export interface TypedEntity extends Schema.Schema.Type<typeof TypedEntity> {}
+
+/** Everything an ingest run stores for one document (input of `KnowledgeRepository.saveIndexedDocument`). */
+export const IndexedDocument = Schema.Struct({
+  document: IngestDocumentPayload,
+  chunks: Schema.Array(Chunk),
+  entities: Schema.Array(TypedEntity),
+  mentions: Schema.Array(Mention),
+  relations: Schema.Array(Relation)
+})
+export interface IndexedDocument extends Schema.Schema.Type<typeof IndexedDocument> {}
+
+/** Lifecycle of a stored document; a document is only ever stored once fully indexed. */
+export const DocumentStatus = Schema.Literal("indexed")
+export type DocumentStatus = typeof DocumentStatus.Type
+
+/** One entity of a stored document; `mentions` counts distinct spans in the text (overlapping chunks count once). */
+export const DocumentEntityView = Schema.Struct({
+  name: Schema.String,
+  kind: EntityKind,
+  classIri: Schema.NullOr(Schema.String),
+  mentions: Schema.NonNegativeInt
+})
+export interface DocumentEntityView extends Schema.Schema.Type<typeof DocumentEntityView> {}
+
+/** A stored document as the API shows it. Entities are in order of first appearance in the text. */
+export const DocumentView = Schema.Struct({
+  documentId: Schema.String,
+  title: Schema.String,
+  ontologyId: Schema.NullOr(Schema.String),
+  status: DocumentStatus,
+  /** ISO 8601 UTC timestamp with milliseconds, like `Date.prototype.toISOString`. */
+  indexedAt: Schema.String,
+  chunkCount: Schema.NonNegativeInt,
+  entities: Schema.Array(DocumentEntityView)
+})
+export interface DocumentView extends Schema.Schema.Type<typeof DocumentView> {}
+
+export const DefaultEntityLimit = 50
+export const MaxEntityLimit = 500
+
+/**
+ * An entity aggregated across documents by (entityKey, kind, classIri). `name` is its most frequent surface
+ * name (ties: the alphabetically first), `documents` the ids of the documents naming it (sorted), `mentions`
+ * the total number of distinct mention spans in them.
+ */
+export const EntityView = Schema.Struct({
+  name: Schema.String,
+  entityKey: Schema.String,
+  kind: EntityKind,
+  classIri: Schema.NullOr(Schema.String),
+  documents: Schema.Array(Schema.String),
+  mentions: Schema.NonNegativeInt
+})
+export interface EntityView extends Schema.Schema.Type<typeof EntityView> {}

@@ -1,0 +1,22 @@
+/**
+ * The knowledge app: the knowledge domain (prefix `knowledge`, its migrations,
+ * the `IngestDocument` workflow, which asks the ontology app at `ONTOLOGY_URL`
+ * for entity classes) on runtime-core, served over HTTP.
+ */
+import { IngestDocument, KnowledgeApi, KnowledgeDomain, KnowledgeHttp, KnowledgeRepository } from "@duraflow/knowledge"
+import { AppRuntime, AppServer } from "@duraflow/runtime-core"
+import { Layer } from "effect"
+
+export const DEFAULT_PORT = 4002
+
+export const runtime = AppRuntime.layerConfig({
+  prefix: KnowledgeDomain.prefix,
+  migrations: KnowledgeDomain.migrations,
+  workflows: IngestDocument.layer
+})
+
+/** Serves the app; `PORT` (default 4002), `DATABASE_URL`, `WORKFLOW_MODE`, `ONTOLOGY_URL`. */
+export const layer = AppServer.layerConfig(KnowledgeApi.KnowledgeApi, {
+  groups: KnowledgeHttp.layer.pipe(Layer.provide(KnowledgeRepository.layer)),
+  defaultPort: DEFAULT_PORT
+}).pipe(Layer.provide(runtime))

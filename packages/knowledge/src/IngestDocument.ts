@@ -1,0 +1,96 @@
+/**
+ * The `IngestDocument` workflow: type the document's entities with its
+ * ontology (fetched over HTTP from the ontology app, retried with backoff while
+ * that app is unreachable), then chunk, extract entities, mentions and
+ * co-occurrence relations, and store everything in one transaction.
+ * Idempotent by document id: the execution id is derived from it, and storing
+ * a document that exists already writes nothing.
+ */
+import { WorkflowLayer } from "@duraflow/runtime-core"
+import { Activity, Workflow } from "@effect/workflow"
+import { Effect, Layer, Schedule, Schema } from "effect"
+import * as Chunker from "./Chunker.js"
+import * as CoOccurrence from "./CoOccurrence.js"
+import * as EntityExtractor from "./EntityExtractor.js"
+import * as KnowledgeModel from "./KnowledgeModel.js"
+import * as Repository from "./KnowledgeRepository.js"
+import * as OntologyClient from "./OntologyClient.js"
+
+export const IngestResult = Schema.Struct({
+  documentId: Schema.String,
+  /** false when the document had been ingested already (nothing was written). */
+  created: Schema.Boolean,
+  chunks: Schema.Number,
+  entities: Schema.Number,
+  typedEntities: Schema.Number,
+  mentions: Schema.Number,
+  relations: Schema.Number
+})
+export interface IngestResult extends Schema.Schema.Type<typeof IngestResult> {}
+
+export const IngestDocument = Workflow.make({
+  name: "IngestDocument",
+  payload: KnowledgeModel.IngestDocumentPayload.fields,
+  success: IngestResult,
+  error: OntologyClient.UnknownOntology,
+  idempotencyKey: ({ documentId }) => documentId
+})
+
+/** How long a run waits for an unreachable ontology app before failing. */
+export const ontologyRetry = Schedule.exponential("200 millis", 2).pipe(
+  Schedule.either(Schedule.spaced("5 seconds")),
+  Schedule.upTo("10 minutes")
+)
+
+const retryTransient = Schedule.exponential("100 millis", 2).pipe(
+  Schedule.either(Schedule.spaced("5 seconds")),
+  Schedule.upTo("2 minutes")
+)
+
+const untyped: OntologyClient.EntityClasses["classes"] = { person: null, organization: null, place: null }
+
+export const layer = WorkflowLayer.make(IngestDocument, {
+  dependencies: Layer.merge(Repository.layer, OntologyClient.layerConfig),
+  execute: (document) =>
+    Effect.gen(function*() {
+      const classes = document.ontologyId === undefined ? untyped : (yield* Activity.make({
+        name: "resolve-entity-classes",
+        success: OntologyClient.EntityClasses,
+        error: OntologyClient.UnknownOntology,
+        execute: Effect.flatMap(OntologyClient.OntologyClient, (client) =>
+          client.entityClasses(document.ontologyId!).pipe(
+            Effect.tapErrorTag("OntologyUnavailable", (e) => Effect.logWarning(`${e.message}; retrying`)),
+            Effect.retry({ schedule: ontologyRetry, while: (e) => e._tag === "OntologyUnavailable" }),
+            Effect.catchTag("OntologyUnavailable", Effect.die)
+          ))
+      })).classes
+
+      return yield* Activity.make({
+        name: "index-document",
+        success: IngestResult,
+        execute: Effect.gen(function*() {
+          const repository = yield* Repository.KnowledgeRepository
+          const chunks = Chunker.chunk(document.text)
+          const { entities, mentions } = EntityExtractor.extract(chunks)
+          const relations = CoOccurrence.relations(mentions)
+          const typed = entities.map((e) => ({ ...e, classIri: classes[e.kind] }))
+          const { created } = yield* repository.saveIndexedDocument({
+            document,
+            chunks,
+            entities: typed,
+            mentions,
+            relations
+          }).pipe(Effect.retry(retryTransient), Effect.orDie)
+          return {
+            documentId: document.documentId,
+            created,
+            chunks: chunks.length,
+            entities: entities.length,
+            typedEntities: typed.filter((e) => e.classIri !== null).length,
+            mentions: mentions.length,
+            relations: relations.length
+          }
+        })
+      })
+    })
+})

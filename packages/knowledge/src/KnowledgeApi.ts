@@ -1,0 +1,41 @@
+/**
+ * The knowledge app's HTTP API: the runtime's health and runs groups plus the
+ * domain's read routes, exported for clients by package name.
+ */
+import { RunsApi } from "@duraflow/runtime-core"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
+import { Schema } from "effect"
+import * as KnowledgeModel from "./KnowledgeModel.js"
+
+export class DocumentNotFound extends Schema.TaggedError<DocumentNotFound>()("DocumentNotFound", {
+  documentId: Schema.String,
+  message: Schema.String
+}, HttpApiSchema.annotations({ status: 404 })) {}
+
+export class KnowledgeGroup extends HttpApiGroup.make("knowledge")
+  .add(
+    HttpApiEndpoint.get("document", "/documents/:documentId")
+      .setPath(Schema.Struct({ documentId: KnowledgeModel.DocumentId }))
+      .addSuccess(KnowledgeModel.DocumentView)
+      .addError(DocumentNotFound)
+      .addError(RunsApi.ServiceUnavailable)
+  )
+  .add(
+    HttpApiEndpoint.get("entities", "/entities")
+      .setUrlParams(Schema.Struct({
+        type: Schema.optional(Schema.String.pipe(Schema.maxLength(500))),
+        q: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
+        limit: Schema.optional(
+          Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, KnowledgeModel.MaxEntityLimit))
+        )
+      }))
+      .addSuccess(Schema.Array(KnowledgeModel.EntityView))
+      .addError(RunsApi.ServiceUnavailable)
+  )
+{}
+
+export class KnowledgeApi extends HttpApi.make("knowledge")
+  .add(RunsApi.HealthGroup)
+  .add(RunsApi.RunsGroup)
+  .add(KnowledgeGroup)
+{}

@@ -1,0 +1,30 @@
+/** Handlers of the knowledge domain's own routes (the runtime serves health and runs). */
+import { RunsApi } from "@duraflow/runtime-core"
+import { HttpApiBuilder } from "@effect/platform"
+import { Effect, Option } from "effect"
+import { DocumentNotFound, KnowledgeApi } from "./KnowledgeApi.js"
+import { KnowledgeRepository } from "./KnowledgeRepository.js"
+
+const unavailable = (e: unknown) =>
+  Effect.logError("Database request failed", e).pipe(
+    Effect.zipRight(new RunsApi.ServiceUnavailable({ message: "The database is unavailable; retry later" }))
+  )
+
+export const layer = HttpApiBuilder.group(KnowledgeApi, "knowledge", (handlers) =>
+  Effect.gen(function*() {
+    const repository = yield* KnowledgeRepository
+    return handlers
+      .handle("document", ({ path }) =>
+        repository.getDocument(path.documentId).pipe(
+          Effect.catchAll(unavailable),
+          Effect.flatMap(Option.match({
+            onNone: () =>
+              new DocumentNotFound({
+                documentId: path.documentId,
+                message: `No indexed document ${JSON.stringify(path.documentId)}`
+              }),
+            onSome: Effect.succeed
+          }))
+        ))
+      .handle("entities", ({ urlParams }) => repository.findEntities(urlParams).pipe(Effect.catchAll(unavailable)))
+  }))
