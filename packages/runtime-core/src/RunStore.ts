@@ -46,6 +46,7 @@ export class RunStore extends Context.Tag("@duraflow/runtime-core/RunStore")<Run
     }
   ) => Effect.Effect<void, SqlError>
   readonly get: (workflow: string, executionId: string) => Effect.Effect<Option.Option<Run>, SqlError>
+  /** Newest first; payloads are left out (read one run for its payload). */
   readonly list: (options: ListOptions) => Effect.Effect<ReadonlyArray<Run>, SqlError>
 }>() {}
 
@@ -122,7 +123,9 @@ export const make = (prefix: TablePrefix.TablePrefix) =>
           Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRun))
         ),
       list: ({ limit, status, workflow }) =>
-        sql<Row>`SELECT * FROM ${runs} WHERE ${
+        // without payloads: a list of 500 runs must not carry 500 documents
+        sql<Row>`SELECT execution_id, workflow, status, NULL AS payload, result, error, created_at, updated_at
+          FROM ${runs} WHERE ${
           sql.and([
             ...(workflow === undefined ? [] : [sql`workflow = ${workflow}`]),
             ...(status === undefined ? [] : [sql`status = ${status}`])

@@ -86,6 +86,9 @@ describe("runs HTTP API", () => {
         expect(done.body).toMatchObject({ workflow: "Shout", executionId, status: "succeeded", result: { text: "HIHI" } })
         const list = yield* request("/runs?workflow=Shout")
         expect(list.body.map((r: any) => r.executionId)).toEqual([executionId])
+        // one run shows its payload; the list leaves payloads out
+        expect(done.body.payload).toEqual({ id: "a", text: "hi", times: 2 })
+        expect(list.body[0].payload).toBeUndefined()
       }))
 
     it.effect("a failing run reports its typed error", () =>
