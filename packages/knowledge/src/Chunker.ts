@@ -89,8 +89,16 @@ export const chunk = (text: string, options: ChunkOptions = {}): ReadonlyArray<C
         if (m.index > previousEnd) best[rank(text, m.index, runs.lastIndex)] = m.index
       }
       const half = start + Math.ceil(maxChars / 2)
-      end = [best[Paragraph], best[Sentence], best[Word]].find((cut) => cut >= half) ??
-        (Math.max(...best) || nextWordEnd(text, limit))
+      const cut = [best[Paragraph], best[Sentence], best[Word]].find((at) => at >= half) ?? Math.max(...best)
+      if (cut > 0) {
+        end = cut
+      } else {
+        // No cut after the previous chunk fits, so the first word after it runs past `limit`. That word
+        // must become a chunk of its own: drop any overlap (repeated words would put whitespace into a
+        // chunk longer than maxChars) and extend the chunk to the word's end rather than cut it.
+        start = nextNonSpace(text, previousEnd)
+        end = nextWordEnd(text, start)
+      }
     }
     chunks.push({ index: chunks.length, text: text.slice(start, end), start, end })
     if (end >= textEnd) break

@@ -135,6 +135,23 @@ describe("Chunker", () => {
       }
     }))
 
+  it.effect("drops the overlap when the next word alone is longer than maxChars", () =>
+    Effect.sync(() => {
+      // fast-check counterexample (seed 847401513): the overlap restarted at the second "Ada", no cut fit
+      // before the over-long word, and the chunk grew to "Ada  xxxx…" (whitespace beyond maxChars).
+      const parts = ["Ada", "  ", "Ada", "  ", "x".repeat(40)]
+      const maxChars = 8
+      const overlapRatio = 0.375
+      const text = parts.join("")
+      const overlap = Math.floor(maxChars * overlapRatio)
+      const chunks = Chunker.chunk(text, { maxChars, overlap })
+      expect(chunks).toEqual([
+        { index: 0, text: "Ada  Ada", start: 0, end: 8 },
+        { index: 1, text: "x".repeat(40), start: 10, end: 50 }
+      ])
+      expectValid(text, chunks, maxChars, overlap)
+    }))
+
   it.effect.prop(
     "satisfies the invariants on arbitrary text",
     {
