@@ -4,9 +4,10 @@
  * that app is unreachable), then chunk, extract entities, mentions and
  * co-occurrence relations, and store everything in one transaction.
  * Idempotent by document id: the execution id is derived from it, and storing
- * a document that exists already writes nothing.
+ * a document that exists already writes nothing. Indexing is a transactional
+ * activity: its rows and its recorded result commit in one transaction.
  */
-import { WorkflowLayer } from "@duraflow/runtime-core"
+import { TransactionalActivity, WorkflowLayer } from "@duraflow/runtime-core"
 import { Activity, Workflow } from "@effect/workflow"
 import { Effect, Layer, Schedule, Schema } from "effect"
 import * as Chunker from "./Chunker.js"
@@ -42,11 +43,6 @@ export const ontologyRetry = Schedule.exponential("200 millis", 2).pipe(
   Schedule.upTo("10 minutes")
 )
 
-const retryTransient = Schedule.exponential("100 millis", 2).pipe(
-  Schedule.either(Schedule.spaced("5 seconds")),
-  Schedule.upTo("2 minutes")
-)
-
 const untyped: OntologyClient.EntityClasses["classes"] = { person: null, organization: null, place: null }
 
 export const layer = WorkflowLayer.make(IngestDocument, {
@@ -65,7 +61,8 @@ export const layer = WorkflowLayer.make(IngestDocument, {
           ))
       })).classes
 
-      return yield* Activity.make({
+      // writes and recorded result commit together: a replay never indexes twice
+      return yield* TransactionalActivity.make({
         name: "index-document",
         success: IngestResult,
         execute: Effect.gen(function*() {
@@ -80,7 +77,7 @@ export const layer = WorkflowLayer.make(IngestDocument, {
             entities: typed,
             mentions,
             relations
-          }).pipe(Effect.retry(retryTransient), Effect.orDie)
+          })
           return {
             documentId: document.documentId,
             created,

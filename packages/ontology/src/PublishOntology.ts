@@ -5,11 +5,12 @@
  * over: the execution id is derived from (ontology id, sha256 of the text), so
  * re-posting the same document is the same run; and persisting is keyed by
  * (ontology id, content hash), so the same ontology written differently does
- * not create a second version.
+ * not create a second version. The version is persisted by a transactional
+ * activity, so a replay after a crash returns the committed version.
  */
-import { WorkflowLayer } from "@duraflow/runtime-core"
+import { TransactionalActivity, WorkflowLayer } from "@duraflow/runtime-core"
 import { Activity, Workflow } from "@effect/workflow"
-import { Effect, Schedule, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { createHash } from "node:crypto"
 import * as ContentHash from "./ContentHash.js"
 import { InvalidOntology, InvalidTurtle } from "./OntologyError.js"
@@ -28,12 +29,6 @@ export const PublishOntology = Workflow.make({
   idempotencyKey: ({ ontologyId, turtle }) => `${ontologyId}:${createHash("sha256").update(turtle).digest("hex")}`
 })
 
-/** Transient database failures are retried inside the activity instead of failing the run. */
-const retryTransient = Schedule.exponential("100 millis", 2).pipe(
-  Schedule.union(Schedule.spaced("5 seconds")),
-  Schedule.upTo("2 minutes")
-)
-
 export const layer = WorkflowLayer.make(PublishOntology, {
   dependencies: Repository.layer,
   execute: ({ ontologyId, turtle }) =>
@@ -44,14 +39,12 @@ export const layer = WorkflowLayer.make(PublishOntology, {
         error: PublishOntologyError,
         execute: Effect.flatMap(TurtleParser.parse(turtle), OntologyValidation.validate)
       })
-      return yield* Activity.make({
+      // writes and recorded result commit together: a replay never persists twice
+      return yield* TransactionalActivity.make({
         name: "persist-version",
         success: OntologyModel.PublishedVersion,
         execute: Effect.flatMap(Repository.OntologyRepository, (repository) =>
-          repository.publish({ ontologyId, turtle, parsed, contentHash: ContentHash.contentHash(parsed) })).pipe(
-            Effect.retry(retryTransient),
-            Effect.orDie
-          )
+          repository.publish({ ontologyId, turtle, parsed, contentHash: ContentHash.contentHash(parsed) }))
       })
     })
 })

@@ -1,6 +1,7 @@
 /**
  * Everything a domain app runs on, composed in the one order that is safe:
- * database -> domain migrations -> workflow engine -> run ledger and registry
+ * database -> runtime and domain migrations -> workflow engine -> run ledger,
+ * registry and activity ledger
  * -> the domain's workflows. Migrations finish before the engine starts, so a
  * run resumed at startup never meets a missing table; workflows are registered
  * with the ledger and registry in their context, so every run is recorded.
@@ -10,7 +11,9 @@ import { Layer } from "effect"
 import * as Database from "./Database.js"
 import * as Migrations from "./Migrations.js"
 import * as RunStore from "./RunStore.js"
+import * as RuntimeTables from "./RuntimeTables.js"
 import type * as TablePrefix from "./TablePrefix.js"
+import * as TransactionalActivity from "./TransactionalActivity.js"
 import * as WorkflowRegistry from "./WorkflowRegistry.js"
 import * as WorkflowRuntime from "./WorkflowRuntime.js"
 
@@ -23,6 +26,7 @@ export interface Options<E, R> {
 }
 
 export type Provided =
+  | TransactionalActivity.ActivityLedger
   | WorkflowEngine.WorkflowEngine
   | WorkflowRuntime.WorkflowRuntime
   | WorkflowRegistry.WorkflowRegistry
@@ -31,9 +35,13 @@ export type Provided =
 /** The runtime on a given `SqlClient`; the engine is chosen by `WORKFLOW_MODE`. */
 export const layer = <E, R>(options: Options<E, R>) =>
   options.workflows.pipe(
-    Layer.provideMerge(Layer.mergeAll(RunStore.layer(options.prefix), WorkflowRegistry.layer)),
+    Layer.provideMerge(Layer.mergeAll(
+      RunStore.layer(options.prefix),
+      WorkflowRegistry.layer,
+      TransactionalActivity.layer(options.prefix)
+    )),
     Layer.provideMerge(WorkflowRuntime.layerConfig(options.prefix, { sharding: options.sharding })),
-    Layer.provideMerge(Migrations.layer(options.prefix, options.migrations))
+    Layer.provideMerge(Layer.merge(RuntimeTables.layer(options.prefix), Migrations.layer(options.prefix, options.migrations)))
   )
 
 /** The same, with the database from `DATABASE_URL`. */

@@ -9,8 +9,6 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Layer, Option, Schema } from "effect"
-import * as Migrations from "./Migrations.js"
-import type { MigrationError } from "./RuntimeError.js"
 import * as TablePrefix from "./TablePrefix.js"
 
 export const RunStatus = Schema.Literal("running", "suspended", "succeeded", "failed")
@@ -49,28 +47,6 @@ export class RunStore extends Context.Tag("@duraflow/runtime-core/RunStore")<Run
   /** Newest first; payloads are left out (read one run for its payload). */
   readonly list: (options: ListOptions) => Effect.Effect<ReadonlyArray<Run>, SqlError>
 }>() {}
-
-export const migrations: ReadonlyArray<Migrations.Migration> = [{
-  id: 1,
-  name: "create runs",
-  sql: (t) =>
-    `CREATE TABLE ${t("runs")} (
-      execution_id text PRIMARY KEY,
-      workflow text NOT NULL,
-      status text NOT NULL CHECK (status IN ('running', 'suspended', 'succeeded', 'failed')),
-      payload jsonb,
-      result jsonb,
-      error jsonb,
-      created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-      updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
-    );
-    CREATE INDEX ${t("runs_created_idx")} ON ${t("runs")} (created_at DESC, execution_id);
-    CREATE INDEX ${t("runs_workflow_created_idx")} ON ${t("runs")} (workflow, created_at DESC);
-    CREATE INDEX ${t("runs_status_created_idx")} ON ${t("runs")} (status, created_at DESC);`
-}]
-
-/** The runtime's own ledger, separate from the domain's, so migration ids never clash. */
-export const LEDGER = "runtime_migrations"
 
 export const MAX_LIST = 500
 
@@ -136,10 +112,6 @@ export const make = (prefix: TablePrefix.TablePrefix) =>
     })
   })
 
-/** The store for `prefix`, with its table migrated at startup. */
-export const layer = (
-  prefix: TablePrefix.TablePrefix
-): Layer.Layer<RunStore, MigrationError, SqlClient.SqlClient> =>
-  Layer.effect(RunStore, make(prefix)).pipe(
-    Layer.provide(Migrations.layer(prefix, migrations, { ledger: LEDGER }))
-  )
+/** The store for `prefix`; its table comes with `RuntimeTables`. */
+export const layer = (prefix: TablePrefix.TablePrefix): Layer.Layer<RunStore, never, SqlClient.SqlClient> =>
+  Layer.effect(RunStore, make(prefix))

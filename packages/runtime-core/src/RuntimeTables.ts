@@ -1,0 +1,49 @@
+/**
+ * The tables runtime-core itself owns in every app's prefix, with their own
+ * migration ledger (`<prefix>_runtime_migrations`) so their ids never clash
+ * with the domain's: the runs ledger and the transactional-activity results.
+ */
+import type { SqlClient } from "@effect/sql"
+import type { Layer } from "effect"
+import * as Migrations from "./Migrations.js"
+import type { MigrationError } from "./RuntimeError.js"
+import type * as TablePrefix from "./TablePrefix.js"
+
+export const LEDGER = "runtime_migrations"
+
+export const migrations: ReadonlyArray<Migrations.Migration> = [
+  {
+    id: 1,
+    name: "create runs",
+    sql: (t) =>
+      `CREATE TABLE ${t("runs")} (
+        execution_id text PRIMARY KEY,
+        workflow text NOT NULL,
+        status text NOT NULL CHECK (status IN ('running', 'suspended', 'succeeded', 'failed')),
+        payload jsonb,
+        result jsonb,
+        error jsonb,
+        created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+      );
+      CREATE INDEX ${t("runs_created_idx")} ON ${t("runs")} (created_at DESC, execution_id);
+      CREATE INDEX ${t("runs_workflow_created_idx")} ON ${t("runs")} (workflow, created_at DESC);
+      CREATE INDEX ${t("runs_status_created_idx")} ON ${t("runs")} (status, created_at DESC);`
+  },
+  {
+    id: 2,
+    name: "create activity results",
+    sql: (t) =>
+      `CREATE TABLE ${t("activity_results")} (
+        execution_id text NOT NULL,
+        activity text NOT NULL,
+        attempt integer NOT NULL,
+        result jsonb NOT NULL,
+        committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (execution_id, activity, attempt)
+      );`
+  }
+]
+
+export const layer = (prefix: TablePrefix.TablePrefix): Layer.Layer<never, MigrationError, SqlClient.SqlClient> =>
+  Migrations.layer(prefix, migrations, { ledger: LEDGER })

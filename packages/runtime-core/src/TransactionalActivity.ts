@@ -1,0 +1,108 @@
+/**
+ * Activities whose database writes and recorded result commit together.
+ *
+ * A plain activity is at-least-once: its result is only as durable as the
+ * engine's reply write, so after a crash the engine runs the body again and
+ * its writes happen twice unless they are idempotent (DESIGN.md, fact 4).
+ * A transactional activity runs its body inside ONE Postgres transaction that
+ * also inserts its encoded result into `<prefix>_activity_results`, keyed by
+ * (execution id, activity name, attempt). When the run is replayed, the
+ * committed result is found and returned and the body does not run again;
+ * when the body failed or the process died before commit, nothing it wrote
+ * exists. Two executions racing on the same key cannot both commit: the loser
+ * hits the primary key, rolls back, retries, and returns the winner's result.
+ *
+ * The body must do its work through the app's `SqlClient` (any repository
+ * using it joins the transaction); effects outside the database (HTTP calls,
+ * e-mails) are not covered and belong in plain activities.
+ */
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Activity, WorkflowEngine } from "@effect/workflow"
+import { Context, Effect, Layer, Schedule, Schema } from "effect"
+import * as TablePrefix from "./TablePrefix.js"
+
+/** Where transactional activities record their results: the app's `<prefix>_activity_results`. */
+export class ActivityLedger extends Context.Tag("@duraflow/runtime-core/ActivityLedger")<ActivityLedger, {
+  readonly once: <A, E, R>(
+    key: { readonly executionId: string; readonly activity: string; readonly attempt: number },
+    schema: Schema.Schema<A, any, never>,
+    body: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | SqlError, R>
+}>() {}
+
+const isUniqueViolation = (error: unknown) =>
+  (error as { cause?: { code?: string } })?.cause?.code === "23505"
+
+export const makeLedger = (prefix: TablePrefix.TablePrefix) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const table = sql(TablePrefix.table(prefix, "activity_results"))
+    return ActivityLedger.of({
+      once: (key, schema, body) =>
+        sql.withTransaction(Effect.gen(function*() {
+          const [committed] = yield* sql<{ result: unknown }>`SELECT result FROM ${table}
+            WHERE execution_id = ${key.executionId} AND activity = ${key.activity} AND attempt = ${key.attempt}`
+          if (committed) return yield* Effect.orDie(Schema.decodeUnknown(schema)(committed.result))
+          const value = yield* body
+          const encoded = yield* Effect.orDie(Schema.encode(schema)(value))
+          yield* sql`INSERT INTO ${table} (execution_id, activity, attempt, result)
+            VALUES (${key.executionId}, ${key.activity}, ${key.attempt}, ${JSON.stringify(encoded ?? null)}::jsonb)`
+          return value
+        })).pipe(
+          // a concurrent execution committed first: our writes were rolled back; read its result
+          Effect.retry({ times: 3, while: (e) => isUniqueViolation(e) })
+        )
+    })
+  })
+
+export const layer = (prefix: TablePrefix.TablePrefix): Layer.Layer<ActivityLedger, never, SqlClient.SqlClient> =>
+  Layer.effect(ActivityLedger, makeLedger(prefix))
+
+/** Database errors (a lost connection, a serialization failure) retry the whole transaction. */
+export const retryTransient = Schedule.exponential("100 millis", 2).pipe(
+  Schedule.either(Schedule.spaced("5 seconds")),
+  Schedule.upTo("2 minutes")
+)
+
+/**
+ * Like `Activity.make`, but exactly-once for the body's database writes (see
+ * above). Database errors roll the transaction back and run it again with
+ * backoff (for up to 2 minutes); nothing of a failed try is committed.
+ */
+export const make = <
+  R,
+  Success extends Schema.Schema<any, any, never> = typeof Schema.Void,
+  Error extends Schema.Schema.All = typeof Schema.Never
+>(options: {
+  readonly name: string
+  readonly success?: Success | undefined
+  readonly error?: Error | undefined
+  /** Runs inside the transaction; its `SqlError`s restart the transaction. */
+  readonly execute: Effect.Effect<Success["Type"], Error["Type"] | SqlError, R>
+}) =>
+  Activity.make({
+    name: options.name,
+    success: options.success,
+    error: options.error,
+    execute: Effect.gen(function*() {
+      // provided by AppRuntime to every workflow; checked here rather than in the type so that
+      // domains declare only their own dependencies
+      const ledger = yield* Effect.serviceOption(ActivityLedger).pipe(
+        Effect.flatMap(Effect.orElse(() =>
+          Effect.dieMessage(`TransactionalActivity "${options.name}" needs an ActivityLedger: run the workflow on AppRuntime`)
+        ))
+      )
+      const instance = yield* WorkflowEngine.WorkflowInstance
+      const attempt = yield* Activity.CurrentAttempt
+      return yield* ledger.once(
+        { executionId: instance.executionId, activity: options.name, attempt },
+        (options.success ?? Schema.Void) as Schema.Schema<Success["Type"], any, never>,
+        options.execute
+      ).pipe(
+        // the transaction rolled back as a whole: run it again from the start
+        Effect.retry({ schedule: retryTransient, while: (e) => (e as { _tag?: string })?._tag === "SqlError" }),
+        Effect.catchIf((e) => (e as { _tag?: string })?._tag === "SqlError", Effect.die)
+      )
+    }) as Effect.Effect<Success["Type"], Error["Type"], R | WorkflowEngine.WorkflowInstance>
+  })
