@@ -6,6 +6,8 @@
  * - `POST /runs/{workflow}`                 start a run: 202 {executionId}, idempotent
  * - `GET  /runs/{workflow}/{executionId}`   status with result or error
  * - `GET  /runs?workflow=&status=&limit=`   recent runs, newest first
+ * - `POST /runs/{workflow}/{executionId}/signals/{name}`  complete a deferred the
+ *   workflow declared as a signal, with the JSON body as its value
  *
  * A body that does not match the workflow's payload schema is a 400 with the
  * schema's issues; an unknown workflow a 404; a database that is down a 503.
@@ -36,6 +38,13 @@ export class UnknownWorkflow extends Schema.TaggedError<UnknownWorkflow>()("Unkn
 export class RunNotFound extends Schema.TaggedError<RunNotFound>()("RunNotFound", {
   workflow: Schema.String,
   executionId: Schema.String,
+  message: Schema.String
+}, HttpApiSchema.annotations({ status: 404 })) {}
+
+export class UnknownSignal extends Schema.TaggedError<UnknownSignal>()("UnknownSignal", {
+  workflow: Schema.String,
+  signal: Schema.String,
+  known: Schema.Array(Schema.String),
   message: Schema.String
 }, HttpApiSchema.annotations({ status: 404 })) {}
 
@@ -78,6 +87,21 @@ export class RunsGroup extends HttpApiGroup.make("runs")
       .setPath(Schema.Struct({ workflow: WorkflowName, executionId: Schema.String.pipe(Schema.maxLength(200)) }))
       .addSuccess(Run)
       .addError(UnknownWorkflow)
+      .addError(RunNotFound)
+      .addError(ServiceUnavailable)
+  )
+  .add(
+    HttpApiEndpoint.post("signal", "/runs/:workflow/:executionId/signals/:signal")
+      .setPath(Schema.Struct({
+        workflow: WorkflowName,
+        executionId: Schema.String.pipe(Schema.maxLength(200)),
+        signal: Schema.String.pipe(Schema.maxLength(200))
+      }))
+      .setPayload(Schema.Unknown)
+      .addSuccess(Schema.Struct({ delivered: Schema.Literal(true) }), { status: 202 })
+      .addError(MalformedPayload)
+      .addError(UnknownWorkflow)
+      .addError(UnknownSignal)
       .addError(RunNotFound)
       .addError(ServiceUnavailable)
   )

@@ -7,8 +7,8 @@ import { HttpApiBuilder } from "@effect/platform"
 import type { HttpApi, HttpApiGroup } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { WorkflowEngine } from "@effect/workflow"
-import type { Workflow } from "@effect/workflow"
-import { Effect, Layer, Option, ParseResult, Schema } from "effect"
+import type { DurableDeferred, Workflow } from "@effect/workflow"
+import { Effect, Exit, Layer, Option, ParseResult, Schema } from "effect"
 import { RunStore } from "./RunStore.js"
 import {
   Health,
@@ -19,6 +19,7 @@ import {
   type RunsGroup,
   ServiceUnavailable,
   Unhealthy,
+  UnknownSignal,
   UnknownWorkflow
 } from "./RunsApi.js"
 import { WorkflowRegistry } from "./WorkflowRegistry.js"
@@ -42,6 +43,23 @@ const lookup = (registry: WorkflowRegistry["Type"], name: string) =>
     onSome: Effect.succeed
   })
 
+/** Decodes a request body with a workflow's (or signal's) schema; all issues, excess keys rejected. */
+const decodePayload = (workflow: string, schema: Schema.Schema.All, payload: unknown) =>
+  Schema.decodeUnknown(schema as Schema.Schema<unknown, unknown, never>)(payload, {
+    onExcessProperty: "error",
+    errors: "all"
+  }).pipe(
+    Effect.mapError((error) =>
+      new MalformedPayload({
+        workflow,
+        message: `Invalid payload for ${workflow}: ${ParseResult.TreeFormatter.formatErrorSync(error)}`,
+        issues: ParseResult.ArrayFormatter.formatErrorSync(error).map((i) =>
+          new Issue({ path: i.path.map((p) => typeof p === "symbol" ? String(p) : p), message: i.message })
+        )
+      })
+    )
+  )
+
 /** The `runs` group's handlers for `api` (any API that includes `RunsGroup`). */
 export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR>(
   api: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>
@@ -55,20 +73,7 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
         .handle("start", ({ path, payload }) =>
           Effect.gen(function*() {
             const { workflow } = yield* lookup(registry, path.workflow)
-            const decoded = yield* Schema.decodeUnknown(workflow.payloadSchema as unknown as Schema.Schema<any, any, never>)(
-              payload,
-              { onExcessProperty: "error", errors: "all" }
-            ).pipe(
-              Effect.mapError((error) =>
-                new MalformedPayload({
-                  workflow: workflow.name,
-                  message: `Invalid payload for ${workflow.name}: ${ParseResult.TreeFormatter.formatErrorSync(error)}`,
-                  issues: ParseResult.ArrayFormatter.formatErrorSync(error).map((i) =>
-                    new Issue({ path: i.path.map((p) => typeof p === "symbol" ? String(p) : p), message: i.message })
-                  )
-                })
-              )
-            )
+            const decoded = yield* decodePayload(workflow.name, workflow.payloadSchema, payload)
             const executionId = yield* workflow.executionId(decoded)
             yield* store.running(workflow.name, executionId, payload).pipe(Effect.catchAll(unavailable))
             // schemas registered at runtime carry no static context: the cast only says so
@@ -94,6 +99,35 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
                 ),
               onSome: Effect.succeed
             })
+          }))
+        .handle("signal", ({ path, payload }) =>
+          Effect.gen(function*() {
+            const entry = yield* lookup(registry, path.workflow)
+            const deferred = entry.signals.get(path.signal)
+            if (!deferred) {
+              return yield* new UnknownSignal({
+                workflow: entry.name,
+                signal: path.signal,
+                known: Array.from(entry.signals.keys()),
+                message: `${entry.name} has no signal ${JSON.stringify(path.signal)}`
+              })
+            }
+            const value = yield* decodePayload(entry.name, deferred.successSchema, payload)
+            const run = yield* store.get(entry.name, path.executionId).pipe(Effect.catchAll(unavailable))
+            if (Option.isNone(run)) {
+              return yield* new RunNotFound({
+                workflow: entry.name,
+                executionId: path.executionId,
+                message: `No run ${path.executionId} of ${entry.name}`
+              })
+            }
+            yield* engine.deferredDone(deferred as DurableDeferred.DurableDeferred<Schema.Schema.Any>, {
+              workflowName: entry.name,
+              executionId: path.executionId,
+              deferredName: deferred.name,
+              exit: Exit.succeed(value)
+            }) as Effect.Effect<void>
+            return { delivered: true as const }
           }))
         .handle("list", ({ urlParams }) => store.list(urlParams).pipe(Effect.catchAll(unavailable)))
     }))

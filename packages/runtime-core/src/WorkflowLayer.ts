@@ -14,7 +14,7 @@
  * does); without them it is a plain pre-provided `toLayer`.
  */
 import { WorkflowEngine } from "@effect/workflow"
-import type { Workflow } from "@effect/workflow"
+import type { DurableDeferred, Workflow } from "@effect/workflow"
 import { Cause, Effect, Exit, Layer, Option, Schema } from "effect"
 import type { Scope } from "effect"
 import { RunStore } from "./RunStore.js"
@@ -84,6 +84,11 @@ export const make = <
   options: {
     /** Everything the handler and its activities need. */
     readonly dependencies: Layer.Layer<ROut, E, RIn>
+    /**
+     * Deferreds of this workflow that outsiders may complete through
+     * `POST /runs/{workflow}/{executionId}/signals/{name}`.
+     */
+    readonly signals?: ReadonlyArray<DurableDeferred.Any> | undefined
     /** May only require what `dependencies` provides (checked by the compiler). */
     readonly execute: (
       payload: Payload["Type"],
@@ -104,7 +109,7 @@ export const make = <
   >
   const registry = Layer.effectDiscard(
     Effect.flatMap(Effect.serviceOption(WorkflowRegistry), (r) =>
-      Option.isSome(r) ? r.value.register(workflow as Workflow.Any) : Effect.void)
+      Option.isSome(r) ? r.value.register(workflow as Workflow.Any, options.signals) : Effect.void)
   )
   return Layer.merge(Layer.provide(registered, options.dependencies), registry) as Layer.Layer<
     never,

@@ -22,12 +22,14 @@ import {
   SqlMessageStorage
 } from "@effect/cluster"
 import type { SqlClient } from "@effect/sql"
+import type { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
 import { Config, Context, Effect, Layer, Option } from "effect"
 import { InvalidRuntimeConfig } from "./RuntimeError.js"
 import * as SchemaLock from "./SchemaLock.js"
 import * as ShardLockStorage from "./ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
+import * as WakeUps from "./WakeUps.js"
 
 export type Mode = "durable" | "memory"
 export const modes: ReadonlyArray<Mode> = ["durable", "memory"]
@@ -66,16 +68,21 @@ export const layerCluster = (
   )
 }
 
-/** Durable engine for `prefix`; requires a Postgres `SqlClient`. */
+/**
+ * Durable engine for `prefix`; requires the Postgres client. The engine is
+ * wrapped by `WakeUps`, so clocks, signals and runs started elsewhere resume
+ * promptly instead of at the next storage poll.
+ */
 export const layerDurable = (
   prefix: TablePrefix.TablePrefix,
   options?: { readonly sharding?: ShardingOptions | undefined }
 ): Layer.Layer<
   WorkflowEngine.WorkflowEngine | WorkflowRuntime | Sharding.Sharding | MessageStorage.MessageStorage,
   never,
-  SqlClient.SqlClient
+  SqlClient.SqlClient | PgClient.PgClient
 > =>
-  ClusterWorkflowEngine.layer.pipe(
+  WakeUps.layer(prefix).pipe(
+    Layer.provide(ClusterWorkflowEngine.layer),
     Layer.provideMerge(layerCluster(prefix, options?.sharding)),
     Layer.merge(Layer.succeed(WorkflowRuntime, { mode: "durable", prefix }))
   )
@@ -108,7 +115,7 @@ export const layerConfig = (
 ): Layer.Layer<
   WorkflowEngine.WorkflowEngine | WorkflowRuntime,
   InvalidRuntimeConfig | import("effect/ConfigError").ConfigError,
-  SqlClient.SqlClient
+  SqlClient.SqlClient | PgClient.PgClient
 > =>
   Layer.unwrapEffect(
     Effect.map(Effect.flatMap(modeConfig, parseMode), (mode) =>

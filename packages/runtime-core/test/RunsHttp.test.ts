@@ -132,7 +132,13 @@ describe("runs HTTP API", () => {
       Effect.gen(function*() {
         const doc = yield* request("/openapi.json")
         expect(doc.status).toBe(200)
-        expect(Object.keys(doc.body.paths).sort()).toEqual(["/health", "/runs", "/runs/{workflow}", "/runs/{workflow}/{executionId}"])
+        expect(Object.keys(doc.body.paths).sort()).toEqual([
+          "/health",
+          "/runs",
+          "/runs/{workflow}",
+          "/runs/{workflow}/{executionId}",
+          "/runs/{workflow}/{executionId}/signals/{signal}"
+        ])
       }))
   })
 })

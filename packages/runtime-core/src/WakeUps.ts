@@ -1,0 +1,119 @@
+/**
+ * Prompt wake-ups for the durable engine, without polling the database fast.
+ *
+ * The cluster runner reads new messages from storage every
+ * `entityMessagePollInterval` (10 s). Messages it sends to entities on its own
+ * shards are delivered at once, but three kinds wait for that poll (DESIGN.md,
+ * fact 3): a durable clock (its message is due in the future), a deferred
+ * completed from another process (a signal over HTTP, a client-only process),
+ * and runs started by a process that does not hold the run's shard. This
+ * module wraps the engine so that each of those wakes the runner instead:
+ *
+ * - every process of the app LISTENs on `<prefix>_wake` (its own connection,
+ *   re-established with backoff) and polls storage on each notification;
+ * - completing a deferred, resuming, interrupting or starting a run
+ *   (`discard`) sends `pg_notify('<prefix>_wake')` and polls locally;
+ * - scheduling a clock sets a local timer for its wake-up time that does the same.
+ *
+ * Notifications are coalesced, and the slow poll stays as the safety net for
+ * anything missed (a process that died between commit and notify).
+ */
+import { Sharding } from "@effect/cluster"
+import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { WorkflowEngine } from "@effect/workflow"
+import { Duration, Effect, Layer, Queue, Redacted, Schedule } from "effect"
+import pg from "pg"
+import * as TablePrefix from "./TablePrefix.js"
+
+export const channel = (prefix: TablePrefix.TablePrefix) => `${prefix}_wake`
+
+/** Keeps a LISTEN session open and calls `onWake` for every notification (and after each reconnect). */
+const listen = (url: string, name: string, onWake: Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    const wakes = yield* Queue.sliding<void>(1)
+    const session = Effect.acquireRelease(
+      Effect.async<pg.Client, Error>((resume) => {
+        const client = new pg.Client({ connectionString: url, application_name: `${name}-listen` })
+        client.on("notification", (msg) => msg.channel === name && Queue.unsafeOffer(wakes, undefined))
+        client.connect()
+          .then(() => client.query(`LISTEN ${pg.escapeIdentifier(name)}`))
+          .then(() => resume(Effect.succeed(client)), (e) => {
+            client.end().catch(() => undefined)
+            resume(Effect.fail(e as Error))
+          })
+      }),
+      (client) => Effect.promise(() => client.end().catch(() => undefined))
+    )
+    // one session until it breaks, then a new one; anything sent meanwhile is caught by the poll below
+    const run = Effect.scoped(Effect.gen(function*() {
+      const client = yield* session
+      yield* onWake
+      return yield* Effect.async<never, Error>((resume) => {
+        const fail = (e: unknown) => resume(Effect.fail(e instanceof Error ? e : new Error(String(e))))
+        client.once("error", fail)
+        client.once("end", () => fail(new Error("LISTEN connection ended")))
+      })
+    }))
+    yield* run.pipe(
+      Effect.tapError((e) => Effect.logDebug(`wake-up listener on ${name}: ${e.message}; reconnecting`)),
+      Effect.retry(Schedule.exponential("200 millis", 2).pipe(Schedule.either(Schedule.spaced("10 seconds")))),
+      Effect.forkScoped
+    )
+    yield* Queue.take(wakes).pipe(Effect.zipRight(onWake), Effect.forever, Effect.forkScoped)
+  })
+
+/** The engine below, wrapped so that its storage writes wake the app's runners. */
+export const layer = (
+  prefix: TablePrefix.TablePrefix
+): Layer.Layer<
+  WorkflowEngine.WorkflowEngine,
+  never,
+  WorkflowEngine.WorkflowEngine | Sharding.Sharding | PgClient.PgClient
+> =>
+  Layer.scoped(
+    WorkflowEngine.WorkflowEngine,
+    Effect.gen(function*() {
+      const engine = yield* WorkflowEngine.WorkflowEngine
+      const sharding = yield* Sharding.Sharding
+      const client = yield* PgClient.PgClient
+      const sql = (client as SqlClient.SqlClient).withoutTransforms()
+      const name = channel(prefix)
+      const scope = yield* Effect.scope
+
+      const url = client.config.url
+        ? Redacted.value(client.config.url)
+        : `postgres://${encodeURIComponent(client.config.username ?? "")}:${
+          encodeURIComponent(client.config.password ? Redacted.value(client.config.password) : "")
+        }@${client.config.host ?? "localhost"}:${client.config.port ?? 5432}/${client.config.database ?? ""}`
+      yield* listen(url, name, sharding.pollStorage)
+
+      // outgoing notifications, coalesced while one is in flight
+      const outgoing = yield* Queue.sliding<void>(1)
+      yield* Queue.take(outgoing).pipe(
+        Effect.zipRight(sql`SELECT pg_notify(${name}, 'wake')`),
+        Effect.catchAllCause((cause) => Effect.logDebug("wake-up notify failed", cause)),
+        Effect.forever,
+        Effect.forkScoped
+      )
+      const wake = Effect.zipRight(sharding.pollStorage, Queue.offer(outgoing, undefined))
+
+      return WorkflowEngine.WorkflowEngine.of({
+        ...engine,
+        execute: (workflow, options) =>
+          options.discard ? Effect.tap(engine.execute(workflow, options), () => wake) : engine.execute(workflow, options),
+        deferredDone: (deferred, options) => Effect.zipLeft(engine.deferredDone(deferred, options), wake),
+        resume: (workflow, executionId) => Effect.zipLeft(engine.resume(workflow, executionId), wake),
+        interrupt: (workflow, executionId) => Effect.zipLeft(engine.interrupt(workflow, executionId), wake),
+        scheduleClock: (workflow, options) =>
+          Effect.zipLeft(
+            engine.scheduleClock(workflow, options),
+            // due at now + duration: wake the runner then, not at its next poll
+            wake.pipe(
+              Effect.delay(Duration.sum(options.clock.duration, Duration.millis(5))),
+              Effect.forkIn(scope)
+            )
+          )
+      })
+    })
+  )
