@@ -1,0 +1,55 @@
+/**
+ * Both apps with the in-memory workflow engine on a fresh database: the same
+ * flows work, and no engine (cluster) tables are created.
+ */
+import { SampleDocuments } from "@duraflow/knowledge"
+import { SampleOntology } from "@duraflow/ontology"
+import { TestDatabase } from "@duraflow/runtime-core/testing"
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { startBoth, tableNames, withApps } from "./helpers.js"
+
+const ONTOLOGY_ID = "news"
+const ns = SampleOntology.namespace
+const classOfKind = { person: `${ns}Person`, organization: `${ns}Organization`, place: `${ns}Place` } as const
+const documents = SampleDocuments.documents.slice(0, 3).map((d) => ({ ...d, ontologyId: ONTOLOGY_ID }))
+
+describe("memory mode", () => {
+  layer(TestDatabase.layer("e2e_memory"), { timeout: 180_000, excludeTestServices: true })((it) => {
+    it.scoped("publish and ingest work with WORKFLOW_MODE=memory, without cluster tables", () =>
+      withApps((apps) =>
+        Effect.gen(function*() {
+          const db = yield* TestDatabase.TestDatabase
+          const { knowledge, ontology } = yield* startBoth(apps, db.url, { mode: "memory" })
+
+          expect(yield* ontology.client.health).toMatchObject({ status: "ok", mode: "memory", prefix: "ontology" })
+          expect(yield* knowledge.client.health).toMatchObject({ status: "ok", mode: "memory", prefix: "knowledge" })
+
+          const publishId = yield* ontology.client.start("PublishOntology", {
+            ontologyId: ONTOLOGY_ID,
+            turtle: SampleOntology.turtle
+          })
+          const published = yield* ontology.client.awaitRun("PublishOntology", publishId)
+          expect(published.status, JSON.stringify(published.error)).toBe("succeeded")
+
+          const ids = yield* Effect.forEach(documents, (d) => knowledge.client.start("IngestDocument", d), {
+            concurrency: "unbounded"
+          })
+          const finished = yield* knowledge.client.awaitRuns(ids)
+          const notSucceeded = finished.filter((r) => r.status !== "succeeded")
+          expect(notSucceeded, JSON.stringify(notSucceeded, null, 2)).toEqual([])
+          for (const d of documents) {
+            const doc = yield* knowledge.client.document(d.documentId)
+            expect(doc.entities.length).toBeGreaterThan(0)
+            for (const e of doc.entities) expect(e.classIri).toBe(classOfKind[e.kind])
+          }
+
+          const tables = yield* tableNames
+          expect(tables).toContain("knowledge_documents")
+          expect(tables).toContain("ontology_versions")
+          expect(tables.filter((t) => t.includes("_cluster_"))).toEqual([])
+          for (const t of tables) expect(t).toMatch(/^(knowledge|ontology)_/)
+        })
+      ), 180_000)
+  })
+})
