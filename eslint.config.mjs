@@ -27,6 +27,19 @@ export default tseslint.config(
     }
   },
   {
+    // apps have no `exports`/`main`, so Nx cannot map `@duraflow/<app>` to a project and
+    // @nx/enforce-module-boundaries stays silent on it: packages and tooling never import apps
+    files: ["packages/**/*.ts", "tooling/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", {
+        patterns: [{
+          group: ["@duraflow/*-server", "@duraflow/*-server/*"],
+          message: "Packages and tooling never import an app: talk to it over HTTP."
+        }]
+      }]
+    }
+  },
+  {
     // build configs import the shared root config by path; they are not part of the module graph
     files: ["**/vitest.config.ts"],
     rules: { "@nx/enforce-module-boundaries": "off" }
