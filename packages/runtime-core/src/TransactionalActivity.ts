@@ -31,6 +31,8 @@ export class ActivityLedger extends Context.Tag("@duraflow/runtime-core/Activity
   ) => Effect.Effect<A, E | SqlError, R>
 }>() {}
 
+const isSqlError = (u: unknown): u is SqlError => (u as { _tag?: string })?._tag === "SqlError"
+
 const isUniqueViolation = (error: unknown) =>
   (error as { cause?: { code?: string } })?.cause?.code === "23505"
 
@@ -50,6 +52,10 @@ export const makeLedger = (prefix: TablePrefix.TablePrefix) =>
             VALUES (${key.executionId}, ${key.activity}, ${key.attempt}, ${JSON.stringify(encoded ?? null)}::jsonb)`
           return value
         })).pipe(
+          // @effect/sql turns a failed COMMIT or ROLLBACK (a connection lost mid-transaction)
+          // into a defect; it is as transient as any other SqlError here, and safe to retry:
+          // the ledger says whether the commit landed
+          Effect.catchAllDefect((defect) => isSqlError(defect) ? Effect.fail(defect) : Effect.die(defect)),
           // a concurrent execution committed first: our writes were rolled back; read its result
           Effect.retry({ times: 3, while: (e) => isUniqueViolation(e) })
         )

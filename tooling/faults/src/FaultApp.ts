@@ -1,0 +1,107 @@
+/**
+ * The app process the fault tests and the figures command abuse: prefix
+ * `PREFIX`, durable runtime, and the workflow `Work` with three steps:
+ *
+ * 1. `t1`, a transactional activity: INSERTs a row into `<prefix>_effects`
+ *    (no unique key: a body that ran twice would leave two rows);
+ * 2. `p2`, a plain activity: counts its executions in `<prefix>_attempts`
+ *    (at-least-once by design: re-runs after a crash are expected here);
+ * 3. `t3`, a transactional activity after `STEP_MS` of work: INSERTs again.
+ *
+ * env: DATABASE_URL, PREFIX, START (runs to start, ids w-0.., discarded),
+ * STEP_MS (default 0), POLL_MS (storage poll, default 10000), TERMINATION_MS
+ * (how long SIGTERM waits for running activities, default 15000).
+ * Prints JSON lines: {event: "ready" | "started" | "signal"}.
+ */
+import { Activity, Workflow } from "@effect/workflow"
+import { Database, Migrations, TablePrefix, TransactionalActivity, WorkflowLayer, AppRuntime } from "@duraflow/runtime-core"
+import { SqlClient } from "@effect/sql"
+import { Duration, Effect, Layer, Schedule, Schema } from "effect"
+import { NodeRuntime } from "@effect/platform-node"
+
+const env = (key: string, fallback?: string) => {
+  const value = process.env[key] ?? fallback
+  if (value === undefined) throw new Error(`${key} is required`)
+  return value
+}
+const emit = (event: string, data: Record<string, unknown> = {}) =>
+  Effect.sync(() => console.log(JSON.stringify({ event, pid: process.pid, at: Date.now(), ...data })))
+
+export const prefix = TablePrefix.unsafeMake(env("PREFIX", "faults"))
+const stepMs = Number(env("STEP_MS", "0"))
+
+export const Work = Workflow.make({
+  name: "Work",
+  payload: { id: Schema.String },
+  success: Schema.Number,
+  idempotencyKey: ({ id }) => id
+})
+
+const insertEffect = (id: string, step: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql`INSERT INTO ${sql(`${prefix}_effects`)} (wf_id, step, pid) VALUES (${id}, ${step}, ${process.pid})`)
+
+// transient database errors are retried: a Postgres restart must not fail runs
+const retrying = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.upTo("60 seconds"))), Effect.orDie)
+
+export const migrations: ReadonlyArray<Migrations.Migration> = [{
+  id: 1,
+  name: "effects",
+  sql: (t) =>
+    `CREATE TABLE ${t("effects")} (wf_id text NOT NULL, step text NOT NULL, pid int NOT NULL,
+       at timestamptz NOT NULL DEFAULT clock_timestamp());
+     CREATE INDEX ${t("effects_wf_idx")} ON ${t("effects")} (wf_id, step);
+     CREATE TABLE ${t("attempts")} (wf_id text PRIMARY KEY, execs int NOT NULL);`
+}]
+
+export const WorkLayer = WorkflowLayer.make(Work, {
+  dependencies: Layer.context<SqlClient.SqlClient>(),
+  execute: ({ id }) =>
+    Effect.gen(function*() {
+      yield* TransactionalActivity.make({ name: "t1", execute: insertEffect(id, "t1") })
+      yield* Activity.make({
+        name: "p2",
+        execute: retrying(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql`INSERT INTO ${sql(`${prefix}_attempts`)} (wf_id, execs) VALUES (${id}, 1)
+            ON CONFLICT (wf_id) DO UPDATE SET execs = ${sql(`${prefix}_attempts`)}.execs + 1`))
+      })
+      yield* TransactionalActivity.make({
+        name: "t3",
+        execute: Effect.zipRight(Effect.sleep(Duration.millis(stepMs)), insertEffect(id, "t3"))
+      })
+      return 3
+    })
+})
+
+const program = Effect.gen(function*() {
+  yield* emit("ready")
+  const start = Number(env("START", "0"))
+  if (start > 0) {
+    yield* Effect.forEach(
+      Array.from({ length: start }, (_, i) => `w-${i}`),
+      (id) => Work.execute({ id }, { discard: true }),
+      { concurrency: 50, discard: true }
+    )
+    yield* emit("started", { count: start })
+  }
+  return yield* Effect.never
+})
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  program.pipe(
+    Effect.provide(AppRuntime.layer({
+      prefix,
+      migrations,
+      workflows: WorkLayer,
+      sharding: {
+        entityMessagePollInterval: Duration.millis(Number(env("POLL_MS", "10000"))),
+        // how long a shutdown waits for running activities before interrupting them
+        entityTerminationTimeout: Duration.millis(Number(env("TERMINATION_MS", "15000")))
+      }
+    })),
+    Effect.provide(Database.layerConfig({ applicationName: prefix })),
+    Effect.tapErrorCause((cause) => emit("failed", { cause: String(cause) })),
+    NodeRuntime.runMain
+  )
+}

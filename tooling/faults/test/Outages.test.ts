@@ -1,0 +1,99 @@
+/**
+ * The database going away under a running app: Postgres restarted in the
+ * middle of runs (an embedded server this test owns), and every app connection
+ * killed with pg_terminate_backend. The app reconnects by itself, every run
+ * finishes, and no transactional write is applied twice.
+ */
+import { EmbeddedPostgres } from "@duraflow/embedded-postgres"
+import { TestDatabase } from "@duraflow/runtime-core/testing"
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it, layer } from "@effect/vitest"
+import { Effect, Exit, Layer, Redacted, Scope } from "effect"
+import { chmodSync, mkdtempSync, rmSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { PgClient } from "@effect/sql-pg"
+import { effects, eventually, startApp, succeededRuns } from "./helpers.js"
+
+const freePort = Effect.async<number>((resume) => {
+  const server = createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as { port: number }
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+describe("database outages", () => {
+  it.scopedLive("Postgres restarted in the middle of runs: the app reconnects and every run finishes", () =>
+    Effect.gen(function*() {
+      const dataDir = mkdtempSync(join(tmpdir(), "duraflow-restart-"))
+      chmodSync(dataDir, 0o755) // embedded Postgres runs as the postgres user when we are root
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dataDir, { recursive: true, force: true })))
+      const port = yield* freePort
+      const startServer = Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const server = yield* EmbeddedPostgres.make({ dataDir, port, ifRunning: "fail" }).pipe(Scope.extend(scope))
+        return { server, scope }
+      })
+      const first = yield* startServer
+      yield* first.server.createDatabase("app")
+      const url = first.server.databaseUrl("app")
+      const db = Layer.orDie(PgClient.layer({ url: Redacted.make(url) }))
+      const read = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Effect.provide(effect, db)
+
+      const app = yield* startApp({ DATABASE_URL: url, PREFIX: "restart", START: "100", STEP_MS: "50", POLL_MS: "1000" })
+      yield* app.waitForEvent("started", "60 seconds")
+      yield* eventually(read(effects("restart")), (e) => e.t3 >= 10)
+
+      yield* Scope.close(first.scope, Exit.void) // Postgres stops: every connection breaks
+      yield* Effect.sleep("2 seconds")
+      const second = yield* startServer
+      yield* Effect.addFinalizer(() => Scope.close(second.scope, Exit.void))
+
+      yield* eventually(read(succeededRuns("restart")), (n) => n === 100, "180 seconds")
+      expect(yield* read(effects("restart"))).toEqual({ t1: 100, t3: 100, duplicated: 0 })
+      expect(app.events().filter((e) => e.event === "failed")).toEqual([])
+      yield* app.kill("SIGTERM")
+    }), { timeout: 300_000 })
+
+  layer(TestDatabase.layer("terminate"), { timeout: 60_000, excludeTestServices: true })((it) => {
+    it.scoped("every app connection killed with pg_terminate_backend: the app carries on", () =>
+      Effect.gen(function*() {
+        const db = yield* TestDatabase.TestDatabase
+        const sql = yield* SqlClient.SqlClient
+        const app = yield* startApp({ DATABASE_URL: db.url, PREFIX: "terminate", START: "200", STEP_MS: "20", POLL_MS: "1000" })
+        yield* app.waitForEvent("started", "60 seconds")
+        yield* eventually(effects("terminate"), (e) => e.t3 >= 20)
+        for (let round = 0; round < 3; round++) {
+          const [{ n }] = yield* sql<{ n: number }>`SELECT count(pg_terminate_backend(pid))::int AS n
+            FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'terminate%'`
+          expect(n).toBeGreaterThan(0)
+          yield* Effect.sleep("500 millis")
+        }
+        yield* eventually(succeededRuns("terminate"), (n) => n === 200, "180 seconds")
+        expect(yield* effects("terminate")).toEqual({ t1: 200, t3: 200, duplicated: 0 })
+        yield* app.kill("SIGTERM")
+      }), { timeout: 300_000 })
+
+    it.scoped("SIGTERM during an activity: the process exits cleanly and the run resumes after restart", () =>
+      Effect.gen(function*() {
+        const db = yield* TestDatabase.TestDatabase
+        // the activity outlasts the shutdown grace period, so SIGTERM interrupts it
+        const env = { DATABASE_URL: db.url, PREFIX: "sigterm", STEP_MS: "6000", POLL_MS: "1000", TERMINATION_MS: "1000" }
+        const first = yield* startApp({ ...env, START: "1" })
+        yield* eventually(effects("sigterm"), (e) => e.t1 === 1) // t3 is now sleeping inside its activity
+        const signalled = Date.now()
+        first.child.kill("SIGTERM")
+        const code = yield* first.exited
+        expect(code).toBe(0)
+        expect(Date.now() - signalled).toBeLessThan(30_000)
+        expect(yield* effects("sigterm")).toMatchObject({ t1: 1, t3: 0 })
+
+        const second = yield* startApp({ ...env, START: "0" })
+        yield* eventually(succeededRuns("sigterm"), (n) => n === 1, "60 seconds")
+        expect(yield* effects("sigterm")).toEqual({ t1: 1, t3: 1, duplicated: 0 })
+        yield* second.kill("SIGTERM")
+      }), { timeout: 120_000 })
+  })
+})

@@ -1,0 +1,36 @@
+import { SqlClient } from "@effect/sql"
+import { TestProcess } from "@duraflow/runtime-core/testing"
+import { Duration, Effect, Schedule } from "effect"
+import { fileURLToPath } from "node:url"
+
+export const faultApp = fileURLToPath(new URL("../src/FaultApp.ts", import.meta.url))
+
+export const startApp = (env: Record<string, string>) => TestProcess.spawnTs(faultApp, { env })
+
+/** Rows per (run, step) of the transactional steps, and how many (run, step) pairs were written twice. */
+export const effects = (prefix: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ t1: number; t3: number; duplicated: number }>`
+      SELECT count(DISTINCT wf_id) FILTER (WHERE step = 't1')::int AS t1,
+             count(DISTINCT wf_id) FILTER (WHERE step = 't3')::int AS t3,
+             (SELECT count(*)::int FROM (SELECT 1 FROM ${sql(`${prefix}_effects`)} GROUP BY wf_id, step HAVING count(*) > 1) d)
+               AS duplicated
+      FROM ${sql(`${prefix}_effects`)}`).pipe(Effect.map((rows) => rows[0]))
+
+export const succeededRuns = (prefix: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${prefix}_runs`)} WHERE status = 'succeeded'`).pipe(
+      Effect.map((rows) => rows[0].n)
+    )
+
+/** Polls until `check` holds (database errors count as "not yet"). */
+export const eventually = <A, E, R>(
+  read: Effect.Effect<A, E, R>,
+  check: (a: A) => boolean,
+  timeout: Duration.DurationInput = "120 seconds"
+) =>
+  read.pipe(
+    Effect.filterOrFail(check),
+    Effect.retry(Schedule.spaced("100 millis")),
+    Effect.timeout(timeout)
+  )
