@@ -15,14 +15,16 @@
  *   (`discard`) sends `pg_notify('<prefix>_wake')` and polls locally;
  * - scheduling a clock sets a local timer for its wake-up time that does the same.
  *
- * Notifications are coalesced, and the slow poll stays as the safety net for
- * anything missed (a process that died between commit and notify).
+ * Notifications are batched (callers wait for a NOTIFY sent after their write,
+ * so nothing is lost when a process exits right after signalling), and the
+ * slow poll stays as the safety net for a process that died between commit
+ * and notify.
  */
 import { Sharding } from "@effect/cluster"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
-import { Duration, Effect, Layer, Queue, Redacted, Schedule } from "effect"
+import { Deferred, Duration, Effect, Layer, Queue, Redacted, Schedule } from "effect"
 import pg from "pg"
 import * as TablePrefix from "./TablePrefix.js"
 
@@ -88,15 +90,24 @@ export const layer = (
         }@${client.config.host ?? "localhost"}:${client.config.port ?? 5432}/${client.config.database ?? ""}`
       yield* listen(url, name, sharding.pollStorage)
 
-      // outgoing notifications, coalesced while one is in flight
-      const outgoing = yield* Queue.sliding<void>(1)
+      // Outgoing notifications. A caller waits until a NOTIFY issued after its own write has
+      // been sent (a process about to exit must not lose it); callers arriving while one is in
+      // flight share the next one, so a burst of writes costs a couple of NOTIFYs, not one each.
+      const outgoing = yield* Queue.unbounded<Deferred.Deferred<void>>()
       yield* Queue.take(outgoing).pipe(
-        Effect.zipRight(sql`SELECT pg_notify(${name}, 'wake')`),
-        Effect.catchAllCause((cause) => Effect.logDebug("wake-up notify failed", cause)),
+        Effect.flatMap((first) =>
+          Effect.flatMap(Queue.takeAll(outgoing), (rest) =>
+            sql`SELECT pg_notify(${name}, 'wake')`.pipe(
+              Effect.catchAllCause((cause) => Effect.logDebug("wake-up notify failed", cause)),
+              Effect.zipRight(Effect.forEach([first, ...rest], (d) => Deferred.succeed(d, undefined)))
+            ))
+        ),
         Effect.forever,
         Effect.forkScoped
       )
-      const wake = Effect.zipRight(sharding.pollStorage, Queue.offer(outgoing, undefined))
+      const notify = Effect.flatMap(Deferred.make<void>(), (d) =>
+        Effect.zipRight(Queue.offer(outgoing, d), Deferred.await(d).pipe(Effect.timeout("5 seconds"), Effect.ignore)))
+      const wake = Effect.zipRight(sharding.pollStorage, notify)
 
       return WorkflowEngine.WorkflowEngine.of({
         ...engine,

@@ -9,11 +9,12 @@
  * 3. `t3`, a transactional activity after `STEP_MS` of work: INSERTs again.
  *
  * env: DATABASE_URL, PREFIX, START (runs to start, ids w-0.., discarded),
- * STEP_MS (default 0), POLL_MS (storage poll, default 10000), TERMINATION_MS
+ * START_NAPS / NAP_MS (durable sleeps to time), START_AWAITS (runs that
+ * wait for a signal), STEP_MS (default 0), POLL_MS (storage poll, default 10000), TERMINATION_MS
  * (how long SIGTERM waits for running activities, default 15000).
  * Prints JSON lines: {event: "ready" | "started" | "signal"}.
  */
-import { Activity, Workflow } from "@effect/workflow"
+import { Activity, DurableClock, DurableDeferred, Workflow } from "@effect/workflow"
 import { Database, Migrations, TablePrefix, TransactionalActivity, WorkflowLayer, AppRuntime } from "@duraflow/runtime-core"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Layer, Schedule, Schema } from "effect"
@@ -74,6 +75,34 @@ export const WorkLayer = WorkflowLayer.make(Work, {
     })
 })
 
+/** Sleeps durably for `ms`, then records `woke` (commit time = the wake-up). */
+export const Nap = Workflow.make({ name: "Nap", payload: { id: Schema.String, ms: Schema.Number }, idempotencyKey: (p) => p.id })
+
+/** Signalled from outside: records `armed`, awaits `approval`, records `resumed`. */
+export const Approval = DurableDeferred.make("approval", { success: Schema.String })
+export const Await = Workflow.make({ name: "Await", payload: { id: Schema.String }, idempotencyKey: (p) => p.id })
+
+export const TimersLayer = Layer.mergeAll(
+  WorkflowLayer.make(Nap, {
+    dependencies: Layer.context<SqlClient.SqlClient>(),
+    execute: ({ id, ms }) =>
+      Effect.zipRight(
+        DurableClock.sleep({ name: "nap", duration: Duration.millis(ms), inMemoryThreshold: Duration.zero }),
+        TransactionalActivity.make({ name: "woke", execute: insertEffect(id, "woke") })
+      )
+  }),
+  WorkflowLayer.make(Await, {
+    dependencies: Layer.context<SqlClient.SqlClient>(),
+    signals: [Approval],
+    execute: ({ id }) =>
+      Effect.gen(function*() {
+        yield* TransactionalActivity.make({ name: "armed", execute: insertEffect(id, "armed") })
+        yield* DurableDeferred.await(Approval)
+        yield* TransactionalActivity.make({ name: "resumed", execute: insertEffect(id, "resumed") })
+      })
+  })
+)
+
 const program = Effect.gen(function*() {
   yield* emit("ready")
   const start = Number(env("START", "0"))
@@ -85,6 +114,19 @@ const program = Effect.gen(function*() {
     )
     yield* emit("started", { count: start })
   }
+  // timer and signal probes for the figures command; the start is recorded on the DB clock
+  const naps = Number(env("START_NAPS", "0"))
+  for (let i = 0; i < naps; i++) {
+    const id = `nap-${i}`
+    yield* insertEffect(id, "start")
+    yield* Nap.execute({ id, ms: Number(env("NAP_MS", "2000")) }, { discard: true })
+  }
+  const awaits = Number(env("START_AWAITS", "0"))
+  yield* Effect.forEach(
+    Array.from({ length: awaits }, (_, i) => `await-${i}`),
+    (id) => Await.execute({ id }, { discard: true }),
+    { discard: true }
+  )
   return yield* Effect.never
 })
 
@@ -93,7 +135,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     Effect.provide(AppRuntime.layer({
       prefix,
       migrations,
-      workflows: WorkLayer,
+      workflows: Layer.merge(WorkLayer, TimersLayer),
       sharding: {
         entityMessagePollInterval: Duration.millis(Number(env("POLL_MS", "10000"))),
         // how long a shutdown waits for running activities before interrupting them
