@@ -37,6 +37,9 @@ const listen = (url: string, name: string, onWake: Effect.Effect<void>) =>
     const session = Effect.acquireRelease(
       Effect.async<pg.Client, Error>((resume) => {
         const client = new pg.Client({ connectionString: url, application_name: `${name}-listen` })
+        // a pg Client emits 'error' whenever its connection breaks, possibly more than once;
+        // an 'error' without a listener would crash the process
+        client.on("error", () => undefined)
         client.on("notification", (msg) => msg.channel === name && Queue.unsafeOffer(wakes, undefined))
         client.connect()
           .then(() => client.query(`LISTEN ${pg.escapeIdentifier(name)}`))
@@ -53,8 +56,8 @@ const listen = (url: string, name: string, onWake: Effect.Effect<void>) =>
       yield* onWake
       return yield* Effect.async<never, Error>((resume) => {
         const fail = (e: unknown) => resume(Effect.fail(e instanceof Error ? e : new Error(String(e))))
-        client.once("error", fail)
-        client.once("end", () => fail(new Error("LISTEN connection ended")))
+        client.on("error", fail)
+        client.on("end", () => fail(new Error("LISTEN connection ended")))
       })
     }))
     yield* run.pipe(

@@ -15,7 +15,7 @@
  */
 import { WorkflowEngine } from "@effect/workflow"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
-import { Cause, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, Effect, Exit, Layer, Option, Schedule, Schema } from "effect"
 import type { Scope } from "effect"
 import { RunStore } from "./RunStore.js"
 import { WorkflowRegistry } from "./WorkflowRegistry.js"
@@ -42,8 +42,13 @@ const tracked = <A, E, R>(
   Effect.flatMap(Effect.serviceOption(RunStore), (store) => {
     if (Option.isNone(store)) return run
     const runs = store.value
+    // The ledger must not miss a transition because a connection broke at that moment:
+    // retry for a while (writes are idempotent upserts), then give up loudly, never failing the run.
     const record = <X>(write: Effect.Effect<X, unknown>) =>
-      write.pipe(Effect.catchAllCause((cause) => Effect.logWarning("Could not record workflow run status", cause)))
+      write.pipe(
+        Effect.retry(Schedule.exponential("50 millis", 2).pipe(Schedule.either(Schedule.spaced("2 seconds")), Schedule.upTo("30 seconds"))),
+        Effect.catchAllCause((cause) => Effect.logWarning("Could not record workflow run status", cause))
+      )
     return Effect.zipRight(
       record(Effect.flatMap(encodeJson(workflow.payloadSchema, payload), (p) =>
         runs.running(workflow.name, executionId, p))),

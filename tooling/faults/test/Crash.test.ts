@@ -5,7 +5,7 @@
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { effects, eventually, startApp, succeededRuns } from "./helpers.js"
+import { diagnose, effects, eventually, startApp, succeededRuns } from "./helpers.js"
 
 const scenario = (options: { prefix: string; runs: number; stepMs: number; killAfterDone: number }) =>
   Effect.gen(function*() {
@@ -19,7 +19,9 @@ const scenario = (options: { prefix: string; runs: number; stepMs: number; killA
     expect(atKill.t3).toBeLessThan(options.runs) // the crash really interrupted work
 
     const second = yield* startApp({ ...env, START: "0" })
-    yield* eventually(succeededRuns(options.prefix), (n) => n === options.runs, "240 seconds")
+    yield* eventually(succeededRuns(options.prefix), (n) => n === options.runs, "240 seconds").pipe(
+      Effect.tapError(() => Effect.flatMap(diagnose(options.prefix, second), (d) => Effect.sync(() => console.error(d))))
+    )
     const after = yield* effects(options.prefix)
     expect(after).toEqual({ t1: options.runs, t3: options.runs, duplicated: 0 })
     yield* second.kill("SIGTERM")

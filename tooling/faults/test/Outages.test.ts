@@ -14,7 +14,7 @@ import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
-import { effects, eventually, startApp, succeededRuns } from "./helpers.js"
+import { diagnose, effects, eventually, startApp, succeededRuns } from "./helpers.js"
 
 const freePort = Effect.async<number>((resume) => {
   const server = createServer()
@@ -71,7 +71,9 @@ describe("database outages", () => {
           expect(n).toBeGreaterThan(0)
           yield* Effect.sleep("500 millis")
         }
-        yield* eventually(succeededRuns("terminate"), (n) => n === 200, "180 seconds")
+        yield* eventually(succeededRuns("terminate"), (n) => n === 200, "180 seconds").pipe(
+          Effect.tapError(() => Effect.flatMap(diagnose("terminate", app), (d) => Effect.sync(() => console.error(d))))
+        )
         expect(yield* effects("terminate")).toEqual({ t1: 200, t3: 200, duplicated: 0 })
         yield* app.kill("SIGTERM")
       }), { timeout: 300_000 })

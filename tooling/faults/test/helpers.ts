@@ -34,3 +34,13 @@ export const eventually = <A, E, R>(
     Effect.retry(Schedule.spaced("100 millis")),
     Effect.timeout(timeout)
   )
+
+/** What a stuck scenario looked like: run statuses and the app's last output. */
+export const diagnose = (prefix: string, app: { readonly lines: ReadonlyArray<string> }) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM ${sql(`${prefix}_runs`)} GROUP BY 1`).pipe(
+      Effect.orElseSucceed(() => []),
+      Effect.map((rows) =>
+        `runs: ${JSON.stringify(rows)}\napp output (last 40 lines):\n${app.lines.slice(-40).join("\n")}`
+      )
+    )
