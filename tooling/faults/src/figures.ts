@@ -67,7 +67,13 @@ const peakRssMb = (pid: number) => {
 const crash = (options: { readonly prefix: string; readonly runs: number; readonly stepMs: number }) =>
   Effect.scoped(Effect.gen(function*() {
     const db = yield* fresh(options.prefix)
-    const env = { DATABASE_URL: db.url, PREFIX: options.prefix, STEP_MS: String(options.stepMs), POLL_MS: "1000" }
+    const env = {
+      DATABASE_URL: db.url,
+      WORKFLOW_MODE: "durable",
+      PREFIX: options.prefix,
+      STEP_MS: String(options.stepMs),
+      POLL_MS: "1000"
+    }
     const first = yield* TestProcess.spawnTs(faultApp, { env: { ...env, START: String(options.runs) } })
     yield* first.waitForEvent("started", "300 seconds")
     yield* until(db.sql(count(options.prefix, "t3")), (n) => n >= Math.min(30, options.runs / 10), "120 seconds")
@@ -97,7 +103,7 @@ const latencies = Effect.scoped(Effect.gen(function*() {
   const naps = 5
   const awaits = 30
   const app = yield* TestProcess.spawnTs(faultApp, {
-    env: { DATABASE_URL: db.url, PREFIX: prefix, START_NAPS: String(naps), NAP_MS: "2000", START_AWAITS: String(awaits) }
+    env: { DATABASE_URL: db.url, WORKFLOW_MODE: "durable", PREFIX: prefix, START_NAPS: String(naps), NAP_MS: "2000", START_AWAITS: String(awaits) }
   })
   yield* app.waitForEvent("ready", "60 seconds")
 

@@ -5,7 +5,9 @@ import { fileURLToPath } from "node:url"
 
 export const faultApp = fileURLToPath(new URL("../src/FaultApp.ts", import.meta.url))
 
-export const startApp = (env: Record<string, string>) => TestProcess.spawnTs(faultApp, { env })
+// crash recovery is a property of the durable engine: never inherit WORKFLOW_MODE=memory here
+export const startApp = (env: Record<string, string>) =>
+  TestProcess.spawnTs(faultApp, { env: { WORKFLOW_MODE: "durable", ...env } })
 
 /** Rows per (run, step) of the transactional steps, and how many (run, step) pairs were written twice. */
 export const effects = (prefix: string) =>
