@@ -24,7 +24,7 @@ import {
 import type { SqlClient } from "@effect/sql"
 import type { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
-import { Config, Context, Effect, Layer, Option } from "effect"
+import { Config, Context, Duration, Effect, Layer, Option } from "effect"
 import { InvalidRuntimeConfig } from "./RuntimeError.js"
 import * as SchemaLock from "./SchemaLock.js"
 import * as ShardLockStorage from "./ShardLockStorage.js"
@@ -64,8 +64,18 @@ export const layerCluster = (
     Layer.provideMerge(Runners.layerNoop),
     Layer.provideMerge(lockedStorage),
     Layer.provide(RunnerHealth.layerNoop),
-    Layer.provide(ShardingConfig.layer(sharding))
+    Layer.provide(ShardingConfig.layer({ ...defaults, ...sharding }))
   )
+}
+
+/**
+ * Our defaults on top of @effect/cluster's. A single-runner app has one runner
+ * address, so its shard assignment never changes: re-reading the runners
+ * table every 3 s (the library default) is idle load for nothing. Messages
+ * that need prompt delivery do not wait for the 10 s storage poll (WakeUps).
+ */
+export const defaults: ShardingOptions = {
+  refreshAssignmentsInterval: Duration.seconds(30)
 }
 
 /**
