@@ -10,6 +10,7 @@ import type { HttpApi, HttpApiGroup } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Config, Effect, Layer } from "effect"
 import { createServer } from "node:http"
+import * as RequestGuard from "./RequestGuard.js"
 import * as RunsHttp from "./RunsHttp.js"
 
 export const portConfig = (fallback: number) =>
@@ -26,7 +27,7 @@ export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGrou
     readonly port: number
   }
 ) =>
-  HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+  HttpApiBuilder.serve((app) => HttpMiddleware.logger(RequestGuard.middleware(app))).pipe(
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(
       HttpApiBuilder.api(api).pipe(

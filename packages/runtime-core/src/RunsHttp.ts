@@ -43,22 +43,60 @@ const lookup = (registry: WorkflowRegistry["Type"], name: string) =>
     onSome: Effect.succeed
   })
 
+const MAX_DEPTH = 64
+const MAX_ISSUES = 20
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** Why Postgres (jsonb, text) could not store this JSON value, if it could not. */
+const unstorable = (value: unknown): string | undefined => {
+  const stack: Array<[unknown, number]> = [[value, 0]]
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!
+    if (depth > MAX_DEPTH) return `it is nested deeper than ${MAX_DEPTH} levels`
+    if (typeof v === "string") {
+      if (v.includes("\u0000")) return "a string contains a NUL character"
+      if (LONE_SURROGATE.test(v)) return "a string contains an unpaired UTF-16 surrogate"
+    } else if (v !== null && typeof v === "object") {
+      for (const [k, child] of Object.entries(v)) {
+        if (k.includes("\u0000") || LONE_SURROGATE.test(k)) return "a key contains a NUL or unpaired surrogate"
+        stack.push([child, depth + 1])
+      }
+    }
+  }
+  return undefined
+}
+
 /** Decodes a request body with a workflow's (or signal's) schema; all issues, excess keys rejected. */
 const decodePayload = (workflow: string, schema: Schema.Schema.All, payload: unknown) =>
-  Schema.decodeUnknown(schema as Schema.Schema<unknown, unknown, never>)(payload, {
-    onExcessProperty: "error",
-    errors: "all"
-  }).pipe(
-    Effect.mapError((error) =>
-      new MalformedPayload({
-        workflow,
-        message: `Invalid payload for ${workflow}: ${ParseResult.TreeFormatter.formatErrorSync(error)}`,
-        issues: ParseResult.ArrayFormatter.formatErrorSync(error).map((i) =>
-          new Issue({ path: i.path.map((p) => typeof p === "symbol" ? String(p) : p), message: i.message })
-        )
+  Effect.suspend(() => {
+    if (payload instanceof Uint8Array) {
+      // a body without a JSON content type arrives raw: refuse it whole, not byte by byte
+      return Effect.fail(new MalformedPayload({ workflow, message: "The request body must be a JSON object", issues: [] }))
+    }
+    const problem = unstorable(payload)
+    if (problem !== undefined) {
+      return Effect.fail(new MalformedPayload({ workflow, message: `Invalid payload for ${workflow}: ${problem}`, issues: [] }))
+    }
+    return Schema.decodeUnknown(schema as Schema.Schema<unknown, unknown, never>)(payload, {
+      onExcessProperty: "error",
+      errors: "all"
+    }).pipe(
+      Effect.mapError((error) => {
+        const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+        return new MalformedPayload({
+          workflow,
+          message: `Invalid payload for ${workflow}: ${issues.length} issue(s); ` +
+            issues.slice(0, 3).map((i) => `${i.path.join(".") || "(body)"}: ${i.message.slice(0, 200)}`).join("; "),
+          issues: issues.slice(0, MAX_ISSUES).map((i) =>
+            new Issue({
+              path: i.path.map((p) => typeof p === "symbol" ? String(p) : p),
+              message: i.message.slice(0, 500)
+            })
+          )
+        })
       })
     )
-  )
+  })
 
 /** The `runs` group's handlers for `api` (any API that includes `RunsGroup`). */
 export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR>(

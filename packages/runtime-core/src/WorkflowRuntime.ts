@@ -29,6 +29,7 @@ import { InvalidRuntimeConfig } from "./RuntimeError.js"
 import * as SchemaLock from "./SchemaLock.js"
 import * as ShardLockStorage from "./ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
+import * as TransientRetry from "./TransientRetry.js"
 import * as WakeUps from "./WakeUps.js"
 
 export type Mode = "durable" | "memory"
@@ -81,7 +82,8 @@ export const defaults: ShardingOptions = {
 /**
  * Durable engine for `prefix`; requires the Postgres client. The engine is
  * wrapped by `WakeUps`, so clocks, signals and runs started elsewhere resume
- * promptly instead of at the next storage poll.
+ * promptly instead of at the next storage poll, and by `TransientRetry`, so a
+ * start or a signal does not fail because a connection just died.
  */
 export const layerDurable = (
   prefix: TablePrefix.TablePrefix,
@@ -91,7 +93,8 @@ export const layerDurable = (
   never,
   SqlClient.SqlClient | PgClient.PgClient
 > =>
-  WakeUps.layer(prefix).pipe(
+  TransientRetry.layer.pipe(
+    Layer.provide(WakeUps.layer(prefix)),
     Layer.provide(ClusterWorkflowEngine.layer),
     Layer.provideMerge(layerCluster(prefix, options?.sharding)),
     Layer.merge(Layer.succeed(WorkflowRuntime, { mode: "durable", prefix }))
