@@ -1,14 +1,9 @@
 /** Handlers of the knowledge domain's own routes (the runtime serves health and runs). */
-import { RunsApi } from "@duraflow/runtime-core"
+import { RunsHttp } from "@duraflow/runtime-core"
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Option } from "effect"
 import { DocumentNotFound, KnowledgeApi } from "./KnowledgeApi.js"
 import { KnowledgeRepository } from "./KnowledgeRepository.js"
-
-const unavailable = (e: unknown) =>
-  Effect.logError("Database request failed", e).pipe(
-    Effect.zipRight(new RunsApi.ServiceUnavailable({ message: "The database is unavailable; retry later" }))
-  )
 
 export const layer = HttpApiBuilder.group(KnowledgeApi, "knowledge", (handlers) =>
   Effect.gen(function*() {
@@ -16,7 +11,7 @@ export const layer = HttpApiBuilder.group(KnowledgeApi, "knowledge", (handlers) 
     return handlers
       .handle("document", ({ path }) =>
         repository.getDocument(path.documentId).pipe(
-          Effect.catchAll(unavailable),
+          Effect.catchAll(RunsHttp.unavailable),
           Effect.flatMap(Option.match({
             onNone: () =>
               new DocumentNotFound({
@@ -26,5 +21,5 @@ export const layer = HttpApiBuilder.group(KnowledgeApi, "knowledge", (handlers) 
             onSome: Effect.succeed
           }))
         ))
-      .handle("entities", ({ urlParams }) => repository.findEntities(urlParams).pipe(Effect.catchAll(unavailable)))
+      .handle("entities", ({ urlParams }) => repository.findEntities(urlParams).pipe(Effect.catchAll(RunsHttp.unavailable)))
   }))

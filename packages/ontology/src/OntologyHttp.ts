@@ -1,5 +1,5 @@
 /** Handlers of the ontology domain's own routes (the runtime serves health and runs). */
-import { RunsApi } from "@duraflow/runtime-core"
+import { RunsHttp } from "@duraflow/runtime-core"
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Option } from "effect"
 import { OntologyApi, OntologyNotFound } from "./OntologyApi.js"
@@ -10,11 +10,7 @@ export const layer = HttpApiBuilder.group(OntologyApi, "ontologies", (handlers) 
     const repository = yield* OntologyRepository
     return handlers.handle("get", ({ path }) =>
       repository.latest(path.ontologyId).pipe(
-        Effect.catchAll((e) =>
-          Effect.logError("Database request failed", e).pipe(
-            Effect.zipRight(new RunsApi.ServiceUnavailable({ message: "The database is unavailable; retry later" }))
-          )
-        ),
+        Effect.catchAll(RunsHttp.unavailable),
         Effect.flatMap(Option.match({
           onNone: () =>
             new OntologyNotFound({

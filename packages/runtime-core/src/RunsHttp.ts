@@ -25,10 +25,14 @@ import {
 import { WorkflowRegistry } from "./WorkflowRegistry.js"
 import { WorkflowRuntime } from "./WorkflowRuntime.js"
 
-const unavailable = (e: unknown) =>
+/** Maps a failed database request to a 503 (logged): for handlers of any app's routes. */
+export const unavailable = (e: unknown) =>
   Effect.logError("Database request failed", e).pipe(
     Effect.zipRight(new ServiceUnavailable({ message: "The database is unavailable; retry later" }))
   )
+
+const runNotFound = (workflow: string, executionId: string) =>
+  new RunNotFound({ workflow, executionId, message: `No run ${executionId} of ${workflow}` })
 
 const lookup = (registry: WorkflowRegistry["Type"], name: string) =>
   Option.match(registry.get(name), {
@@ -127,14 +131,7 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
             const { workflow } = yield* lookup(registry, path.workflow)
             const run = yield* store.get(workflow.name, path.executionId).pipe(Effect.catchAll(unavailable))
             return yield* Option.match(run, {
-              onNone: () =>
-                Effect.fail(
-                  new RunNotFound({
-                    workflow: workflow.name,
-                    executionId: path.executionId,
-                    message: `No run ${path.executionId} of ${workflow.name}`
-                  })
-                ),
+              onNone: () => Effect.fail(runNotFound(workflow.name, path.executionId)),
               onSome: Effect.succeed
             })
           }))
@@ -152,13 +149,7 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
             }
             const value = yield* decodePayload(entry.name, deferred.successSchema, payload)
             const run = yield* store.get(entry.name, path.executionId).pipe(Effect.catchAll(unavailable))
-            if (Option.isNone(run)) {
-              return yield* new RunNotFound({
-                workflow: entry.name,
-                executionId: path.executionId,
-                message: `No run ${path.executionId} of ${entry.name}`
-              })
-            }
+            if (Option.isNone(run)) return yield* runNotFound(entry.name, path.executionId)
             yield* engine.deferredDone(deferred as DurableDeferred.DurableDeferred<Schema.Schema.Any>, {
               workflowName: entry.name,
               executionId: path.executionId,
