@@ -7,7 +7,7 @@ import { HttpServer } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Activity, Workflow } from "@effect/workflow"
 import { describe, expect, layer } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Layer, Schedule, Schema } from "effect"
+import { ConfigProvider, Context, Effect, Layer, Schedule, Schema, Logger, LogLevel } from "effect"
 import { AppRuntime, AppServer, RunsApi, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
 
@@ -39,7 +39,8 @@ const prefix = TablePrefix.unsafeMake("httpapp")
 
 const App = AppServer.layer(RunsApi.WorkflowApi, { groups: Layer.empty, port: 0 }).pipe(
   Layer.provideMerge(AppRuntime.layer({ prefix, migrations: [], workflows: ShoutLayer })),
-  Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["WORKFLOW_MODE", "durable"]]))))
+  Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["WORKFLOW_MODE", "durable"]])))),
+  Layer.provide(Logger.minimumLogLevel(LogLevel.Warning)) // one INFO line per request is noise here
 )
 
 const request = (path: string, init?: RequestInit) =>

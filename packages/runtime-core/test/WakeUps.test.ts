@@ -7,7 +7,7 @@
 import { HttpServer } from "@effect/platform"
 import { DurableClock, DurableDeferred, Workflow } from "@effect/workflow"
 import { describe, expect, layer } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Layer, Schedule, Schema } from "effect"
+import { ConfigProvider, Duration, Effect, Layer, Schedule, Schema, Logger, LogLevel } from "effect"
 import { fileURLToPath } from "node:url"
 import { AppRuntime, AppServer, RunsApi, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { TestDatabase, TestProcess } from "../src/testing/index.js"
@@ -45,7 +45,8 @@ const App = AppServer.layer(RunsApi.WorkflowApi, { groups: Layer.empty, port: 0 
     workflows: Workflows,
     sharding: { entityMessagePollInterval: POLL }
   })),
-  Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["WORKFLOW_MODE", "durable"]]))))
+  Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["WORKFLOW_MODE", "durable"]])))),
+  Layer.provide(Logger.minimumLogLevel(LogLevel.Warning)) // one INFO line per request is noise here
 )
 
 const http = (path: string, init?: RequestInit) =>
