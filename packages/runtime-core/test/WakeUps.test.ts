@@ -25,7 +25,32 @@ const Approve = Workflow.make({
   idempotencyKey: (p) => p.id
 })
 
+const Child = Workflow.make({
+  name: "Child",
+  payload: { id: Schema.String, n: Schema.Number },
+  success: Schema.Number,
+  idempotencyKey: (p) => `${p.id}-${p.n}`
+})
+const Parent = Workflow.make({
+  name: "Parent",
+  payload: { id: Schema.String },
+  success: Schema.Number,
+  idempotencyKey: (p) => p.id
+})
+
 const Workflows = Layer.mergeAll(
+  WorkflowLayer.make(Child, { dependencies: Layer.empty, execute: ({ n }) => Effect.succeed(n * 10) }),
+  WorkflowLayer.make(Parent, {
+    dependencies: Layer.empty,
+    // three children awaited one after another: upstream (Effect-TS/effect#6294) reports every
+    // await after the first waiting for the storage poll; here none may
+    execute: ({ id }) =>
+      Effect.gen(function*() {
+        let sum = 0
+        for (let n = 1; n <= 3; n++) sum += yield* Child.execute({ id, n })
+        return sum
+      })
+  }),
   WorkflowLayer.make(Nap, {
     dependencies: Layer.empty,
     execute: ({ ms }) =>
@@ -87,6 +112,15 @@ describe("prompt wake-ups", () => {
         const elapsed = Date.now() - started
         expect(elapsed).toBeGreaterThanOrEqual(1500)
         expect(elapsed).toBeLessThan(Duration.toMillis(POLL) / 4)
+      }))
+
+    it.effect("child workflows awaited one after another resume their parent promptly", () =>
+      Effect.gen(function*() {
+        const started = Date.now()
+        const id = yield* start("Parent", { id: "p1" })
+        const done = yield* waitFor("Parent", id, "succeeded")
+        expect(done.result).toBe(60)
+        expect(Date.now() - started).toBeLessThan(Duration.toMillis(POLL) / 4)
       }))
 
     it.effect("a signal over HTTP resumes the run; bad signals are rejected", () =>
