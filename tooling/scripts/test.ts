@@ -5,16 +5,20 @@
  *    else the local server on 127.0.0.1:5432 (started with pg_ctlcluster when it
  *    is installed but down), else an embedded Postgres in .data/test-postgres.
  * 2. Typechecks and lints every project (Nx).
- * 3. Runs every vitest project once and prints the totals as one plain line:
- *    `N passed, N failed, N skipped`.
+ * 3. Runs every vitest project once.
+ * 4. Runs the integration projects once more on the newest embedded Postgres
+ *    (18, a fresh data directory) in WORKFLOW_MODE (default durable): one cell
+ *    of the matrix (`pnpm test:matrix`, tooling/matrix), run by its own command.
+ * 5. Prints the totals of 3 and 4 as one plain line: `N passed, N failed, N skipped`.
  */
 import { spawnSync, type SpawnSyncOptions } from "node:child_process"
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { Socket } from "node:net"
 import { join, resolve } from "node:path"
 
 const root = resolve(import.meta.dirname, "../..")
 const resultsFile = join(root, ".data", "test-results.json")
+const embeddedCellFile = join(root, ".data", "test-embedded-cell.json")
 const run = (cmd: string, args: ReadonlyArray<string>, options: SpawnSyncOptions = {}) =>
   spawnSync(cmd, args, { cwd: root, stdio: "inherit", ...options }).status ?? 1
 
@@ -71,8 +75,28 @@ const main = async () => {
     totals.failed = 1
   }
   if (tools !== 0) totals.failed += 1
+
+  // The integration projects on the newest embedded Postgres, in this run's engine mode.
+  const mode = (process.env.WORKFLOW_MODE ?? "").trim().toLowerCase() || "durable"
+  rmSync(embeddedCellFile, { force: true })
+  const embedded = run("npx", [
+    "tsx",
+    "tooling/matrix/src/main.ts",
+    "--majors=18",
+    `--modes=${mode}`,
+    `--json=${embeddedCellFile}`
+  ], { env })
+  if (existsSync(embeddedCellFile)) {
+    const cell = JSON.parse(readFileSync(embeddedCellFile, "utf8")).totals
+    totals.passed += cell.passed
+    totals.failed += cell.failed
+    totals.skipped += cell.skipped
+  } else {
+    console.error("the embedded Postgres 18 run reported nothing")
+    totals.failed += 1
+  }
   console.log(`${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`)
-  process.exit(vitest !== 0 || tools !== 0 || totals.failed > 0 ? 1 : 0)
+  process.exit(vitest !== 0 || tools !== 0 || embedded !== 0 || totals.failed > 0 ? 1 : 0)
 }
 
 void main()

@@ -70,7 +70,8 @@ const FuzzTargetLive = Layer.scoped(
   Effect.gen(function*() {
     const db = yield* TestDatabase.TestDatabase
     const apps = new AppSet()
-    const { knowledge, ontology } = yield* startBoth(apps, db.url).pipe(
+    // durable whatever the run's WORKFLOW_MODE: the properties are stated for the durable engine
+    const { knowledge, ontology } = yield* startBoth(apps, db.url, { mode: "durable" }).pipe(
       Effect.tapError(() => Effect.sync(() => console.error(apps.logs())))
     )
     yield* ontology.client.health

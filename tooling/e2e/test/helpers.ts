@@ -40,6 +40,13 @@ export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => 
   })
 })
 
+/**
+ * The engine mode of apps whose test does not pin one: the test run's `WORKFLOW_MODE`
+ * (each CI matrix cell sets it), default durable.
+ */
+export const defaultMode: "durable" | "memory" =
+  process.env.WORKFLOW_MODE?.trim().toLowerCase() === "memory" ? "memory" : "durable"
+
 export interface StartOptions {
   readonly databaseUrl: string
   readonly port: number
@@ -73,7 +80,7 @@ export class AppSet {
         env: {
           DATABASE_URL: options.databaseUrl,
           PORT: String(options.port),
-          WORKFLOW_MODE: options.mode ?? "durable",
+          WORKFLOW_MODE: options.mode ?? defaultMode,
           ONTOLOGY_URL: options.ontologyUrl,
           // inherited values must not leak into the apps
           TEST_DATABASE_URL: undefined
@@ -120,7 +127,7 @@ export const startBoth = (
   Effect.gen(function*() {
     const [ontologyPort, knowledgePort] = yield* Effect.all([freePort, freePort])
     if (ontologyPort === knowledgePort) return yield* fail("the OS handed out the same port twice")
-    const mode = options.mode ?? "durable"
+    const mode = options.mode ?? defaultMode
     const [ontology, knowledge] = yield* Effect.all([
       apps.start("ontology", { databaseUrl, port: ontologyPort, mode }),
       apps.start("knowledge", {

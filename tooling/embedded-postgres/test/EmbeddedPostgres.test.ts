@@ -9,6 +9,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { EmbeddedPostgres } from "../src/index.js"
+import * as Embedded from "../src/internal/embedded.js"
 import * as Postmaster from "../src/internal/postmaster.js"
 
 // As root the server runs as the OS user "postgres", which must traverse the (0700) temp dir.
@@ -153,6 +154,42 @@ describe("EmbeddedPostgres", () => {
       yield* server.dropDatabase("app one")
       expect(yield* sql(server.url, "SELECT count(*)::int AS n FROM pg_database WHERE datname = 'app one'"))
         .toEqual([{ n: 0 }])
+    }))
+
+  it("every major's binaries are installed, with their shared-library symlinks", () => {
+    expect(EmbeddedPostgres.majors).toEqual([15, 16, 17, 18])
+    for (const major of EmbeddedPostgres.majors) expect(Embedded.checkBinaries(major), `Postgres ${major}`).toBeUndefined()
+  })
+
+  it.scopedLive("serves older majors (15, 17) from their own packages, each on a fresh directory", () =>
+    Effect.gen(function*() {
+      for (const major of [15, 17] as const) {
+        const dir = path.join(root, `major-${major}`)
+        const server = yield* Effect.scoped(Effect.gen(function*() {
+          const server = yield* EmbeddedPostgres.make({ dataDir: dir, major })
+          expect(server.owned).toBe(true)
+          expect(server.major).toBe(major)
+          expect(server.version.startsWith(`${major}.`)).toBe(true)
+          const [row] = yield* sql(server.url, "SHOW server_version")
+          expect(row.server_version.startsWith(`${major}.`), row.server_version).toBe(true)
+          return server
+        }))
+        expectStopped(dir, server.pid)
+      }
+    }))
+
+  it.scopedLive("refuses a directory of another major, running or not (VersionMismatch)", () =>
+    Effect.gen(function*() {
+      const dir = path.join(root, "major-15") // initialised by 15 above
+      const stopped = yield* Effect.flip(EmbeddedPostgres.make({ dataDir: dir, major: 17 }))
+      expect(stopped.reason).toBe("VersionMismatch")
+      expect(stopped.message).toContain("holds a Postgres 15 cluster")
+
+      const owner = yield* EmbeddedPostgres.make({ dataDir: dir, major: 15 })
+      const running = yield* Effect.flip(Effect.scoped(EmbeddedPostgres.make({ dataDir: dir })))
+      expect(running.reason).toBe("VersionMismatch")
+      expect(running.message).toContain(`pid ${owner.pid}`)
+      expect(Postmaster.isAlive(owner.pid)).toBe(true)
     }))
 
   it.scopedLive("serve prints DATABASE_URL and stops the server on SIGTERM", () =>

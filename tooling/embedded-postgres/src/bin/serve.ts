@@ -2,7 +2,8 @@
  * `pnpm serve`: runs the workspace's local Postgres until SIGINT/SIGTERM.
  *
  * Data directory `EMBEDDED_PG_DIR` (default `<workspace root>/.data/postgres`),
- * port `EMBEDDED_PG_PORT` (default 54329, 0 = a free one). Prints one line,
+ * port `EMBEDDED_PG_PORT` (default 54329, 0 = a free one), Postgres major
+ * `EMBEDDED_PG_MAJOR` (15, 16, 17 or 18; default 18). Prints one line,
  * `DATABASE_URL=<url>`, on stdout; logs go to stderr. If a server already runs
  * on the directory it attaches and prints that server's URL instead, and leaves
  * it running on exit.
