@@ -7,20 +7,34 @@
  * `PersistenceError`, surfacing as a 500 or a failed start. Starting a run,
  * completing a deferred, resuming and interrupting are idempotent (keyed by
  * execution id and deferred name), so they are simply tried again, with
- * backoff, for a few seconds.
+ * backoff, for up to a minute; so are the engine's storage calls made from
+ * inside running workflows (below).
  */
 import { WorkflowEngine } from "@effect/workflow"
 import { Cause, Effect, Layer, Schedule } from "effect"
 
-const isTransient = (cause: Cause.Cause<unknown>) => {
-  const error = Cause.squash(cause) as { _tag?: string } | undefined
-  return error?._tag === "PersistenceError" || error?._tag === "SqlError"
-}
+const tagOf = (cause: Cause.Cause<unknown>) => (Cause.squash(cause) as { _tag?: string } | undefined)?._tag
 
-const schedule = Schedule.exponential("100 millis", 2).pipe(Schedule.upTo("10 seconds"))
+const isTransient = (cause: Cause.Cause<unknown>) => tagOf(cause) === "PersistenceError" || tagOf(cause) === "SqlError"
+
+/** Long enough to ride out a Postgres restart or failover. */
+const schedule = Schedule.exponential("100 millis", 2).pipe(
+  Schedule.either(Schedule.spaced("2 seconds")),
+  Schedule.upTo("60 seconds")
+)
 
 export const retry = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   effect.pipe(Effect.sandbox, Effect.retry({ schedule, while: isTransient }), Effect.unsandbox)
+
+/**
+ * Inside a running workflow the engine gives up on storage after about two
+ * seconds (three quick retries, then a defect that fails the run). Its reads
+ * and writes there are keyed (activity name, deferred name, clock name), so
+ * they are retried as long as the storage itself is what failed; an
+ * activity's own failure is returned as it is.
+ */
+const retryStorage = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  effect.pipe(Effect.sandbox, Effect.retry({ schedule, while: (c) => tagOf(c) === "PersistenceError" }), Effect.unsandbox)
 
 /** The engine below, with its idempotent storage writes retried. */
 export const layer: Layer.Layer<WorkflowEngine.WorkflowEngine, never, WorkflowEngine.WorkflowEngine> = Layer.effect(
@@ -33,6 +47,10 @@ export const layer: Layer.Layer<WorkflowEngine.WorkflowEngine, never, WorkflowEn
       execute: (workflow, options) => retry(engine.execute(workflow, options)),
       deferredDone: (deferred, options) => retry(engine.deferredDone(deferred, options)),
       resume: (workflow, executionId) => retry(engine.resume(workflow, executionId)),
-      interrupt: (workflow, executionId) => retry(engine.interrupt(workflow, executionId))
+      interrupt: (workflow, executionId) => retry(engine.interrupt(workflow, executionId)),
+      activityExecute: (activity, attempt) => retryStorage(engine.activityExecute(activity, attempt)),
+      deferredResult: (deferred) => retryStorage(engine.deferredResult(deferred)),
+      scheduleClock: (workflow, options) => retryStorage(engine.scheduleClock(workflow, options)),
+      poll: (workflow, executionId) => retryStorage(engine.poll(workflow, executionId))
     }))
 )

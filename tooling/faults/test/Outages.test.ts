@@ -51,7 +51,11 @@ describe("database outages", () => {
       const second = yield* startServer
       yield* Effect.addFinalizer(() => Scope.close(second.scope, Exit.void))
 
-      yield* eventually(read(succeededRuns("restart")), (n) => n === 100, "180 seconds")
+      yield* eventually(read(succeededRuns("restart")), (n) => n === 100, "180 seconds").pipe(
+        Effect.tapError(() =>
+          Effect.flatMap(read(diagnose("restart", app)), (d) => Effect.sync(() => console.error(d)))
+        )
+      )
       expect(yield* read(effects("restart"))).toEqual({ t1: 100, t3: 100, duplicated: 0 })
       expect(app.events().filter((e) => e.event === "failed")).toEqual([])
       yield* app.kill("SIGTERM")

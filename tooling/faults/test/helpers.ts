@@ -40,9 +40,13 @@ export const eventually = <A, E, R>(
 /** What a stuck scenario looked like: run statuses and the app's last output. */
 export const diagnose = (prefix: string, app: { readonly lines: ReadonlyArray<string> }) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM ${sql(`${prefix}_runs`)} GROUP BY 1`).pipe(
-      Effect.orElseSucceed(() => []),
-      Effect.map((rows) =>
-        `runs: ${JSON.stringify(rows)}\napp output (last 40 lines):\n${app.lines.slice(-40).join("\n")}`
+    Effect.all([
+      sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM ${sql(`${prefix}_runs`)} GROUP BY 1`,
+      sql<{ error: unknown }>`SELECT error FROM ${sql(`${prefix}_runs`)} WHERE status = 'failed' LIMIT 1`
+    ])).pipe(
+      Effect.orElseSucceed(() => [[], []] as const),
+      Effect.map(([rows, failed]) =>
+        `runs: ${JSON.stringify(rows)}\nfirst failure: ${JSON.stringify(failed[0]?.error)}\n` +
+        `app output (last 40 lines):\n${app.lines.slice(-40).join("\n")}`
       )
     )
