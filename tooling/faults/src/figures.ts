@@ -161,7 +161,7 @@ const idleCommits = (app: "ontology" | "knowledge", seconds: number) =>
       env: { DATABASE_URL: db.url, PORT: String(port), ONTOLOGY_URL: "http://127.0.0.1:9" }
     })
     yield* proc.waitFor((l) => l.includes("Listening on"), "60 seconds")
-    yield* Effect.sleep("5 seconds") // startup work (migrations, shard acquisition) is not idle
+    yield* Effect.sleep("10 seconds") // startup work (migrations, shard acquisition, first refreshes) is not idle
     const commits = db.sql(Effect.flatMap(SqlClient.SqlClient, (sql) =>
       sql<{ n: number }>`SELECT xact_commit::float8 AS n FROM pg_stat_database WHERE datname = current_database()`))
       .pipe(Effect.map((r) => r[0].n))
@@ -187,8 +187,8 @@ const program = Effect.gen(function*() {
   const lat = yield* latencies
   yield* Console.log(`  timers and signals: done`)
   const idle = {
-    ontology: yield* idleCommits("ontology", 20),
-    knowledge: yield* idleCommits("knowledge", 20)
+    ontology: yield* idleCommits("ontology", 30),
+    knowledge: yield* idleCommits("knowledge", 30)
   }
   const rows: Array<[string, string, string]> = [
     ["kill -9, 300 in flight: runs lost", String(inFlight.lost), "0"],
