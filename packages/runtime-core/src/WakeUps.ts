@@ -24,14 +24,19 @@ import { Sharding } from "@effect/cluster"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
-import { Deferred, Duration, Effect, Layer, Queue, Redacted, Schedule } from "effect"
+import { Deferred, Duration, Effect, Layer, Queue, Schedule } from "effect"
 import pg from "pg"
+import * as Database from "./Database.js"
+import * as ShardLockStorage from "./ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
 
-export const channel = (prefix: TablePrefix.TablePrefix) => `${prefix}_wake`
+export const channel = TablePrefix.wakeChannel
 
-/** Keeps a LISTEN session open and calls `onWake` for every notification (and after each reconnect). */
-const listen = (url: string, name: string, onWake: Effect.Effect<void>) =>
+/**
+ * Keeps a LISTEN session open and calls `onWake` for every notification (and
+ * after each reconnect); `onRunners` too when a runner joined or left.
+ */
+const listen = (url: string, name: string, onWake: Effect.Effect<void>, onRunners: () => void) =>
   Effect.gen(function*() {
     const wakes = yield* Queue.sliding<void>(1)
     const session = Effect.acquireRelease(
@@ -40,7 +45,11 @@ const listen = (url: string, name: string, onWake: Effect.Effect<void>) =>
         // a pg Client emits 'error' whenever its connection breaks, possibly more than once;
         // an 'error' without a listener would crash the process
         client.on("error", () => undefined)
-        client.on("notification", (msg) => msg.channel === name && Queue.unsafeOffer(wakes, undefined))
+        client.on("notification", (msg) => {
+          if (msg.channel !== name) return
+          if (msg.payload === "runners") onRunners()
+          Queue.unsafeOffer(wakes, undefined)
+        })
         client.connect()
           .then(() => client.query(`LISTEN ${pg.escapeIdentifier(name)}`))
           .then(() => resume(Effect.succeed(client)), (e) => {
@@ -53,6 +62,7 @@ const listen = (url: string, name: string, onWake: Effect.Effect<void>) =>
     // one session until it breaks, then a new one; anything sent meanwhile is caught by the poll below
     const run = Effect.scoped(Effect.gen(function*() {
       const client = yield* session
+      onRunners()
       yield* onWake
       return yield* Effect.async<never, Error>((resume) => {
         const fail = (e: unknown) => resume(Effect.fail(e instanceof Error ? e : new Error(String(e))))
@@ -86,12 +96,11 @@ export const layer = (
       const name = channel(prefix)
       const scope = yield* Effect.scope
 
-      const url = client.config.url
-        ? Redacted.value(client.config.url)
-        : `postgres://${encodeURIComponent(client.config.username ?? "")}:${
-          encodeURIComponent(client.config.password ? Redacted.value(client.config.password) : "")
-        }@${client.config.host ?? "localhost"}:${client.config.port ?? 5432}/${client.config.database ?? ""}`
-      yield* listen(url, name, sharding.pollStorage)
+      const membership = yield* Effect.serviceOption(ShardLockStorage.Membership)
+      const onRunners = () => {
+        if (membership._tag === "Some") Effect.runSync(membership.value.invalidate)
+      }
+      yield* listen(Database.urlOf(client), name, sharding.pollStorage, onRunners)
 
       // Outgoing notifications. A caller waits until a NOTIFY issued after its own write has
       // been sent (a process about to exit must not lose it); callers arriving while one is in

@@ -3,6 +3,7 @@
  */
 export * as AppRuntime from "./AppRuntime.js"
 export * as AppServer from "./AppServer.js"
+export * as ClusterRunner from "./ClusterRunner.js"
 export * as Database from "./Database.js"
 export * as Migrations from "./Migrations.js"
 export * as Provisioning from "./Provisioning.js"
