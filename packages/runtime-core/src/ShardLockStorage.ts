@@ -65,6 +65,8 @@ export interface Options {
   readonly idleRefresh?: Duration.DurationInput | undefined
 }
 
+const show = (address: RunnerAddress.RunnerAddress) => `${address.host}:${address.port}`
+
 const lockError = (message: string, cause?: unknown) =>
   new PersistenceError({ cause: cause instanceof Error ? cause : new Error(message, { cause }) })
 
@@ -170,7 +172,7 @@ export const make = Effect.fnUntraced(function*(prefix: TablePrefix.TablePrefix,
     const me = self
     return Effect.flatMap(q(`SELECT pg_try_advisory_lock(${space}, ${me.key})`), (rows) => {
       present = rows[0]?.[0] === true
-      presenceConflict = present ? undefined : `another live process holds runner address ${me.address}`
+      presenceConflict = present ? undefined : `another live process holds runner address ${show(me.address)}`
       return Effect.void
     })
   }
@@ -241,7 +243,7 @@ export const make = Effect.fnUntraced(function*(prefix: TablePrefix.TablePrefix,
         if (!present) {
           // two live processes with one address would share a machine id (and its snowflakes): refuse
           yield* Effect.logError(
-            `Runner address ${runner.address} is in use by another live process of app "${prefix}"; ` +
+            `Runner address ${show(runner.address)} is in use by another live process of app "${prefix}"; ` +
               `give each replica its own RUNNER_HOST/RUNNER_PORT`
           )
           return yield* Effect.fail(lockError(presenceConflict ?? "runner address in use"))
@@ -333,7 +335,7 @@ export const make = Effect.fnUntraced(function*(prefix: TablePrefix.TablePrefix,
       return {
         ready: reason === undefined,
         reason,
-        runner: self ? String(self.address) : undefined,
+        runner: self ? show(self.address) : undefined,
         runners: runners.length,
         shards: held.size
       }
