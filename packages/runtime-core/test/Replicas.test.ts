@@ -265,7 +265,10 @@ const blackHoleProxy = (target: URL) =>
           server,
           blackHole: () => void (holed = true),
           heal: () => {
-            for (const [c, u] of pairs) (c.destroy(), u.destroy())
+            for (const [c, u] of pairs) {
+              c.destroy()
+              u.destroy()
+            }
             pairs.clear()
             holed = false
           }
