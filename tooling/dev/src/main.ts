@@ -7,6 +7,8 @@
  *   started, or attached to when already running, and stopped on exit.
  * - `--demo` (`pnpm demo`): also publishes the sample ontology, ingests the
  *   sample documents and prints the typed entities; with `--exit` it then stops.
+ * - `--replicas N` (1 to 8, default 1): N processes per app, each a runner of
+ *   its app's cluster, behind a round-robin load balancer on the app's port.
  * Ports: `ONTOLOGY_PORT` (4001), `KNOWLEDGE_PORT` (4002); `WORKFLOW_MODE` is passed on.
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
@@ -35,21 +37,36 @@ const database = (configured: Option.Option<string>) =>
       })
   })
 
+/** `--replicas N` or `--replicas=N`. */
+const replicasArg = Effect.suspend(() => {
+  const i = args.findIndex((a) => a === "--replicas" || a.startsWith("--replicas="))
+  if (i === -1) return Effect.succeed(1)
+  const raw = args[i]!.includes("=") ? args[i]!.split("=")[1] : args[i + 1]
+  const n = Number(raw)
+  return Number.isInteger(n) && n >= 1 && n <= 8
+    ? Effect.succeed(n)
+    : Effect.fail(new Error(`--replicas must be an integer from 1 to 8, got ${JSON.stringify(raw ?? "")}`))
+})
+
 const program = Effect.gen(function*() {
   const c = yield* config
+  const replicas = yield* replicasArg
   const databaseUrl = yield* database(c.databaseUrl)
   const [ontology, knowledge] = yield* AppProcesses.startAll({
     databaseUrl,
     ontologyPort: c.ontologyPort,
     knowledgePort: c.knowledgePort,
+    replicas,
     workflowMode: Option.getOrUndefined(c.workflowMode)
   })
+  const topology = (app: AppProcesses.App) =>
+    replicas === 1 ? "" : `\n             ${replicas} replicas behind it: ${app.replicas.join(", ")}`
   yield* Console.log(
     [
       "",
       "Both apps are up, sharing one database:",
-      `  ontology   ${ontology.url}   (health: ${ontology.url}/health, API: ${ontology.url}/openapi.json)`,
-      `  knowledge  ${knowledge.url}   (health: ${knowledge.url}/health, API: ${knowledge.url}/openapi.json)`,
+      `  ontology   ${ontology.url}   (ready: ${ontology.url}/ready, API: ${ontology.url}/openapi.json)${topology(ontology)}`,
+      `  knowledge  ${knowledge.url}   (ready: ${knowledge.url}/ready, API: ${knowledge.url}/openapi.json)${topology(knowledge)}`,
       ""
     ].join("\n")
   )

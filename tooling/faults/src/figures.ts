@@ -9,7 +9,11 @@
  * - actual duration of DurableClock.sleep("2 seconds") [within 10 %]
  * - signal-to-resume latency across processes, p50 and p99 [p50 < 100 ms]
  * - idle commits per second of each real app [< 1]
+ * - replicas (`ReplicaFigures`): takeover after SIGKILL [all resumed < 5 s],
+ *   SIGTERM to exit [< 5 s idle], failed requests in a rolling deploy [0],
+ *   one app's throughput with 1, 2 and 3 replicas
  *
+ * `-- --only=replicas` (or `--only=crash`) runs one part.
  * Postgres: TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres);
  * every scenario uses a fresh database that is dropped afterwards.
  */
@@ -23,6 +27,7 @@ import { readFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import { Approval, Await } from "./FaultApp.js"
+import * as ReplicaFigures from "./ReplicaFigures.js"
 
 const faultApp = fileURLToPath(new URL("./FaultApp.ts", import.meta.url))
 const appEntry = (name: string) => fileURLToPath(new URL(`../../../apps/${name}-server/src/main.ts`, import.meta.url))
@@ -178,7 +183,41 @@ const pct = (xs: ReadonlyArray<number>, p: number) => {
 }
 const ms = (x: number) => Number.isFinite(x) ? `${Math.round(x)} ms` : "n/a"
 
+const only = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length)
+
+const replicaRows = Effect.gen(function*() {
+  yield* Console.log("Running the replica scenarios (a few minutes)...")
+  const rates: Array<[string, string, string]> = []
+  for (const n of [1, 2, 3]) {
+    const t = yield* ReplicaFigures.throughput(n, 600)
+    rates.push([`throughput, 600 publishes over ${n} replica(s)`, `${t.runsPerSecond.toFixed(1)}/s`, ""])
+    if (t.failedStarts > 0) rates.push([`  failed starts with ${n} replica(s)`, String(t.failedStarts), "0"])
+    yield* Console.log(`  throughput with ${n} replica(s): done`)
+  }
+  const k = yield* ReplicaFigures.takeover
+  yield* Console.log(`  SIGKILL takeover: done`)
+  const r = yield* ReplicaFigures.rollingDeploy
+  yield* Console.log(`  rolling deploy: done`)
+  return [
+    [`SIGKILL of 1 of 3 replicas (${k.victimShards} shards): live replicas hold all shards`, ms(k.shardsMs), "< 5000 ms"],
+    ["SIGKILL of 1 of 3 replicas, 300 runs in flight: all succeeded", ms(k.allSucceededMs), "< 5000 ms"],
+    ["SIGTERM to exit, idle replica", ms(r.sigtermIdleMs), "< 5000 ms"],
+    ["SIGTERM to exit, replica under load (rolling deploy)", ms(r.sigtermUnderLoadMs), ""],
+    [`rolling deploy: failed or hanging requests (of ${r.requests})`, String(r.failed), "0"],
+    ...rates
+  ] as Array<[string, string, string]>
+})
+
 const program = Effect.gen(function*() {
+  const rows: Array<[string, string, string]> = []
+  if (only === undefined || only === "crash") rows.push(...(yield* crashRows))
+  if (only === undefined || only === "replicas") rows.push(...(yield* replicaRows))
+  const width = Math.max(...rows.map((r) => r[0].length))
+  yield* Console.log(`\n${"figure".padEnd(width)}  ${"value".padStart(10)}  target`)
+  for (const [name, value, target] of rows) yield* Console.log(`${name.padEnd(width)}  ${value.padStart(10)}  ${target}`)
+})
+
+const crashRows = Effect.gen(function*() {
   yield* Console.log("Running the fault and latency scenarios (a few minutes)...")
   const inFlight = yield* crash({ prefix: "crash", runs: 300, stepMs: 20 })
   yield* Console.log(`  kill -9 with 300 in flight: done`)
@@ -205,9 +244,7 @@ const program = Effect.gen(function*() {
     ["idle commits/s, ontology app", idle.ontology.toFixed(2), "< 1"],
     ["idle commits/s, knowledge app", idle.knowledge.toFixed(2), "< 1"]
   ]
-  const width = Math.max(...rows.map((r) => r[0].length))
-  yield* Console.log(`\n${"figure".padEnd(width)}  ${"value".padStart(10)}  target`)
-  for (const [name, value, target] of rows) yield* Console.log(`${name.padEnd(width)}  ${value.padStart(10)}  ${target}`)
+  return rows
 })
 
 program.pipe(Effect.provide(Layer.empty), NodeRuntime.runMain)

@@ -1,0 +1,241 @@
+/**
+ * Replicas: several processes per app on one database, each a runner of the
+ * app's @effect/cluster (durable mode, whatever the run's WORKFLOW_MODE: a
+ * replica is a durable-engine thing). Any replica accepts any request; a 202
+ * means the run is persisted and it runs once, whichever replica owns its
+ * shard; a replica killed with SIGKILL hands its shards to the live ones; a
+ * rolling deploy (start a new replica, SIGTERM an old one) fails no request.
+ * Timings are printed, not asserted (figures: `pnpm --filter @duraflow/faults figures`).
+ */
+import { SampleDocuments } from "@duraflow/knowledge"
+import { SampleOntology } from "@duraflow/ontology"
+import { Database, TablePrefix } from "@duraflow/runtime-core"
+import { TestDatabase } from "@duraflow/runtime-core/testing"
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Redacted, Ref, Schema } from "effect"
+import { type AppSet, E2EError, freePort, poll, request, type RunningApp, withApps } from "./helpers.js"
+
+const turtle = (i: number) =>
+  `@prefix owl: <http://www.w3.org/2002/07/owl#> . <urn:r:C${i}> a owl:Class .`
+
+const Ready = Schema.Struct({
+  ready: Schema.Boolean,
+  runner: Schema.Struct({ address: Schema.optional(Schema.String), runners: Schema.Number, shards: Schema.Number })
+})
+
+/** `/ready` of one replica (503 bodies carry the same readiness under `readiness`). */
+const readiness = (app: RunningApp) =>
+  Effect.map(request("GET", `${app.baseUrl}/ready`), (r) => {
+    const body = (r.status === 200 ? r.json : (r.json as { readiness?: unknown } | undefined)?.readiness) ?? {}
+    return { status: r.status, ...Schema.decodeUnknownSync(Schema.partial(Ready))(body) }
+  })
+
+const startReplicas = (apps: AppSet, name: "ontology" | "knowledge", count: number, databaseUrl: string, ontologyUrl?: string) =>
+  Effect.forEach(Array.from({ length: count }), () =>
+    Effect.flatMap(freePort, (port) =>
+      apps.start(name, { databaseUrl, port, mode: "durable", ...(ontologyUrl ? { ontologyUrl } : {}) })), {
+    concurrency: count
+  })
+
+/** Waits until every replica is ready and sees all `replicas.length` runners, holding all 300 shards between them. */
+const allReady = (replicas: ReadonlyArray<RunningApp>) =>
+  poll(
+    `${replicas.length} replicas to be ready and share the shards`,
+    Effect.forEach(replicas, readiness),
+    (rs) =>
+      rs.every((r) => r.status === 200 && r.runner?.runners === replicas.length && r.runner.shards > 0) &&
+      rs.reduce((n, r) => n + (r.runner?.shards ?? 0), 0) === 300,
+    { timeout: "90 seconds", interval: "200 millis" }
+  )
+
+/** Starts a run, with a deadline: a start that does not answer is a failure, not a hang. */
+const timedStart = (app: RunningApp, workflow: string, payload: unknown) =>
+  Effect.gen(function*() {
+    const t0 = performance.now()
+    const r = yield* request("POST", `${app.baseUrl}/runs/${workflow}`, { body: payload }).pipe(
+      Effect.timeoutFail({
+        duration: "15 seconds",
+        onTimeout: () => new E2EError({ message: `start on ${app.label} did not answer within 15 s` })
+      })
+    )
+    if (r.status !== 202) return yield* new E2EError({ message: `start on ${app.label}: ${r.status} ${r.text}` })
+    return { executionId: (r.json as { executionId: string }).executionId, ms: performance.now() - t0 }
+  })
+
+const statusCounts = (prefix: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM ${sql(`${prefix}_runs`)} GROUP BY 1`).pipe(
+      Effect.map((rows) => Object.fromEntries(rows.map((r) => [r.status, r.n])))
+    )
+
+const allSucceeded = (prefix: string, n: number) =>
+  poll(`${n} ${prefix} runs to succeed`, statusCounts(prefix), (c) => (c.succeeded ?? 0) >= n || (c.failed ?? 0) > 0, {
+    timeout: "180 seconds",
+    interval: "500 millis"
+  })
+
+const p = (xs: ReadonlyArray<number>, q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]
+
+/** Each scenario on a database of its own (dropped after), with a client for it. */
+const onFreshDatabase = <A, E, R>(suite: string, body: (url: string) => Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const db = yield* TestDatabase.make(suite)
+    const client = yield* Layer.build(Database.layer({ url: Redacted.make(db.url), applicationName: "e2e-replicas" }))
+    return yield* body(db.url).pipe(Effect.provide(client))
+  })
+
+describe("replicas", () => {
+  {
+    it.scopedLive("3 ontology and 2 knowledge replicas: 300 runs started round-robin, each runs once; isolation holds", () =>
+      onFreshDatabase("e2e_replicas_load", (url) => withApps((apps) =>
+        Effect.gen(function*() {
+          const db = { url }
+          const sql = yield* SqlClient.SqlClient
+          const ontology = yield* startReplicas(apps, "ontology", 3, db.url)
+          const knowledge = yield* startReplicas(apps, "knowledge", 2, db.url, ontology[0]!.baseUrl)
+          yield* Effect.all([allReady(ontology), allReady(knowledge)], { concurrency: 2 })
+
+          // the sample ontology first (knowledge types its entities with it), through replica 2
+          yield* timedStart(ontology[1]!, "PublishOntology", { ontologyId: "news", turtle: SampleOntology.turtle })
+          yield* allSucceeded("ontology", 1)
+
+          // 240 publishes over the 3 ontology replicas, 60 ingests over the 2 knowledge replicas, at once
+          const publishes = Array.from({ length: 240 }, (_, i) => ({ ontologyId: `o-${i}`, turtle: turtle(i) }))
+          const samples = SampleDocuments.documents
+          const ingests = Array.from({ length: 60 }, (_, i) => ({
+            ...samples[i % samples.length]!,
+            documentId: `doc-${i}`,
+            ontologyId: "news"
+          }))
+          const starts = yield* Effect.all([
+            Effect.forEach(publishes, (b, i) => timedStart(ontology[i % 3]!, "PublishOntology", b), { concurrency: 30 }),
+            Effect.forEach(ingests, (b, i) => timedStart(knowledge[i % 2]!, "IngestDocument", b), { concurrency: 10 })
+          ], { concurrency: 2 })
+          const ms = starts.flat().map((s) => s.ms)
+          console.log(`replicas: 300 starts answered, p50 ${p(ms, 0.5)?.toFixed(0)} ms, max ${Math.max(...ms).toFixed(0)} ms`)
+          expect(new Set(starts[0].map((s) => s.executionId)).size).toBe(240)
+          expect(new Set(starts[1].map((s) => s.executionId)).size).toBe(60)
+
+          expect(yield* allSucceeded("ontology", 241)).toEqual({ succeeded: 241 })
+          expect(yield* allSucceeded("knowledge", 60)).toEqual({ succeeded: 60 })
+          // each run wrote once: one version per published ontology, one row per document
+          const [versions] = yield* sql<{ n: number; distinct: number }>`
+            SELECT count(*)::int AS n, count(DISTINCT ontology_id)::int AS distinct FROM ontology_versions`
+          expect(versions).toEqual({ n: 241, distinct: 241 })
+          const [documents] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM knowledge_documents`
+          expect(documents.n).toBe(60)
+
+          // isolation with replicas: every advisory lock is in one app's key space, held by that app's sessions
+          const spaces = new Map(["ontology", "knowledge"].map((x) => [TablePrefix.lockSpace(TablePrefix.unsafeMake(x)), x]))
+          const locks = yield* sql<{ classid: number; objsubid: number; application_name: string; pid: number }>`
+            SELECT l.classid::bigint AS classid, l.objsubid, a.application_name, l.pid
+            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`
+          for (const lock of locks) {
+            expect(lock.objsubid).toBe(2)
+            expect(lock.application_name).toBe(spaces.get(Number(lock.classid)))
+          }
+          // one lock session per replica: 3 ontology, 2 knowledge
+          const sessions = (app: string) => new Set(locks.filter((l) => l.application_name === app).map((l) => l.pid)).size
+          expect({ ontology: sessions("ontology"), knowledge: sessions("knowledge") }).toEqual({ ontology: 3, knowledge: 2 })
+          const tables = yield* sql<{ relname: string }>`
+            SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') AND relnamespace = 'public'::regnamespace`
+          for (const { relname } of tables) expect(relname).toMatch(/^(ontology|knowledge)_/)
+        }))), 400_000)
+
+    it.scopedLive("SIGKILL of the replica holding most shards, mid-load: every run succeeds", () =>
+      onFreshDatabase("e2e_replicas_kill", (url) => withApps((apps) =>
+        Effect.gen(function*() {
+          const db = { url }
+          const replicas = yield* startReplicas(apps, "ontology", 3, db.url)
+          yield* allReady(replicas)
+          const states = yield* Effect.forEach(replicas, readiness)
+          const victim = states.reduce((best, s, i) => (s.runner?.shards ?? 0) > (states[best]!.runner?.shards ?? 0) ? i : best, 0)
+          const live = replicas.filter((_, i) => i !== victim)
+
+          const first = yield* Effect.forEach(
+            Array.from({ length: 150 }, (_, i) => i),
+            (i) => timedStart(replicas[i % 3]!, "PublishOntology", { ontologyId: `k-${i}`, turtle: turtle(i) }),
+            { concurrency: 30 }
+          )
+          const killedAt = Date.now()
+          yield* replicas[victim]!.process.kill("SIGKILL")
+          // the live replicas keep taking starts while they take over
+          const second = yield* Effect.forEach(
+            Array.from({ length: 150 }, (_, i) => 150 + i),
+            (i) => timedStart(live[i % 2]!, "PublishOntology", { ontologyId: `k-${i}`, turtle: turtle(i) }),
+            { concurrency: 30 }
+          )
+          yield* poll("the live replicas to hold every shard", Effect.forEach(live, readiness), (rs) =>
+            rs.reduce((n, r) => n + (r.runner?.shards ?? 0), 0) === 300 && rs.every((r) => r.runner?.runners === 2), {
+            timeout: "60 seconds",
+            interval: "100 millis"
+          })
+          const takeover = Date.now() - killedAt
+          expect(yield* allSucceeded("ontology", 300)).toEqual({ succeeded: 300 })
+          console.log(
+            `replicas: SIGKILL of the holder of ${states[victim]!.runner?.shards} shards: ` +
+              `shards taken over after ${takeover} ms, all 300 runs succeeded ${Date.now() - killedAt} ms after the kill`
+          )
+          expect(first.length + second.length).toBe(300)
+        }))), 400_000)
+
+    it.scopedLive("rolling deploy: start a new replica, SIGTERM an old one; no request fails or hangs", () =>
+      onFreshDatabase("e2e_replicas_rolling", (url) => withApps((apps) =>
+        Effect.gen(function*() {
+          const db = { url }
+          const [a, b] = yield* startReplicas(apps, "ontology", 2, db.url)
+          yield* allReady([a!, b!])
+
+          // a client that keeps starting runs round-robin over the replicas in `rotation`
+          const rotation = yield* Ref.make<ReadonlyArray<RunningApp>>([a!, b!])
+          const results = yield* Ref.make<Array<{ ok: boolean; error?: string }>>([])
+          const stop = yield* Ref.make(false)
+          const client = (tag: string) => Effect.gen(function*() {
+            let i = 0
+            while (!(yield* Ref.get(stop))) {
+              const targets = yield* Ref.get(rotation)
+              const id = `${tag}-${i}`
+              const outcome = yield* timedStart(targets[i % targets.length]!, "PublishOntology", {
+                ontologyId: id,
+                turtle: turtle(i)
+              }).pipe(
+                Effect.as({ ok: true }),
+                Effect.catchAll((e) => Effect.succeed({ ok: false, error: e.message }))
+              )
+              yield* Ref.update(results, (rs) => [...rs, outcome])
+              i++
+              yield* Effect.sleep("20 millis")
+            }
+          })
+          const fiber = yield* Effect.fork(Effect.all([client("x"), client("y").pipe(Effect.delay("10 millis"))], {
+            concurrency: 2
+          }))
+
+          yield* Effect.sleep("1 second")
+          const [c] = yield* startReplicas(apps, "ontology", 1, db.url)
+          yield* allReady([a!, b!, c!])
+          // the load balancer stops sending to `a` (its /ready would fail from now on), then `a` gets SIGTERM
+          yield* Ref.set(rotation, [b!, c!])
+          const t0 = Date.now()
+          yield* a!.process.kill("SIGTERM")
+          const exitCode = yield* a!.process.exited
+          const stopMs = Date.now() - t0
+          yield* allReady([b!, c!])
+          yield* Effect.sleep("1 second")
+          yield* Ref.set(stop, true)
+          yield* fiber.await
+
+          const outcomes = yield* Ref.get(results)
+          const failed = outcomes.filter((o) => !o.ok)
+          console.log(
+            `replicas: rolling deploy: ${outcomes.length} starts, ${failed.length} failed; ` +
+              `SIGTERM to exit ${stopMs} ms (code ${exitCode})`
+          )
+          expect(failed).toEqual([])
+          expect(exitCode).toBe(0)
+          expect(yield* allSucceeded("ontology", outcomes.length)).toEqual({ succeeded: outcomes.length })
+        }))), 400_000)
+  }
+})
