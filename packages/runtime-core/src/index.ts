@@ -4,6 +4,7 @@
 export * as AppRuntime from "./AppRuntime.js"
 export * as AppServer from "./AppServer.js"
 export * as Database from "./Database.js"
+export * as DeferredWake from "./DeferredWake.js"
 export * as Migrations from "./Migrations.js"
 export * as Provisioning from "./Provisioning.js"
 export * as RuntimeTables from "./RuntimeTables.js"
