@@ -25,13 +25,23 @@
  * is kept for that execution and read by the await: the cluster engine answers
  * it only after the run, so the run could not read it from storage.
  *
- * Only completions made through this process's engine wake an active run;
- * completions from within the run itself (`raceAll` recording its winner, an
- * activity) never do.
+ * Completions made through this process's engine wake an active run here;
+ * those made by another process of the app reach it through `WakeUps`, which
+ * calls `completedElsewhere`. Completions from within the run itself
+ * (`raceAll` recording its winner, an activity) never preempt it.
  */
 import { WorkflowEngine } from "@effect/workflow"
 import type { Workflow } from "@effect/workflow"
-import { Cause, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
+
+/** Wakes active runs for completions this process's engine did not see. */
+export class DeferredWake extends Context.Tag("@duraflow/runtime-core/DeferredWake")<DeferredWake, {
+  /**
+   * Another process completed `deferredName` of this execution (its message is
+   * already stored): preempt the run if it is active here and awaits it.
+   */
+  readonly completedElsewhere: (workflowName: string, executionId: string, deferredName: string) => Effect.Effect<void>
+}>() {}
 
 type Instance = WorkflowEngine.WorkflowInstance["Type"]
 
@@ -43,6 +53,8 @@ interface ActiveRun {
   readonly instances: Set<Instance>
   /** Deferreds the run has read (awaited); completing one of them from outside preempts it. */
   readonly awaited: Set<string>
+  /** Deferreds the run has read a result of: nothing to wake for. */
+  readonly resolved: Set<string>
   preempted: Map<Instance, boolean> | undefined
 }
 
@@ -76,6 +88,7 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
             instance,
             instances: new Set([instance]),
             awaited: new Set(),
+            resolved: new Set(),
             preempted: undefined
           }
           active.set(key, run)
@@ -96,7 +109,7 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
         })
       )
 
-    const preempt = (run: ActiveRun, executionId: string) =>
+    const preempt = (run: ActiveRun, executionId: string): Effect.Effect<void> =>
       Effect.gen(function*() {
         if (run.preempted || run.fiber.unsafePoll()) return
         // every instance of the run is marked, so no raceAll branch records the interruption
@@ -111,9 +124,12 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
           yield* Effect.yieldNow()
         }
         yield* engine.resume(run.workflow, executionId)
-      })
+      }) as Effect.Effect<void> // the run's schemas are ones the engine already decoded with
 
-    return WorkflowEngine.WorkflowEngine.of({
+    const wakes = (run: ActiveRun, deferredName: string) =>
+      run.awaited.has(deferredName) && !run.resolved.has(deferredName)
+
+    const wrapped = WorkflowEngine.WorkflowEngine.of({
       ...engine,
       register: (workflow, execute) =>
         Effect.flatMap(WorkflowEngine.WorkflowEngine, (outer) =>
@@ -129,10 +145,12 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
           run.awaited.add(deferred.name)
           const key = keyOf(instance.workflow.name, instance.executionId)
           const early = pending.get(key)?.get(deferred.name)
-          if (early === undefined) return engine.deferredResult(deferred)
-          return Effect.orDie(Schema.decodeUnknown(deferred.exitSchema)(early)) as Effect.Effect<
-            Exit.Exit<any, any>
-          >
+          const read = early === undefined
+            ? engine.deferredResult(deferred)
+            : Effect.orDie(Schema.decodeUnknown(deferred.exitSchema)(early)) as Effect.Effect<Exit.Exit<any, any>>
+          return Effect.tap(read, (exit) => {
+            if (exit !== undefined) run.resolved.add(deferred.name)
+          })
         }),
 
       activityExecute: (activity, attempt) =>
@@ -157,21 +175,30 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
                     const byName = pending.get(key) ?? new Map<string, unknown>()
                     pending.set(key, byName.set(done.deferredName, encoded.value))
                   }
-                  return run.awaited.has(done.deferredName) ? preempt(run, done.executionId) : Effect.void
+                  return wakes(run, done.deferredName) ? preempt(run, done.executionId) : Effect.void
                 }
               )
             })
           )
         })
     })
+
+    const service = DeferredWake.of({
+      completedElsewhere: (workflowName, executionId, deferredName) =>
+        Effect.suspend(() => {
+          const run = active.get(keyOf(workflowName, executionId))
+          // no value to keep: the replay reads it from storage, where the cluster
+          // engine has answered the completion before it replays the run
+          return run && wakes(run, deferredName) ? preempt(run, executionId) : Effect.void
+        })
+    })
+    return Context.make(WorkflowEngine.WorkflowEngine, wrapped).pipe(Context.add(DeferredWake, service))
   })
 
 /** Wraps `ClusterWorkflowEngine`: the completion's own message resumes the preempted run. */
-export const layer: Layer.Layer<WorkflowEngine.WorkflowEngine, never, WorkflowEngine.WorkflowEngine> = Layer.effect(
-  WorkflowEngine.WorkflowEngine,
-  make({ resumeAfterPreempt: false })
-)
+export const layer: Layer.Layer<WorkflowEngine.WorkflowEngine | DeferredWake, never, WorkflowEngine.WorkflowEngine> =
+  Layer.effectContext(make({ resumeAfterPreempt: false }))
 
 /** Wraps `WorkflowEngine.layerMemory`: the wrapper resumes the preempted run itself. */
-export const layerMemory: Layer.Layer<WorkflowEngine.WorkflowEngine, never, WorkflowEngine.WorkflowEngine> = Layer
-  .effect(WorkflowEngine.WorkflowEngine, make({ resumeAfterPreempt: true }))
+export const layerMemory: Layer.Layer<WorkflowEngine.WorkflowEngine | DeferredWake, never, WorkflowEngine.WorkflowEngine> =
+  Layer.effectContext(make({ resumeAfterPreempt: true }))

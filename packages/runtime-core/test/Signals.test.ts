@@ -8,8 +8,9 @@
 import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Queue, Schema, TestClock } from "effect"
+import { fileURLToPath } from "node:url"
 import { TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
-import { TestDatabase } from "../src/testing/index.js"
+import { TestDatabase, TestProcess } from "../src/testing/index.js"
 
 const prefix = TablePrefix.unsafeMake("sig")
 
@@ -128,7 +129,7 @@ describe("signals racing other branches", () => {
       Layer.provideMerge(TestDatabase.layer("signals"))
     )
 
-    layer(Durable, { timeout: 60_000, excludeTestServices: true })((it) => {
+    layer(Durable, { timeout: 90_000, excludeTestServices: true })((it) => {
       it.effect("a signal sent at 0.5 s beats an in-memory timeout", () =>
         Effect.gen(function*() {
           const payload = { id: "d1", timeoutMs: LONG }
@@ -157,6 +158,27 @@ describe("signals racing other branches", () => {
           yield* signal(OrTimeout, executionId, "early")
           expect(yield* Fiber.join(fiber)).toBe("early")
         }), { timeout: 60_000 })
+
+      it.effect("a signal from another process (one that holds no shards) wins too", () =>
+        Effect.gen(function*() {
+          const db = yield* TestDatabase.TestDatabase
+          // longer: the other process needs a few seconds to start
+          const payload = { id: "d5", timeoutMs: 2 * LONG }
+          const executionId = yield* OrTimeout.executionId(payload)
+          const fiber = yield* startActive(OrTimeout.execute(payload), "d5")
+          const client = yield* TestProcess.spawnTs(fileURLToPath(new URL("./fixtures/signal-client.ts", import.meta.url)), {
+            env: {
+              DATABASE_URL: db.url,
+              PREFIX: prefix,
+              WORKFLOW: OrTimeout.name,
+              DEFERRED: Decision.name,
+              EXECUTION_ID: executionId,
+              VALUE: "from afar"
+            }
+          })
+          yield* client.waitForEvent("signalled")
+          expect(yield* Fiber.join(fiber)).toBe("from afar")
+        }).pipe(Effect.scoped), { timeout: 90_000 })
 
       it.effect("raceAll without a signal: the activity wins", () =>
         Effect.gen(function*() {
