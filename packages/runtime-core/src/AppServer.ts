@@ -8,7 +8,7 @@
 import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
 import type { HttpApi, HttpApiGroup } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Config, Effect, Layer } from "effect"
+import { Config, Duration, Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import * as RequestGuard from "./RequestGuard.js"
 import * as RunsHttp from "./RunsHttp.js"
@@ -18,6 +18,40 @@ export const portConfig = (fallback: number) =>
     Config.withDefault(fallback),
     Config.validate({ message: "PORT must be between 0 and 65535", validation: (p) => p >= 0 && p <= 65535 })
   )
+
+/**
+ * Nothing may keep a SIGTERM from finishing: a request stuck on an unreachable
+ * peer, an activity that ignores interruption. Once SIGTERM or SIGINT
+ * arrives, the graceful shutdown (HTTP server, then engine, then pool) gets
+ * `timeout`; past it the process exits with code 1 and a log line. The timer
+ * is unref'd, so a shutdown that finishes in time is not delayed by it. The
+ * default leaves room for the engine's `entityTerminationTimeout` (15 s).
+ */
+export const shutdownDeadline = (timeout: Duration.DurationInput) =>
+  Layer.scopedDiscard(
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const ms = Duration.toMillis(Duration.decode(timeout))
+        const arm = (signal: string) => {
+          setTimeout(() => {
+            console.error(`Shutdown did not finish within ${Duration.format(Duration.decode(timeout))} of ${signal}; exiting`)
+            process.exit(1)
+          }, ms).unref()
+        }
+        process.once("SIGTERM", arm)
+        process.once("SIGINT", arm)
+        return arm
+      }),
+      (arm) =>
+        Effect.sync(() => {
+          process.off("SIGTERM", arm)
+          process.off("SIGINT", arm)
+        })
+    )
+  )
+
+/** `SHUTDOWN_TIMEOUT` (a duration, default 25 seconds). */
+export const shutdownTimeoutConfig = Config.duration("SHUTDOWN_TIMEOUT").pipe(Config.withDefault(Duration.seconds(25)))
 
 export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR, GOut, E, R>(
   api: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>,
@@ -40,11 +74,15 @@ export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGrou
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port }))
   )
 
-/** `layer` with the port from `PORT` (default `fallback`). */
+/** `layer` with the port from `PORT` (default `fallback`) and the shutdown deadline from `SHUTDOWN_TIMEOUT`. */
+
 export const layerConfig = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR, GOut, E, R>(
   api: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>,
   options: { readonly groups: Layer.Layer<GOut, E, R>; readonly defaultPort: number }
 ) =>
   Layer.unwrapEffect(
-    Effect.map(portConfig(options.defaultPort), (port) => layer(api, { groups: options.groups, port }))
+    Effect.map(
+      Config.all([portConfig(options.defaultPort), shutdownTimeoutConfig]),
+      ([port, timeout]) => Layer.merge(layer(api, { groups: options.groups, port }), shutdownDeadline(timeout))
+    )
   )

@@ -54,6 +54,14 @@ const describe = (cause: unknown): string => {
   return [err?.code, err?.message].filter(Boolean).join(" ") || String(inner)
 }
 
+/** The URL a `PgClient` connects with, for the dedicated sessions beside its pool (LISTEN, locks). */
+export const urlOf = (client: PgClient.PgClient): string =>
+  client.config.url
+    ? Redacted.value(client.config.url)
+    : `postgres://${encodeURIComponent(client.config.username ?? "")}:${
+      encodeURIComponent(client.config.password ? Redacted.value(client.config.password) : "")
+    }@${client.config.host ?? "localhost"}:${client.config.port ?? 5432}/${client.config.database ?? ""}`
+
 /** A `PgClient` (and `SqlClient`) for the given URL; fails with `DatabaseUnavailable`. */
 export const layer = (
   options: Options

@@ -2,7 +2,8 @@
  * The HTTP surface every app serves, as `@effect/platform` HttpApi groups, so
  * that each domain's API (and the clients derived from it) includes them:
  *
- * - `GET  /health`                          mode, prefix, database reachable
+ * - `GET  /health`                          mode, prefix, database reachable (liveness)
+ * - `GET  /ready`                           a working member of its app's cluster (readiness)
  * - `POST /runs/{workflow}`                 start a run: 202 {executionId}, idempotent
  * - `GET  /runs/{workflow}/{executionId}`   status with result or error
  * - `GET  /runs?workflow=&status=&limit=`   recent runs, newest first
@@ -14,6 +15,7 @@
  */
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
+import * as Readiness from "./Readiness.js"
 import { Run, RunStatus } from "./RunStore.js"
 
 export { Run, RunStatus }
@@ -70,6 +72,7 @@ const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500))
 
 export class HealthGroup extends HttpApiGroup.make("health")
   .add(HttpApiEndpoint.get("health", "/health").addSuccess(Health).addError(Unhealthy))
+  .add(Readiness.endpoint)
 {}
 
 export class RunsGroup extends HttpApiGroup.make("runs")

@@ -9,6 +9,7 @@ import { SqlClient } from "@effect/sql"
 import { WorkflowEngine } from "@effect/workflow"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
 import { Effect, Exit, Layer, Option, ParseResult, Schema } from "effect"
+import * as Readiness from "./Readiness.js"
 import { RunStore } from "./RunStore.js"
 import {
   Health,
@@ -169,6 +170,7 @@ export const layerHealth = <Id extends string, Groups extends HttpApiGroup.HttpA
     Effect.gen(function*() {
       const runtime = yield* WorkflowRuntime
       const sql = yield* SqlClient.SqlClient
+      const readiness = yield* Readiness.make
       return handlers.handle("health", () =>
         Effect.gen(function*() {
           const start = performance.now()
@@ -182,7 +184,7 @@ export const layerHealth = <Id extends string, Groups extends HttpApiGroup.HttpA
               : { reachable }
           })
           return reachable ? health : yield* new Unhealthy({ health })
-        }))
+        })).handle("ready", () => readiness.handle)
     }))
 
 /** Both groups' handlers. */

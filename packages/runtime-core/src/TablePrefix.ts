@@ -127,3 +127,12 @@ export const lockSpace = (prefix: TablePrefix): number => {
  * index), so the schema lock uses a negative key that can never clash.
  */
 export const SCHEMA_LOCK_KEY = -1
+
+/**
+ * Runner presence locks use `RUNNER_LOCK_BASE + machineId`: far above any
+ * shard index (shard groups x shards per group), so they never clash either.
+ */
+export const RUNNER_LOCK_BASE = 1_000_000
+
+/** The app's LISTEN/NOTIFY channel (wake-ups, runner announcements): per prefix, like its locks. */
+export const wakeChannel = (prefix: TablePrefix): string => `${prefix}_wake`

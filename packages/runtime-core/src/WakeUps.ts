@@ -27,12 +27,14 @@ import { Sharding } from "@effect/cluster"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
-import { Deferred, Duration, Effect, Layer, Queue, Redacted, Schedule } from "effect"
-import { DeferredWake } from "./DeferredWake.js"
+import { Deferred, Duration, Effect, Layer, Queue, Schedule } from "effect"
 import pg from "pg"
+import * as Database from "./Database.js"
+import { DeferredWake } from "./DeferredWake.js"
+import * as ShardLockStorage from "./ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
 
-export const channel = (prefix: TablePrefix.TablePrefix) => `${prefix}_wake`
+export const channel = TablePrefix.wakeChannel
 
 /** A deferred completed by process `from`, as a notification payload. */
 interface Completed {
@@ -60,12 +62,14 @@ const MAX_PAYLOAD = 7900
 
 /**
  * Keeps a LISTEN session open and calls `onWake` for every notification (and
- * after each reconnect), and `onCompleted` for each named deferred completion.
+ * after each reconnect); `onRunners` too when a runner joined or left, and
+ * `onCompleted` for each named deferred completion.
  */
 const listen = (
   url: string,
   name: string,
   onWake: Effect.Effect<void>,
+  onRunners: () => void,
   onCompleted: (c: Completed) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
@@ -79,6 +83,7 @@ const listen = (
         client.on("error", () => undefined)
         client.on("notification", (msg) => {
           if (msg.channel !== name) return
+          if (msg.payload === "runners") onRunners()
           Queue.unsafeOffer(wakes, undefined)
           const completed = parseCompleted(msg.payload)
           if (completed) Queue.unsafeOffer(completions, completed)
@@ -95,6 +100,7 @@ const listen = (
     // one session until it breaks, then a new one; anything sent meanwhile is caught by the poll below
     const run = Effect.scoped(Effect.gen(function*() {
       const client = yield* session
+      onRunners()
       yield* onWake
       return yield* Effect.async<never, Error>((resume) => {
         const fail = (e: unknown) => resume(Effect.fail(e instanceof Error ? e : new Error(String(e))))
@@ -136,14 +142,13 @@ export const layer = (
       const name = channel(prefix)
       const scope = yield* Effect.scope
 
-      const url = client.config.url
-        ? Redacted.value(client.config.url)
-        : `postgres://${encodeURIComponent(client.config.username ?? "")}:${
-          encodeURIComponent(client.config.password ? Redacted.value(client.config.password) : "")
-        }@${client.config.host ?? "localhost"}:${client.config.port ?? 5432}/${client.config.database ?? ""}`
+      const membership = yield* Effect.serviceOption(ShardLockStorage.Membership)
+      const onRunners = () => {
+        if (membership._tag === "Some") Effect.runSync(membership.value.invalidate)
+      }
       // this process's own completions were handled by DeferredWake already
       const self = crypto.randomUUID()
-      yield* listen(url, name, sharding.pollStorage, (c) =>
+      yield* listen(Database.urlOf(client), name, sharding.pollStorage, onRunners, (c) =>
         c.from === self ? Effect.void : deferredWake.completedElsewhere(c.workflowName, c.executionId, c.deferredName))
 
       // Outgoing notifications. A caller waits until a NOTIFY issued after its own write has

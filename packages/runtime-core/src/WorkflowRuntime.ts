@@ -1,32 +1,25 @@
 /**
  * One layer that gives a domain its `WorkflowEngine`.
  *
- * - `durable`: `ClusterWorkflowEngine` on a single-runner SQL cluster, composed
- *   like `SingleRunner.layer` (which hard-wires the `cluster` prefix) but with
- *   the app's prefix on every table and `ShardLockStorage` for shard locks, so
- *   apps sharing one database never block each other. The cluster tables are
- *   created under the prefix's schema lock, so simultaneous starts do not race.
+ * - `durable`: `ClusterWorkflowEngine` on @effect/cluster, each process a
+ *   runner (`ClusterRunner`: the library's socket transport, so replicas of
+ *   one app share its shards), with the app's prefix on every table and
+ *   `ShardLockStorage` for shard locks, so apps sharing one database never
+ *   block each other. The cluster tables are created under the prefix's
+ *   schema lock, so simultaneous starts do not race.
  * - `memory`: `WorkflowEngine.layerMemory`, for tests and quick local runs;
  *   needs no database and keeps nothing across restarts.
  *
  * `layerConfig` reads `WORKFLOW_MODE` (`durable` | `memory`, default durable).
  */
-import {
-  ClusterWorkflowEngine,
-  MessageStorage,
-  RunnerHealth,
-  Runners,
-  RunnerStorage,
-  Sharding,
-  ShardingConfig,
-  SqlMessageStorage
-} from "@effect/cluster"
+import type { MessageStorage, Sharding } from "@effect/cluster"
+import { ClusterWorkflowEngine } from "@effect/cluster"
 import type { SqlClient } from "@effect/sql"
 import type { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
-import { Config, Context, Duration, Effect, Layer, Option } from "effect"
+import { Config, Context, Effect, Layer, Option } from "effect"
+import * as ClusterRunner from "./ClusterRunner.js"
 import { InvalidRuntimeConfig } from "./RuntimeError.js"
-import * as SchemaLock from "./SchemaLock.js"
 import * as DeferredWake from "./DeferredWake.js"
 import * as ShardLockStorage from "./ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
@@ -42,42 +35,13 @@ export class WorkflowRuntime extends Context.Tag("@duraflow/runtime-core/Workflo
   readonly prefix: TablePrefix.TablePrefix
 }>() {}
 
-export type ShardingOptions = Partial<ShardingConfig.ShardingConfig["Type"]>
+export type ShardingOptions = ClusterRunner.ShardingOptions
 
-/**
- * The cluster stack of `SingleRunner.layer({ runnerStorage: "sql" })`, with
- * the app's prefix. Storage construction (which creates the tables) runs under
- * the prefix's schema lock.
- */
-export const layerCluster = (
-  prefix: TablePrefix.TablePrefix,
-  sharding?: ShardingOptions
-): Layer.Layer<Sharding.Sharding | Runners.Runners | MessageStorage.MessageStorage, never, SqlClient.SqlClient> => {
-  const storage = Layer.merge(
-    SqlMessageStorage.layerWith({ prefix: TablePrefix.clusterPrefix(prefix) }),
-    ShardLockStorage.layer(prefix)
-  )
-  const lockedStorage: Layer.Layer<
-    MessageStorage.MessageStorage | RunnerStorage.RunnerStorage,
-    never,
-    SqlClient.SqlClient | ShardingConfig.ShardingConfig
-  > = Layer.scopedContext(SchemaLock.withSessionLock(prefix, Layer.build(storage)).pipe(Effect.orDie))
-  return Sharding.layer.pipe(
-    Layer.provideMerge(Runners.layerNoop),
-    Layer.provideMerge(lockedStorage),
-    Layer.provide(RunnerHealth.layerNoop),
-    Layer.provide(ShardingConfig.layer({ ...defaults, ...sharding }))
-  )
-}
-
-/**
- * Our defaults on top of @effect/cluster's. A single-runner app has one runner
- * address, so its shard assignment never changes: re-reading the runners
- * table every 3 s (the library default) is idle load for nothing. Messages
- * that need prompt delivery do not wait for the 10 s storage poll (WakeUps).
- */
-export const defaults: ShardingOptions = {
-  refreshAssignmentsInterval: Duration.seconds(30)
+export interface DurableOptions {
+  readonly sharding?: ShardingOptions | undefined
+  /** Where this replica's runner listens and what it registers (default: 127.0.0.1, any free port). */
+  readonly runner?: ClusterRunner.Address | undefined
+  readonly locks?: ShardLockStorage.Options | undefined
 }
 
 /**
@@ -89,17 +53,25 @@ export const defaults: ShardingOptions = {
  */
 export const layerDurable = (
   prefix: TablePrefix.TablePrefix,
-  options?: { readonly sharding?: ShardingOptions | undefined }
+  options?: DurableOptions
 ): Layer.Layer<
-  WorkflowEngine.WorkflowEngine | WorkflowRuntime | Sharding.Sharding | MessageStorage.MessageStorage,
-  never,
+  | WorkflowEngine.WorkflowEngine
+  | WorkflowRuntime
+  | Sharding.Sharding
+  | MessageStorage.MessageStorage
+  | ShardLockStorage.Membership,
+  InvalidRuntimeConfig,
   SqlClient.SqlClient | PgClient.PgClient
 > =>
   TransientRetry.layer.pipe(
     Layer.provide(WakeUps.layer(prefix)),
     Layer.provide(DeferredWake.layer),
     Layer.provide(ClusterWorkflowEngine.layer),
-    Layer.provideMerge(layerCluster(prefix, options?.sharding)),
+    Layer.provideMerge(ClusterRunner.layer(prefix, {
+      address: options?.runner,
+      sharding: options?.sharding,
+      locks: options?.locks
+    })),
     Layer.merge(Layer.succeed(WorkflowRuntime, { mode: "durable", prefix }))
   )
 
@@ -127,16 +99,24 @@ export const parseMode = (raw: Option.Option<string>): Effect.Effect<Mode, Inval
     )
 }
 
-/** The engine chosen by `WORKFLOW_MODE`, for `prefix`. */
+/**
+ * The engine chosen by `WORKFLOW_MODE`, for `prefix`; a durable runner's
+ * address from `RUNNER_HOST` / `RUNNER_PORT` / `RUNNER_LISTEN_HOST`
+ * (see `ClusterRunner`) unless `options.runner` gives one.
+ */
 export const layerConfig = (
   prefix: TablePrefix.TablePrefix,
-  options?: { readonly sharding?: ShardingOptions | undefined }
+  options?: { readonly sharding?: ShardingOptions | undefined; readonly runner?: ClusterRunner.Address | undefined }
 ): Layer.Layer<
   WorkflowEngine.WorkflowEngine | WorkflowRuntime,
   InvalidRuntimeConfig | import("effect/ConfigError").ConfigError,
   SqlClient.SqlClient | PgClient.PgClient
 > =>
   Layer.unwrapEffect(
-    Effect.map(Effect.flatMap(modeConfig, parseMode), (mode) =>
-      mode === "memory" ? layerMemory(prefix) : layerDurable(prefix, options))
+    Effect.gen(function*() {
+      const mode = yield* Effect.flatMap(modeConfig, parseMode)
+      if (mode === "memory") return layerMemory(prefix)
+      const runner = options?.runner ?? (yield* ClusterRunner.config)
+      return layerDurable(prefix, { sharding: options?.sharding, runner })
+    })
   )

@@ -3,11 +3,13 @@
  */
 export * as AppRuntime from "./AppRuntime.js"
 export * as AppServer from "./AppServer.js"
+export * as ClusterRunner from "./ClusterRunner.js"
 export * as Database from "./Database.js"
 export * as DeferredWake from "./DeferredWake.js"
 export * as Migrations from "./Migrations.js"
 export * as Provisioning from "./Provisioning.js"
 export * as RuntimeTables from "./RuntimeTables.js"
+export * as Readiness from "./Readiness.js"
 export * as RequestGuard from "./RequestGuard.js"
 export * as RunsApi from "./RunsApi.js"
 export * as RunsHttp from "./RunsHttp.js"

@@ -135,6 +135,7 @@ describe("runs HTTP API", () => {
         expect(doc.status).toBe(200)
         expect(Object.keys(doc.body.paths).sort()).toEqual([
           "/health",
+          "/ready",
           "/runs",
           "/runs/{workflow}",
           "/runs/{workflow}/{executionId}",

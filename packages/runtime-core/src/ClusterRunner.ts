@@ -1,0 +1,170 @@
+/**
+ * Each durable app process is a runner of @effect/cluster, so any number of
+ * replicas of one app share its shards: the library's own socket transport
+ * (`SocketRunner` with `NodeClusterSocket`'s client protocol, msgpack), the
+ * library's ping-based `RunnerHealth`, and runtime-core's storage
+ * (`SqlMessageStorage` on the app's prefixed tables, `ShardLockStorage` for
+ * prefix-scoped shard and presence locks).
+ *
+ * Where a replica listens, and the address it registers for the others:
+ *
+ * | variable | meaning | default |
+ * |---|---|---|
+ * | `RUNNER_HOST` | the address other replicas reach this one at | `127.0.0.1` |
+ * | `RUNNER_PORT` | the runner's TCP port; `0` = any free port | `0` |
+ * | `RUNNER_LISTEN_HOST` | the interface to listen on (e.g. `0.0.0.0`) | `RUNNER_HOST` |
+ *
+ * With the defaults, replicas on one machine that differ only in `PORT` just
+ * work: each listens on its own free port and registers it. Replicas on
+ * several machines set `RUNNER_HOST` to an address the others can reach.
+ * The socket is bound BEFORE the runner registers, so the registered port is
+ * the real one.
+ */
+import {
+  MessageStorage,
+  RunnerAddress,
+  RunnerHealth,
+  Runners,
+  RunnerStorage,
+  Sharding,
+  ShardingConfig,
+  SocketRunner,
+  SqlMessageStorage
+} from "@effect/cluster"
+import { SocketServer } from "@effect/platform/SocketServer"
+import { NodeClusterSocket, NodeSocketServer } from "@effect/platform-node"
+import { RpcSerialization } from "@effect/rpc"
+import type { SqlClient } from "@effect/sql"
+import type { PgClient } from "@effect/sql-pg"
+import { Config, Effect, Layer, Option } from "effect"
+import type { ConfigError } from "effect/ConfigError"
+import { InvalidRuntimeConfig } from "./RuntimeError.js"
+import * as SchemaLock from "./SchemaLock.js"
+import * as ShardLockStorage from "./ShardLockStorage.js"
+import * as TablePrefix from "./TablePrefix.js"
+
+export interface Address {
+  /** What other runners connect to. */
+  readonly host: string
+  /** 0: any free port (the bound one is registered). */
+  readonly port: number
+  /** The interface to bind; defaults to `host`. */
+  readonly listenHost?: string | undefined
+}
+
+export const defaultAddress: Address = { host: "127.0.0.1", port: 0 }
+
+// a host name (RFC 1123 labels) or an IPv4/IPv6 literal; no scheme, no port, no spaces
+const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)$/
+
+/** Validates an address; errors name the variable and the rule. */
+export const validate = (address: Address): Effect.Effect<Address, InvalidRuntimeConfig> => {
+  const bad = (key: string, reason: string) => Effect.fail(new InvalidRuntimeConfig({ key, reason }))
+  const hostRule = "must be a host name or an IP address, without scheme or port"
+  if (!HOST.test(address.host) || address.host.length > 253) {
+    return bad("RUNNER_HOST", `${hostRule}, got ${JSON.stringify(address.host)}`)
+  }
+  if (address.listenHost !== undefined && (!HOST.test(address.listenHost) || address.listenHost.length > 253)) {
+    return bad("RUNNER_LISTEN_HOST", `${hostRule}, got ${JSON.stringify(address.listenHost)}`)
+  }
+  if (!Number.isInteger(address.port) || address.port < 0 || address.port > 65535) {
+    return bad("RUNNER_PORT", `must be an integer between 0 and 65535 (0 = any free port), got ${address.port}`)
+  }
+  return Effect.succeed(address)
+}
+
+const raw = (key: string) => Config.option(Config.string(key))
+
+/** `RUNNER_HOST`, `RUNNER_PORT`, `RUNNER_LISTEN_HOST`, validated. */
+export const config: Effect.Effect<Address, InvalidRuntimeConfig | ConfigError> = Effect.gen(function*() {
+  const [h, p, l] = yield* Effect.all([raw("RUNNER_HOST"), raw("RUNNER_PORT"), raw("RUNNER_LISTEN_HOST")])
+  const nonEmpty = (o: Option.Option<string>) => Option.filter(Option.map(o, (s) => s.trim()), (s) => s !== "")
+  const portText = Option.getOrUndefined(nonEmpty(p))
+  const port = portText === undefined ? defaultAddress.port : /^\d+$/.test(portText) ? Number(portText) : NaN
+  if (Number.isNaN(port)) {
+    return yield* new InvalidRuntimeConfig({
+      key: "RUNNER_PORT",
+      reason: `must be an integer between 0 and 65535 (0 = any free port), got ${JSON.stringify(portText)}`
+    })
+  }
+  return yield* validate({
+    host: Option.getOrElse(nonEmpty(h), () => defaultAddress.host),
+    port,
+    listenHost: Option.getOrUndefined(nonEmpty(l))
+  })
+})
+
+export type ShardingOptions = Partial<ShardingConfig.ShardingConfig["Type"]>
+
+/**
+ * Our defaults on top of @effect/cluster's. Assignments are re-computed every
+ * second, which costs nothing while a runner is alone (`ShardLockStorage`
+ * caches the ring and hears of newcomers over NOTIFY) and finds a dead
+ * replica within a second when there are several.
+ */
+export const defaults: ShardingOptions = {
+  refreshAssignmentsInterval: "1 second"
+}
+
+/**
+ * Sharding, the runner transport and the prefixed storage for `prefix`.
+ * Storage construction (which creates the cluster tables) runs under the
+ * prefix's schema lock, so replicas starting together do not race.
+ */
+export const layer = (
+  prefix: TablePrefix.TablePrefix,
+  options?: {
+    readonly address?: Address | undefined
+    readonly sharding?: ShardingOptions | undefined
+    readonly locks?: ShardLockStorage.Options | undefined
+  }
+): Layer.Layer<
+  Sharding.Sharding | Runners.Runners | MessageStorage.MessageStorage | ShardLockStorage.Membership,
+  InvalidRuntimeConfig,
+  SqlClient.SqlClient | PgClient.PgClient
+> => {
+  const address = options?.address ?? defaultAddress
+  const listenHost = address.listenHost ?? address.host
+
+  const server = NodeSocketServer.layer({ host: listenHost, port: address.port }).pipe(
+    Layer.mapError((e) =>
+      new InvalidRuntimeConfig({
+        key: "RUNNER_PORT",
+        reason: `cannot listen on ${listenHost}:${address.port}: ${String((e.cause as Error)?.message ?? e.cause)}`
+      })
+    )
+  )
+
+  // the registered address carries the port the socket really got
+  const shardingConfig = Layer.unwrapEffect(Effect.map(SocketServer, (s) =>
+    ShardingConfig.layer({
+      ...defaults,
+      ...options?.sharding,
+      runnerAddress: Option.some(
+        RunnerAddress.make(address.host, s.address._tag === "TcpAddress" ? s.address.port : address.port)
+      ),
+      runnerListenAddress: Option.none()
+    })))
+
+  const storage = Layer.merge(
+    SqlMessageStorage.layerWith({ prefix: TablePrefix.clusterPrefix(prefix) }),
+    ShardLockStorage.layer(prefix, options?.locks)
+  )
+  const lockedStorage: Layer.Layer<
+    MessageStorage.MessageStorage | RunnerStorage.RunnerStorage | ShardLockStorage.Membership,
+    never,
+    SqlClient.SqlClient | PgClient.PgClient | ShardingConfig.ShardingConfig
+  > = Layer.scopedContext(SchemaLock.withSessionLock(prefix, Layer.build(storage)).pipe(Effect.orDie))
+
+  // the library's health check pings runners over the same transport (its own client pool)
+  const health = RunnerHealth.layerPing.pipe(Layer.provide(Runners.layerRpc))
+
+  return SocketRunner.layer.pipe(
+    Layer.provide(health),
+    Layer.provideMerge(lockedStorage),
+    Layer.provide(NodeClusterSocket.layerClientProtocol),
+    Layer.provide(RpcSerialization.layerMsgPack),
+    Layer.provide(shardingConfig),
+    Layer.provide(server)
+  )
+}
