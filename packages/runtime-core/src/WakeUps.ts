@@ -13,7 +13,10 @@
  *   re-established with backoff) and polls storage on each notification;
  * - completing a deferred, resuming, interrupting or starting a run
  *   (`discard`) sends `pg_notify('<prefix>_wake')` and polls locally;
- * - scheduling a clock sets a local timer for its wake-up time that does the same.
+ * - scheduling a clock sets a local timer for its wake-up time that does the same;
+ * - completing a deferred also names it in the notification, so that the
+ *   process where the run is active preempts it if it awaits that deferred
+ *   (`DeferredWake`: a signal from another process wins a race too).
  *
  * Notifications are batched (callers wait for a NOTIFY sent after their write,
  * so nothing is lost when a process exits right after signalling), and the
@@ -27,18 +30,51 @@ import { WorkflowEngine } from "@effect/workflow"
 import { Deferred, Duration, Effect, Layer, Queue, Schedule } from "effect"
 import pg from "pg"
 import * as Database from "./Database.js"
+import { DeferredWake } from "./DeferredWake.js"
 import * as ShardLockStorage from "./ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
 
 export const channel = TablePrefix.wakeChannel
 
+/** A deferred completed by process `from`, as a notification payload. */
+interface Completed {
+  readonly from: string
+  readonly workflowName: string
+  readonly executionId: string
+  readonly deferredName: string
+}
+
+const parseCompleted = (payload: string | undefined): Completed | undefined => {
+  if (!payload?.startsWith("{")) return undefined
+  try {
+    const c = JSON.parse(payload) as Partial<Completed>
+    return typeof c.from === "string" && typeof c.workflowName === "string" && typeof c.executionId === "string" &&
+        typeof c.deferredName === "string"
+      ? c as Completed
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Postgres refuses NOTIFY payloads of 8000 bytes or more. */
+const MAX_PAYLOAD = 7900
+
 /**
  * Keeps a LISTEN session open and calls `onWake` for every notification (and
- * after each reconnect); `onRunners` too when a runner joined or left.
+ * after each reconnect); `onRunners` too when a runner joined or left, and
+ * `onCompleted` for each named deferred completion.
  */
-const listen = (url: string, name: string, onWake: Effect.Effect<void>, onRunners: () => void) =>
+const listen = (
+  url: string,
+  name: string,
+  onWake: Effect.Effect<void>,
+  onRunners: () => void,
+  onCompleted: (c: Completed) => Effect.Effect<void>
+) =>
   Effect.gen(function*() {
     const wakes = yield* Queue.sliding<void>(1)
+    const completions = yield* Queue.unbounded<Completed>()
     const session = Effect.acquireRelease(
       Effect.async<pg.Client, Error>((resume) => {
         const client = new pg.Client({ connectionString: url, application_name: `${name}-listen` })
@@ -49,6 +85,8 @@ const listen = (url: string, name: string, onWake: Effect.Effect<void>, onRunner
           if (msg.channel !== name) return
           if (msg.payload === "runners") onRunners()
           Queue.unsafeOffer(wakes, undefined)
+          const completed = parseCompleted(msg.payload)
+          if (completed) Queue.unsafeOffer(completions, completed)
         })
         client.connect()
           .then(() => client.query(`LISTEN ${pg.escapeIdentifier(name)}`))
@@ -76,6 +114,13 @@ const listen = (url: string, name: string, onWake: Effect.Effect<void>, onRunner
       Effect.forkScoped
     )
     yield* Queue.take(wakes).pipe(Effect.zipRight(onWake), Effect.forever, Effect.forkScoped)
+    const scope = yield* Effect.scope
+    // each in its own fiber: preempting a run waits for it to unwind
+    yield* Queue.take(completions).pipe(
+      Effect.flatMap((c) => Effect.forkIn(onCompleted(c), scope)),
+      Effect.forever,
+      Effect.forkScoped
+    )
   })
 
 /** The engine below, wrapped so that its storage writes wake the app's runners. */
@@ -84,13 +129,14 @@ export const layer = (
 ): Layer.Layer<
   WorkflowEngine.WorkflowEngine,
   never,
-  WorkflowEngine.WorkflowEngine | Sharding.Sharding | PgClient.PgClient
+  WorkflowEngine.WorkflowEngine | DeferredWake | Sharding.Sharding | PgClient.PgClient
 > =>
   Layer.scoped(
     WorkflowEngine.WorkflowEngine,
     Effect.gen(function*() {
       const engine = yield* WorkflowEngine.WorkflowEngine
       const sharding = yield* Sharding.Sharding
+      const deferredWake = yield* DeferredWake
       const client = yield* PgClient.PgClient
       const sql = (client as SqlClient.SqlClient).withoutTransforms()
       const name = channel(prefix)
@@ -100,7 +146,10 @@ export const layer = (
       const onRunners = () => {
         if (membership._tag === "Some") Effect.runSync(membership.value.invalidate)
       }
-      yield* listen(Database.urlOf(client), name, sharding.pollStorage, onRunners)
+      // this process's own completions were handled by DeferredWake already
+      const self = crypto.randomUUID()
+      yield* listen(Database.urlOf(client), name, sharding.pollStorage, onRunners, (c) =>
+        c.from === self ? Effect.void : deferredWake.completedElsewhere(c.workflowName, c.executionId, c.deferredName))
 
       // Outgoing notifications. A caller waits until a NOTIFY issued after its own write has
       // been sent (a process about to exit must not lose it); callers arriving while one is in
@@ -121,11 +170,33 @@ export const layer = (
         Effect.zipRight(Queue.offer(outgoing, d), Deferred.await(d).pipe(Effect.timeout("5 seconds"), Effect.ignore)))
       const wake = Effect.zipRight(sharding.pollStorage, notify)
 
+      // a completed deferred is named in its own notification (sent after the write)
+      const notifyCompleted = (c: Omit<Completed, "from">) => {
+        const payload = JSON.stringify({ from: self, ...c })
+        return Buffer.byteLength(payload) > MAX_PAYLOAD
+          ? notify
+          : sql`SELECT pg_notify(${name}, ${payload})`.pipe(
+            Effect.catchAllCause((cause) => Effect.logDebug("wake-up notify failed", cause)),
+            Effect.asVoid
+          )
+      }
+
       return WorkflowEngine.WorkflowEngine.of({
         ...engine,
         execute: (workflow, options) =>
           options.discard ? Effect.tap(engine.execute(workflow, options), () => wake) : engine.execute(workflow, options),
-        deferredDone: (deferred, options) => Effect.zipLeft(engine.deferredDone(deferred, options), wake),
+        deferredDone: (deferred, options) =>
+          Effect.zipLeft(
+            engine.deferredDone(deferred, options),
+            Effect.zipRight(
+              sharding.pollStorage,
+              notifyCompleted({
+                workflowName: options.workflowName,
+                executionId: options.executionId,
+                deferredName: options.deferredName
+              })
+            )
+          ),
         resume: (workflow, executionId) => Effect.zipLeft(engine.resume(workflow, executionId), wake),
         interrupt: (workflow, executionId) => Effect.zipLeft(engine.interrupt(workflow, executionId), wake),
         scheduleClock: (workflow, options) =>

@@ -20,6 +20,7 @@ import { WorkflowEngine } from "@effect/workflow"
 import { Config, Context, Effect, Layer, Option } from "effect"
 import * as ClusterRunner from "./ClusterRunner.js"
 import { InvalidRuntimeConfig } from "./RuntimeError.js"
+import * as DeferredWake from "./DeferredWake.js"
 import * as ShardLockStorage from "./ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
 import * as TransientRetry from "./TransientRetry.js"
@@ -46,8 +47,9 @@ export interface DurableOptions {
 /**
  * Durable engine for `prefix`; requires the Postgres client. The engine is
  * wrapped by `WakeUps`, so clocks, signals and runs started elsewhere resume
- * promptly instead of at the next storage poll, and by `TransientRetry`, so a
- * start or a signal does not fail because a connection just died.
+ * promptly instead of at the next storage poll, by `TransientRetry`, so a
+ * start or a signal does not fail because a connection just died, and by
+ * `DeferredWake`, so a signal wakes a run that is still active (a race).
  */
 export const layerDurable = (
   prefix: TablePrefix.TablePrefix,
@@ -63,6 +65,7 @@ export const layerDurable = (
 > =>
   TransientRetry.layer.pipe(
     Layer.provide(WakeUps.layer(prefix)),
+    Layer.provide(DeferredWake.layer),
     Layer.provide(ClusterWorkflowEngine.layer),
     Layer.provideMerge(ClusterRunner.layer(prefix, {
       address: options?.runner,
@@ -72,11 +75,14 @@ export const layerDurable = (
     Layer.merge(Layer.succeed(WorkflowRuntime, { mode: "durable", prefix }))
   )
 
-/** In-memory engine: no database, nothing survives a restart. */
+/** In-memory engine: no database, nothing survives a restart. Signals wake active runs (`DeferredWake`). */
 export const layerMemory = (
   prefix: TablePrefix.TablePrefix
 ): Layer.Layer<WorkflowEngine.WorkflowEngine | WorkflowRuntime> =>
-  Layer.merge(WorkflowEngine.layerMemory, Layer.succeed(WorkflowRuntime, { mode: "memory", prefix }))
+  Layer.merge(
+    DeferredWake.layerMemory.pipe(Layer.provide(WorkflowEngine.layerMemory)),
+    Layer.succeed(WorkflowRuntime, { mode: "memory", prefix })
+  )
 
 /** Reads `WORKFLOW_MODE`; unset means durable (the app has a database). */
 export const modeConfig: Config.Config<Option.Option<string>> = Config.option(Config.string("WORKFLOW_MODE"))

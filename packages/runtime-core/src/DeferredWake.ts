@@ -1,0 +1,204 @@
+/**
+ * A completed `DurableDeferred` wakes the run that awaits it, even while that
+ * run is still active (a signal wins a race it arrives first in).
+ *
+ * `DurableDeferred.await` on a deferred that is not done suspends only its own
+ * fiber. In `Effect.race` or `DurableDeferred.raceAll` the run stays active
+ * while another branch (a timeout, an activity) goes on, and @effect/workflow
+ * 0.19 never wakes it when the deferred completes (Effect-TS/effect#7176, fixed
+ * in Effect 4 only): the memory engine's resume ignores a run that is still
+ * active, and the cluster engine hands the completion to the workflow's entity
+ * only after the run's handler has returned. So the other branch always won.
+ *
+ * As in the upstream fix, replay is the wake. This wrapper tracks the runs
+ * active in this process and the deferreds each has awaited. Completing one of
+ * those marks the run suspended and interrupts it; the engine then runs it
+ * again, and the replayed await finds the completion and wins the race:
+ *
+ * - cluster: the completion's message waits on the workflow's entity (one
+ *   request at a time) until the interrupted run's Suspended reply is stored,
+ *   then resumes the run, and is answered before the replay starts;
+ * - memory: the completion found the run active and resumed nothing, so the
+ *   wrapper resumes the run once the interrupted one has settled.
+ *
+ * A completion that lands while the run is active but has not awaited it yet
+ * is kept for that execution and read by the await: the cluster engine answers
+ * it only after the run, so the run could not read it from storage.
+ *
+ * Completions made through this process's engine wake an active run here;
+ * those made by another process of the app reach it through `WakeUps`, which
+ * calls `completedElsewhere`. Completions from within the run itself
+ * (`raceAll` recording its winner, an activity) never preempt it.
+ */
+import { WorkflowEngine } from "@effect/workflow"
+import type { Workflow } from "@effect/workflow"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
+
+/** Wakes active runs for completions this process's engine did not see. */
+export class DeferredWake extends Context.Tag("@duraflow/runtime-core/DeferredWake")<DeferredWake, {
+  /**
+   * Another process completed `deferredName` of this execution (its message is
+   * already stored): preempt the run if it is active here and awaits it.
+   */
+  readonly completedElsewhere: (workflowName: string, executionId: string, deferredName: string) => Effect.Effect<void>
+}>() {}
+
+type Instance = WorkflowEngine.WorkflowInstance["Type"]
+
+interface ActiveRun {
+  readonly workflow: Workflow.Workflow<string, Workflow.AnyStructSchema, Schema.Schema.Any, Schema.Schema.All>
+  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+  readonly instance: Instance
+  /** The run's own instances: its root and the copies `DurableDeferred.into` (raceAll) gives its branches. */
+  readonly instances: Set<Instance>
+  /** Deferreds the run has read (awaited); completing one of them from outside preempts it. */
+  readonly awaited: Set<string>
+  /** Deferreds the run has read a result of: nothing to wake for. */
+  readonly resolved: Set<string>
+  preempted: Map<Instance, boolean> | undefined
+}
+
+const keyOf = (workflowName: string, executionId: string) => `${workflowName}\u0000${executionId}`
+
+const make = (options: { readonly resumeAfterPreempt: boolean }) =>
+  Effect.gen(function*() {
+    const engine = yield* WorkflowEngine.WorkflowEngine
+    const active = new Map<string, ActiveRun>()
+    // encoded exits of completions that reached an active run, per execution; kept while
+    // its runs suspend (the replay may read them), dropped once a run of it ends otherwise
+    const pending = new Map<string, Map<string, unknown>>()
+
+    /** The active run `instance` belongs to: its root or a raceAll branch, not an activity's own instance. */
+    const runOf = (instance: Instance) => {
+      const run = active.get(keyOf(instance.workflow.name, instance.executionId))
+      return run && run.instance.activityState === instance.activityState ? run : undefined
+    }
+
+    const track = <A, E, R>(
+      workflow: ActiveRun["workflow"],
+      outer: WorkflowEngine.WorkflowEngine["Type"],
+      body: Effect.Effect<A, E, R>
+    ) =>
+      Effect.withFiberRuntime<A, E, R | WorkflowEngine.WorkflowInstance>((fiber) =>
+        Effect.flatMap(WorkflowEngine.WorkflowInstance, (instance) => {
+          const key = keyOf(workflow.name, instance.executionId)
+          const run: ActiveRun = {
+            workflow,
+            fiber: fiber as Fiber.RuntimeFiber<unknown, unknown>,
+            instance,
+            instances: new Set([instance]),
+            awaited: new Set(),
+            resolved: new Set(),
+            preempted: undefined
+          }
+          active.set(key, run)
+          return body.pipe(
+            // the memory engine provides itself to the run: the run must use this wrapper
+            Effect.provideService(WorkflowEngine.WorkflowEngine, outer),
+            Effect.onExit((exit) =>
+              Effect.sync(() => {
+                if (active.get(key) === run) active.delete(key)
+                // preempted too late: the run ended on its own, so it is not suspended after all
+                if (run.preempted && !(Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause))) {
+                  for (const [i, suspended] of run.preempted) i.suspended = suspended
+                }
+                if (!instance.suspended) pending.delete(key)
+              })
+            )
+          )
+        })
+      )
+
+    const preempt = (run: ActiveRun, executionId: string): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        if (run.preempted || run.fiber.unsafePoll()) return
+        // every instance of the run is marked, so no raceAll branch records the interruption
+        // as its result, and the engine stores the run as suspended
+        run.preempted = new Map(Array.from(run.instances, (i) => [i, i.suspended]))
+        for (const i of run.instances) i.suspended = true
+        yield* Fiber.interrupt(run.fiber)
+        if (!options.resumeAfterPreempt) return
+        // the interrupted run reports Suspended a few steps after its body ended
+        for (let i = 0; i < 10_000; i++) {
+          if ((yield* engine.poll(run.workflow, executionId)) !== undefined) break
+          yield* Effect.yieldNow()
+        }
+        yield* engine.resume(run.workflow, executionId)
+      }) as Effect.Effect<void> // the run's schemas are ones the engine already decoded with
+
+    const wakes = (run: ActiveRun, deferredName: string) =>
+      run.awaited.has(deferredName) && !run.resolved.has(deferredName)
+
+    const wrapped = WorkflowEngine.WorkflowEngine.of({
+      ...engine,
+      register: (workflow, execute) =>
+        Effect.flatMap(WorkflowEngine.WorkflowEngine, (outer) =>
+          engine.register(workflow, (payload, executionId) =>
+            track(workflow as unknown as ActiveRun["workflow"], outer, execute(payload, executionId)))),
+
+      deferredResult: (deferred) =>
+        Effect.flatMap(WorkflowEngine.WorkflowInstance, (instance) => {
+          const run = runOf(instance)
+          if (!run) return engine.deferredResult(deferred)
+          // registered before the read: a completion landing during it preempts the run
+          run.instances.add(instance)
+          run.awaited.add(deferred.name)
+          const key = keyOf(instance.workflow.name, instance.executionId)
+          const early = pending.get(key)?.get(deferred.name)
+          const read = early === undefined
+            ? engine.deferredResult(deferred)
+            : Effect.orDie(Schema.decodeUnknown(deferred.exitSchema)(early)) as Effect.Effect<Exit.Exit<any, any>>
+          return Effect.tap(read, (exit) => {
+            if (exit !== undefined) run.resolved.add(deferred.name)
+          })
+        }),
+
+      activityExecute: (activity, attempt) =>
+        Effect.flatMap(WorkflowEngine.WorkflowInstance, (instance) => {
+          runOf(instance)?.instances.add(instance)
+          return engine.activityExecute(activity, attempt)
+        }),
+
+      deferredDone: (deferred, done) =>
+        Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (caller) => {
+          const key = keyOf(done.workflowName, done.executionId)
+          const inside = Option.isSome(caller) && caller.value.executionId === done.executionId
+          return Effect.zipRight(
+            engine.deferredDone(deferred, done),
+            Effect.suspend(() => {
+              const run = active.get(key)
+              if (!run || inside) return Effect.void
+              return Effect.flatMap(
+                Effect.option(Schema.encode(deferred.exitSchema)(done.exit) as Effect.Effect<unknown, unknown>),
+                (encoded) => {
+                  if (Option.isSome(encoded)) {
+                    const byName = pending.get(key) ?? new Map<string, unknown>()
+                    pending.set(key, byName.set(done.deferredName, encoded.value))
+                  }
+                  return wakes(run, done.deferredName) ? preempt(run, done.executionId) : Effect.void
+                }
+              )
+            })
+          )
+        })
+    })
+
+    const service = DeferredWake.of({
+      completedElsewhere: (workflowName, executionId, deferredName) =>
+        Effect.suspend(() => {
+          const run = active.get(keyOf(workflowName, executionId))
+          // no value to keep: the replay reads it from storage, where the cluster
+          // engine has answered the completion before it replays the run
+          return run && wakes(run, deferredName) ? preempt(run, executionId) : Effect.void
+        })
+    })
+    return Context.make(WorkflowEngine.WorkflowEngine, wrapped).pipe(Context.add(DeferredWake, service))
+  })
+
+/** Wraps `ClusterWorkflowEngine`: the completion's own message resumes the preempted run. */
+export const layer: Layer.Layer<WorkflowEngine.WorkflowEngine | DeferredWake, never, WorkflowEngine.WorkflowEngine> =
+  Layer.effectContext(make({ resumeAfterPreempt: false }))
+
+/** Wraps `WorkflowEngine.layerMemory`: the wrapper resumes the preempted run itself. */
+export const layerMemory: Layer.Layer<WorkflowEngine.WorkflowEngine | DeferredWake, never, WorkflowEngine.WorkflowEngine> =
+  Layer.effectContext(make({ resumeAfterPreempt: true }))
