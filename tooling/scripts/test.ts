@@ -14,7 +14,7 @@
 import { spawnSync, type SpawnSyncOptions } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { Socket } from "node:net"
-import { join, resolve } from "node:path"
+import { delimiter, join, resolve } from "node:path"
 
 const root = resolve(import.meta.dirname, "../..")
 const resultsFile = join(root, ".data", "test-results.json")
@@ -51,7 +51,8 @@ const main = async () => {
   const target = await ensurePostgres()
   const env = { ...process.env }
   const tools = process.argv.includes("--no-checks") ? 0 : run("npx", ["nx", "run-many", "-t", "typecheck", "lint"], {
-    env: { ...env, NX_DAEMON: "false" }
+    // Nx runs package scripts with `pnpm run` after stripping node_modules from PATH: offer the workspace's pnpm
+    env: { ...env, NX_DAEMON: "false", PATH: [join(root, "tooling/scripts/bin"), env.PATH].join(delimiter) }
   })
   if (tools !== 0) console.error("typecheck/lint failed")
 

@@ -3,13 +3,17 @@
  * ontology (fetched over HTTP from the ontology app, retried with backoff while
  * that app is unreachable), then chunk, extract entities, mentions and
  * co-occurrence relations, and store everything in one transaction.
- * Idempotent by document id: the execution id is derived from it, and storing
- * a document that exists already writes nothing. Indexing is a transactional
- * activity: its rows and its recorded result commit in one transaction.
+ * Idempotent by document content: the execution id is derived from the
+ * document id AND a hash of its inputs (title, text, ontology), so the same
+ * document posted again is the same run, while new content for a known
+ * document id is a new run that REPLACES the stored document (its chunks,
+ * entities, mentions, relations). Indexing is a transactional activity: its
+ * rows and its recorded result commit in one transaction.
  */
 import { TransactionalActivity, WorkflowLayer } from "@duraflow/runtime-core"
 import { Activity, Workflow } from "@effect/workflow"
 import { Effect, Layer, Schedule, Schema } from "effect"
+import { createHash } from "node:crypto"
 import * as Chunker from "./Chunker.js"
 import * as CoOccurrence from "./CoOccurrence.js"
 import * as EntityExtractor from "./EntityExtractor.js"
@@ -19,8 +23,10 @@ import * as OntologyClient from "./OntologyClient.js"
 
 export const IngestResult = Schema.Struct({
   documentId: Schema.String,
-  /** false when the document had been ingested already (nothing was written). */
+  /** false when this exact content had been stored already (nothing was written). */
   created: Schema.Boolean,
+  /** true when it replaced an earlier content of the same document id (absent in results recorded before). */
+  replaced: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   chunks: Schema.Number,
   entities: Schema.Number,
   typedEntities: Schema.Number,
@@ -29,12 +35,22 @@ export const IngestResult = Schema.Struct({
 })
 export interface IngestResult extends Schema.Schema.Type<typeof IngestResult> {}
 
+/**
+ * The idempotency key of an ingest: the document id and a sha256 of everything else the run stores (title,
+ * text, ontology), so re-posting a document is idempotent and new content is a new run.
+ */
+export const revisionKey = (document: KnowledgeModel.IngestDocumentPayload): string =>
+  `${document.documentId}@${
+    createHash("sha256").update(JSON.stringify([document.title, document.text, document.ontologyId ?? null]), "utf8")
+      .digest("hex")
+  }`
+
 export const IngestDocument = Workflow.make({
   name: "IngestDocument",
   payload: KnowledgeModel.IngestDocumentPayload.fields,
   success: IngestResult,
   error: OntologyClient.UnknownOntology,
-  idempotencyKey: ({ documentId }) => documentId
+  idempotencyKey: (document) => revisionKey(document)
 })
 
 /** How long a run waits for an unreachable ontology app before failing. */
@@ -71,7 +87,7 @@ export const layer = WorkflowLayer.make(IngestDocument, {
           const { entities, mentions } = EntityExtractor.extract(chunks)
           const relations = CoOccurrence.relations(mentions)
           const typed = entities.map((e) => ({ ...e, classIri: classes[e.kind] }))
-          const { created } = yield* repository.saveIndexedDocument({
+          const { created, replaced } = yield* repository.saveIndexedDocument({
             document,
             chunks,
             entities: typed,
@@ -81,6 +97,7 @@ export const layer = WorkflowLayer.make(IngestDocument, {
           return {
             documentId: document.documentId,
             created,
+            replaced,
             chunks: chunks.length,
             entities: entities.length,
             typedEntities: typed.filter((e) => e.classIri !== null).length,

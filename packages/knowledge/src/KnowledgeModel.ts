@@ -1,5 +1,6 @@
 // The typed vocabulary of knowledge ingestion: what a document, chunk, entity, mention and relation look like.
 // Workflows, tables and HTTP routes built on top encode/decode these schemas instead of redefining shapes.
+import { OntologyModel } from "@duraflow/ontology"
 import { Schema } from "effect"
 
 export const MaxDocumentIdLength = 128
@@ -64,7 +65,8 @@ export const IngestDocumentPayload = Schema.Struct({
     Schema.maxLength(MaxDocumentChars),
     Schema.pattern(/\S/, { message: () => "text must not be blank" })
   ),
-  ontologyId: Schema.optionalWith(Schema.NonEmptyTrimmedString, { exact: true })
+  // the ontology app's own rule: an id it would refuse is a 400 here, not a run that can only fail
+  ontologyId: Schema.optionalWith(OntologyModel.OntologyId, { exact: true })
 })
 export interface IngestDocumentPayload extends Schema.Schema.Type<typeof IngestDocumentPayload> {}
 

@@ -1,5 +1,6 @@
 // Persistence of indexed documents: stores an ingest run's chunks, typed entities, mentions and relations in
-// one transaction (idempotent by document id) and answers the read queries the API needs. Only `knowledge_*`
+// one transaction (the same content again writes nothing; new content replaces the document's old index) and
+// answers the read queries the API needs. Only `knowledge_*`
 // tables are touched; entity typing (ontology class IRIs) is whatever the caller passed in.
 import { SqlClient, type SqlError } from "@effect/sql"
 import { createHash } from "node:crypto"
@@ -79,26 +80,44 @@ export const make = Effect.gen(function*() {
     )
 
   /**
-   * Stores a fully indexed document in ONE transaction. Idempotent by `document.documentId`: when the document
-   * already exists (or a concurrent call stored it first) nothing is written and `created` is false; the
-   * stored copy is kept as it is, even if this call's content differs.
+   * Stores a fully indexed document in ONE transaction. The same content (text, title, ontology) as the stored
+   * copy writes nothing (`created` false). New content for a known document id REPLACES it: its old chunks,
+   * entities, mentions and relations are deleted and the new ones written (`replaced` true), so no stale entity
+   * survives. Concurrent saves of one id are serialized by the document row's lock; the last to commit wins.
    */
-  const saveIndexedDocument = (input: IndexedDocument): Effect.Effect<{ readonly created: boolean }, SqlError.SqlError> =>
+  const saveIndexedDocument = (
+    input: IndexedDocument
+  ): Effect.Effect<{ readonly created: boolean; readonly replaced: boolean }, SqlError.SqlError> =>
     sql.withTransaction(Effect.gen(function*() {
       const { document } = input
       const documentId = document.documentId
-      // ON CONFLICT waits for a concurrent transaction inserting the same id, then skips if it committed.
+      const hash = contentHash(document.text)
+      const ontologyId = document.ontologyId ?? null
+      // ON CONFLICT waits for a concurrent transaction inserting the same id; the row is then ours to lock
       const inserted = yield* sql<{ id: string }>`INSERT INTO ${sql(tables.documents)} ${
         sql.insert({
           id: documentId,
           title: document.title,
           text: document.text,
-          ontology_id: document.ontologyId ?? null,
-          content_hash: contentHash(document.text),
+          ontology_id: ontologyId,
+          content_hash: hash,
           status: "indexed"
         })
       } ON CONFLICT (id) DO NOTHING RETURNING id`
-      if (inserted.length === 0) return { created: false }
+      let replaced = false
+      if (inserted.length === 0) {
+        const [stored] = yield* sql<{ content_hash: string; title: string; ontology_id: string | null }>`
+          SELECT content_hash, title, ontology_id FROM ${sql(tables.documents)} WHERE id = ${documentId} FOR UPDATE`
+        if (stored?.content_hash === hash && stored.title === document.title && stored.ontology_id === ontologyId) {
+          return { created: false, replaced: false }
+        }
+        // the old index goes entirely: mentions and relations cascade from entities and chunks
+        yield* sql`DELETE FROM ${sql(tables.entities)} WHERE document_id = ${documentId}`
+        yield* sql`DELETE FROM ${sql(tables.chunks)} WHERE document_id = ${documentId}`
+        yield* sql`UPDATE ${sql(tables.documents)} SET title = ${document.title}, text = ${document.text},
+          ontology_id = ${ontologyId}, content_hash = ${hash}, indexed_at = now() WHERE id = ${documentId}`
+        replaced = true
+      }
 
       yield* insertAll(
         tables.chunks,
@@ -140,7 +159,7 @@ export const make = Effect.gen(function*() {
           first_chunk: r.chunkIndex
         }))
       )
-      return { created: true }
+      return { created: true, replaced }
     }))
 
   /** The stored document with its entities (in order of first appearance), or None. */

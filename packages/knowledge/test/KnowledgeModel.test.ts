@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { OntologyModel } from "@duraflow/ontology"
 import { Effect, Either, Schema } from "effect"
 import * as Chunker from "../src/Chunker.js"
 import * as EntityExtractor from "../src/EntityExtractor.js"
@@ -13,6 +14,24 @@ describe("KnowledgeModel", () => {
     Effect.sync(() => {
       expect(decode(valid)).toEqual(Either.right(valid))
       expect(decode({ ...valid, ontologyId: "news" })).toEqual(Either.right({ ...valid, ontologyId: "news" }))
+    }))
+
+  it.effect("ontologyId follows the ontology app's own OntologyId rule: what it refuses is refused here", () =>
+    Effect.sync(() => {
+      const ids = ["news", "News_2.v1-x", "bad id", "-lead", ".hidden", "a/b", "ü", "x".repeat(128), "x".repeat(129)]
+      for (const ontologyId of ids) {
+        const ontologyAccepts = Schema.is(OntologyModel.OntologyId)(ontologyId)
+        expect({ ontologyId, accepted: Either.isRight(decode({ ...valid, ontologyId })) }).toEqual({
+          ontologyId,
+          accepted: ontologyAccepts
+        })
+      }
+      // and the rule is not vacuous
+      expect(ids.filter((id) => Either.isRight(decode({ ...valid, ontologyId: id })))).toEqual([
+        "news",
+        "News_2.v1-x",
+        "x".repeat(128)
+      ])
     }))
 
   it.effect("rejects invalid ingest payloads", () =>

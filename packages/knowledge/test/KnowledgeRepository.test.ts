@@ -89,7 +89,13 @@ describe("KnowledgeRepository", () => {
         expect(input.chunks.length).toBeGreaterThan(1)
         expect(input.relations.length).toBeGreaterThan(0)
 
-        expect(yield* repo.saveIndexedDocument(input)).toEqual({ created: true })
+        const sql = yield* SqlClient.SqlClient
+        // the database's clock, in the view's format: indexedAt must fall between these two readings
+        const dbNow = sql<{ now: string }>`SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',
+          'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS now`.pipe(Effect.map((rows) => rows[0]!.now))
+        const before = yield* dbNow
+        expect(yield* repo.saveIndexedDocument(input)).toEqual({ created: true, replaced: false })
+        const after = yield* dbNow
         expect(yield* counts(id)).toEqual({
           documents: 1,
           chunks: input.chunks.length,
@@ -98,7 +104,6 @@ describe("KnowledgeRepository", () => {
           relations: input.relations.length
         })
 
-        const sql = yield* SqlClient.SqlClient
         const [row] = yield* sql<{ content_hash: string; status: string; text: string }>`
           SELECT content_hash, status, text FROM ${sql(tables.documents)} WHERE id = ${id}`
         expect(row).toEqual({
@@ -128,7 +133,8 @@ describe("KnowledgeRepository", () => {
             mentions: mentionsOf(e.normalized)
           }))
         })
-        expect(Math.abs(Date.parse(view.indexedAt) - Date.now())).toBeLessThan(60_000)
+        // same fixed-width ISO format, so string order is time order
+        expect(view.indexedAt >= before && view.indexedAt <= after, `${before} <= ${view.indexedAt} <= ${after}`).toBe(true)
         expect(view.entities.map((e) => e.name)).toEqual(
           expect.arrayContaining(["Ada Lovelace", "Charles Babbage", "London", "University of Oxford"])
         )
@@ -144,13 +150,51 @@ describe("KnowledgeRepository", () => {
         const before = yield* counts(id)
         const viewBefore = yield* repo.getDocument(id)
 
-        expect(yield* repo.saveIndexedDocument(input)).toEqual({ created: false })
-        // even with different content: the stored copy wins
-        const changed = indexed({ ...input.document, title: "Another title", ontologyId: "news" }, { maxChars: 60 })
-        expect(yield* repo.saveIndexedDocument(changed)).toEqual({ created: false })
-
+        expect(yield* repo.saveIndexedDocument(input)).toEqual({ created: false, replaced: false })
         expect(yield* counts(id)).toEqual(before)
         expect(yield* repo.getDocument(id)).toEqual(viewBefore)
+      }))
+
+    it.effect("new content for a known document id replaces its whole index: no stale chunk, entity or mention", () =>
+      Effect.gen(function*() {
+        yield* KnowledgeDomain.migrate
+        const repo = yield* KnowledgeRepository.KnowledgeRepository
+        const sql = yield* SqlClient.SqlClient
+        const [first, second] = [SampleDocuments.documents[0]!, SampleDocuments.documents[2]!]
+        const original = indexed({ ...first, documentId: "replaced-doc" })
+        const revised = indexed({ ...second, documentId: "replaced-doc", title: "Revised", ontologyId: "news" }, {
+          maxChars: 60
+        })
+        const keys = (input: IndexedDocument) => new Set(input.entities.map((e) => e.normalized))
+        const gone = [...keys(original)].filter((k) => !keys(revised).has(k))
+        expect(gone.length).toBeGreaterThan(0) // the texts name different entities: staleness would show
+
+        expect(yield* repo.saveIndexedDocument(original)).toEqual({ created: true, replaced: false })
+        expect(yield* repo.saveIndexedDocument(revised)).toEqual({ created: true, replaced: true })
+        expect(yield* counts("replaced-doc")).toEqual({
+          documents: 1,
+          chunks: revised.chunks.length,
+          entities: revised.entities.length,
+          mentions: revised.mentions.length,
+          relations: revised.relations.length
+        })
+        const view = Option.getOrThrow(yield* repo.getDocument("replaced-doc"))
+        expect(view).toMatchObject({ title: "Revised", ontologyId: "news", chunkCount: revised.chunks.length })
+        expect(view.entities.map((e) => e.name)).toEqual(revised.entities.map((e) => e.name))
+        const [row] = yield* sql<{ text: string; content_hash: string }>`
+          SELECT text, content_hash FROM ${sql(tables.documents)} WHERE id = 'replaced-doc'`
+        expect(row).toEqual({ text: second.text, content_hash: KnowledgeRepository.contentHash(second.text) })
+        const stale = yield* sql<{ entity_key: string }>`SELECT entity_key FROM ${sql(tables.entities)}
+          WHERE document_id = 'replaced-doc' AND entity_key IN ${sql.in(gone)}`
+        expect(stale).toEqual([])
+
+        // the revised content again is idempotent; a change of title alone is new content too
+        expect(yield* repo.saveIndexedDocument(revised)).toEqual({ created: false, replaced: false })
+        const retitled = { ...revised, document: { ...revised.document, title: "Retitled" } }
+        expect(yield* repo.saveIndexedDocument(retitled)).toEqual({ created: true, replaced: true })
+        expect(Option.map(yield* repo.getDocument("replaced-doc"), (d) => d.title)).toEqual(Option.some("Retitled"))
+        // later tests count entities across all documents: leave none behind
+        yield* sql`DELETE FROM ${sql(tables.documents)} WHERE id = 'replaced-doc'`
       }))
 
     it.effect("concurrent saves of a new document store exactly one copy", () =>
@@ -274,7 +318,7 @@ describe("KnowledgeRepository", () => {
         )
         const spans = new Set(input.mentions.map((m) => `${m.entity}@${m.start}-${m.end}`))
         expect(spans.size).toBeLessThan(input.mentions.length)
-        expect(yield* repo.saveIndexedDocument(input)).toEqual({ created: true })
+        expect(yield* repo.saveIndexedDocument(input)).toEqual({ created: true, replaced: false })
         expect((yield* counts("overlapping")).mentions).toBe(input.mentions.length)
         const view = Option.getOrThrow(yield* repo.getDocument("overlapping"))
         expect(view.entities.reduce((n, e) => n + e.mentions, 0)).toBe(spans.size)
@@ -290,7 +334,7 @@ describe("KnowledgeRepository", () => {
         const chunks = Chunker.chunk(text, { maxChars: 2 })
         expect(chunks).toHaveLength(14_000)
         const result = yield* repo.saveIndexedDocument({ document, chunks, entities: [], mentions: [], relations: [] })
-        expect(result).toEqual({ created: true })
+        expect(result).toEqual({ created: true, replaced: false })
         expect(yield* counts("large")).toEqual({ documents: 1, chunks: 14_000, entities: 0, mentions: 0, relations: 0 })
         expect(Option.getOrThrow(yield* repo.getDocument("large"))).toMatchObject({ chunkCount: 14_000, entities: [] })
       }))
@@ -309,7 +353,7 @@ describe("KnowledgeRepository", () => {
         expect(yield* counts("broken")).toEqual({ documents: 0, chunks: 0, entities: 0, mentions: 0, relations: 0 })
         expect(yield* repo.getDocument("broken")).toEqual(Option.none())
         // and the id is still free
-        expect(yield* repo.saveIndexedDocument(input)).toEqual({ created: true })
+        expect(yield* repo.saveIndexedDocument(input)).toEqual({ created: true, replaced: false })
       }))
 
     it.effect("an unknown document is None", () =>

@@ -115,3 +115,87 @@ export const make = (prefix: TablePrefix.TablePrefix) =>
 /** The store for `prefix`; its table comes with `RuntimeTables`. */
 export const layer = (prefix: TablePrefix.TablePrefix): Layer.Layer<RunStore, never, SqlClient.SqlClient> =>
   Layer.effect(RunStore, make(prefix))
+
+/**
+ * The same ledger in process memory, for a runtime with no database at all
+ * (`AppRuntime.layerMemory`): the same transitions and ordering as the table,
+ * and nothing survives a restart (like the memory engine whose runs it records).
+ */
+export const makeMemory = Effect.sync(() => {
+  interface Entry {
+    readonly seq: number
+    readonly workflow: string
+    readonly status: RunStatus
+    readonly payload: unknown
+    readonly result: unknown
+    readonly error: unknown
+    readonly createdAt: string
+    readonly updatedAt: string
+  }
+  const entries = new Map<string, Entry>()
+  let seq = 0
+  // JSON null is stored as "no value", as in the table
+  const present = (key: "payload" | "result" | "error", value: unknown) =>
+    value === null || value === undefined ? {} : { [key]: value }
+  const toRun = (executionId: string, e: Entry, withPayload: boolean) =>
+    new Run({
+      workflow: e.workflow,
+      executionId,
+      status: e.status,
+      ...(withPayload ? present("payload", e.payload) : {}),
+      ...present("result", e.result),
+      ...present("error", e.error),
+      createdAt: e.createdAt,
+      updatedAt: e.updatedAt
+    })
+  const update = (executionId: string, change: (previous: Entry | undefined, at: string) => Entry | undefined) => {
+    const next = change(entries.get(executionId), new Date().toISOString())
+    if (next !== undefined) entries.set(executionId, next)
+  }
+  return RunStore.of({
+    running: (workflow, executionId, payload) =>
+      Effect.sync(() =>
+        update(executionId, (previous, at) =>
+          previous === undefined
+            ? { seq: seq++, workflow, status: "running", payload, result: null, error: null, createdAt: at, updatedAt: at }
+            // never downgrades a finished run
+            : previous.status === "running" || previous.status === "suspended"
+            ? { ...previous, status: "running", updatedAt: at }
+            : undefined)
+      ),
+    suspended: (workflow, executionId) =>
+      Effect.sync(() =>
+        update(executionId, (previous, at) =>
+          previous?.workflow === workflow && previous.status === "running"
+            ? { ...previous, status: "suspended", updatedAt: at }
+            : undefined)
+      ),
+    finished: (workflow, executionId, outcome) =>
+      Effect.sync(() =>
+        update(executionId, (previous, at) => ({
+          ...(previous ?? { seq: seq++, workflow, payload: null, createdAt: at }),
+          status: outcome.status,
+          result: outcome.status === "succeeded" ? outcome.result : null,
+          error: outcome.status === "failed" ? outcome.error : null,
+          updatedAt: at
+        }))
+      ),
+    get: (workflow, executionId) =>
+      Effect.sync(() => {
+        const entry = entries.get(executionId)
+        return entry?.workflow === workflow ? Option.some(toRun(executionId, entry, true)) : Option.none()
+      }),
+    list: ({ limit, status, workflow }) =>
+      Effect.sync(() =>
+        [...entries.entries()]
+          .filter(([, e]) => (workflow === undefined || e.workflow === workflow) && (status === undefined || e.status === status))
+          .sort(([, a], [, b]) => b.seq - a.seq)
+          .slice(0, Math.min(Math.max(limit ?? 50, 1), MAX_LIST))
+          // like the table's list: without payloads
+          .map(([id, e]) => toRun(id, e, false))
+      )
+  })
+})
+
+/** The in-memory ledger: no database. */
+export const layerMemory: Layer.Layer<RunStore> = Layer.effect(RunStore, makeMemory)

@@ -58,7 +58,8 @@ export class Health extends Schema.Class<Health>("Health")({
   status: Schema.Literal("ok", "degraded"),
   mode: Schema.Literal("durable", "memory"),
   prefix: Schema.String,
-  database: Schema.Struct({ reachable: Schema.Boolean, latencyMs: Schema.optional(Schema.Number) })
+  /** null: the app runs without a database (`AppRuntime.layerMemory`). */
+  database: Schema.NullOr(Schema.Struct({ reachable: Schema.Boolean, latencyMs: Schema.optional(Schema.Number) }))
 }) {}
 
 export class Unhealthy extends Schema.TaggedError<Unhealthy>()("Unhealthy", {

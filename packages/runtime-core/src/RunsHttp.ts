@@ -162,17 +162,22 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
         .handle("list", ({ urlParams }) => store.list(urlParams).pipe(Effect.catchAll(unavailable)))
     }))
 
-/** The `health` group's handler: a round trip to the database, with its latency. */
+/** The `health` group's handler: a round trip to the database (if the app has one), with its latency. */
 export const layerHealth = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR>(
   api: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>
 ) =>
   HttpApiBuilder.group(api as unknown as HttpApi.HttpApi<Id, typeof HealthGroup, ApiE, ApiR>, "health", (handlers) =>
     Effect.gen(function*() {
       const runtime = yield* WorkflowRuntime
-      const sql = yield* SqlClient.SqlClient
+      // a runtime without a database (AppRuntime.layerMemory) is healthy with nothing to reach
+      const maybeSql = yield* Effect.serviceOption(SqlClient.SqlClient)
       const readiness = yield* Readiness.make
       return handlers.handle("health", () =>
         Effect.gen(function*() {
+          if (Option.isNone(maybeSql)) {
+            return new Health({ status: "ok", mode: runtime.mode, prefix: runtime.prefix, database: null })
+          }
+          const sql = maybeSql.value
           const start = performance.now()
           const reachable = yield* sql`SELECT 1`.pipe(Effect.timeout("2 seconds"), Effect.isSuccess)
           const health = new Health({

@@ -112,3 +112,24 @@ export const make = <
       )
     }) as Effect.Effect<Success["Type"], Error["Type"], R | WorkflowEngine.WorkflowInstance>
   })
+
+/**
+ * A ledger in process memory, for a runtime with no database
+ * (`AppRuntime.layerMemory`): a replay within the process returns the recorded
+ * result without running the body again. There is no transaction to join, so
+ * it suits bodies that write no SQL; nothing survives a restart, like the
+ * memory engine itself.
+ */
+export const makeMemoryLedger = Effect.sync(() => {
+  const results = new Map<string, unknown>()
+  return ActivityLedger.of({
+    once: (key, _schema, body) =>
+      Effect.suspend(() => {
+        const id = JSON.stringify([key.executionId, key.activity, key.attempt])
+        if (results.has(id)) return Effect.succeed(results.get(id) as Effect.Effect.Success<typeof body>)
+        return Effect.tap(body, (value) => Effect.sync(() => results.set(id, value)))
+      })
+  })
+})
+
+export const layerMemory: Layer.Layer<ActivityLedger> = Layer.effect(ActivityLedger, makeMemoryLedger)

@@ -8,7 +8,10 @@
  *   block each other. The cluster tables are created under the prefix's
  *   schema lock, so simultaneous starts do not race.
  * - `memory`: `WorkflowEngine.layerMemory`, for tests and quick local runs;
- *   needs no database and keeps nothing across restarts.
+ *   the engine needs no database and keeps nothing across restarts. Whether
+ *   the app needs one is `AppRuntime`'s business: `layerConfig` (domains with
+ *   tables) still requires `DATABASE_URL`; `layerConfigWithoutSql` /
+ *   `layerMemory` run with no database at all.
  *
  * `layerConfig` reads `WORKFLOW_MODE` (`durable` | `memory`, default durable).
  */

@@ -1,8 +1,10 @@
 /**
  * Durable timers and signals resume their workflow promptly, without waiting
- * for the engine's storage poll (set to 60 s here, so that a run that waited
- * for the poll could not pass): a durable sleep, a signal sent over the HTTP
- * route, and a deferred completed by another (client-only) process.
+ * for the engine's storage poll: the poll is set to an hour here, longer than
+ * any test may run, so a run that completes at all was woken up, whatever the
+ * machine's load (no wall-clock bound is asserted; the latencies are figures,
+ * printed by `tooling/faults` `figures`): a durable sleep, a signal sent over
+ * the HTTP route, and a deferred completed by another (client-only) process.
  */
 import { HttpServer } from "@effect/platform"
 import { DurableClock, DurableDeferred, Workflow } from "@effect/workflow"
@@ -13,7 +15,7 @@ import { AppRuntime, AppServer, RunsApi, TablePrefix, WorkflowLayer } from "../s
 import { TestDatabase, TestProcess } from "../src/testing/index.js"
 
 const prefix = TablePrefix.unsafeMake("wake")
-const POLL = Duration.seconds(60)
+const POLL = Duration.hours(1)
 
 const Approval = DurableDeferred.make("approval", { success: Schema.String })
 
@@ -98,7 +100,8 @@ const waitFor = (workflow: string, id: string, status: string) =>
   http(`/runs/${workflow}/${id}`).pipe(
     Effect.filterOrFail((r) => r.body?.status === status),
     Effect.retry(Schedule.spaced("25 millis")),
-    Effect.timeout("30 seconds"),
+    // a deadline against hanging, far below the poll: not a speed bound
+    Effect.timeout("45 seconds"),
     Effect.map((r) => r.body)
   )
 
@@ -109,18 +112,15 @@ describe("prompt wake-ups", () => {
         const started = Date.now()
         const id = yield* start("Nap", { id: "n1", ms: 1500 })
         yield* waitFor("Nap", id, "succeeded")
-        const elapsed = Date.now() - started
-        expect(elapsed).toBeGreaterThanOrEqual(1500)
-        expect(elapsed).toBeLessThan(Duration.toMillis(POLL) / 4)
+        // never early; that it ended at all (the poll is an hour away) shows it was not left to the poll
+        expect(Date.now() - started).toBeGreaterThanOrEqual(1500)
       }))
 
     it.effect("child workflows awaited one after another resume their parent promptly", () =>
       Effect.gen(function*() {
-        const started = Date.now()
         const id = yield* start("Parent", { id: "p1" })
         const done = yield* waitFor("Parent", id, "succeeded")
         expect(done.result).toBe(60)
-        expect(Date.now() - started).toBeLessThan(Duration.toMillis(POLL) / 4)
       }))
 
     it.effect("a signal over HTTP resumes the run; bad signals are rejected", () =>
@@ -148,10 +148,9 @@ describe("prompt wake-ups", () => {
         const client = yield* TestProcess.spawnTs(fileURLToPath(new URL("./fixtures/signal-client.ts", import.meta.url)), {
           env: { DATABASE_URL: db.url, PREFIX: prefix, EXECUTION_ID: id, VALUE: "from afar" }
         })
-        const signalled = yield* client.waitForEvent("signalled")
+        yield* client.waitForEvent("signalled")
         const done = yield* waitFor("Approve", id, "succeeded")
         expect(done.result).toBe("from afar")
-        expect(Date.now() - signalled.at).toBeLessThan(Duration.toMillis(POLL) / 4)
       }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 })

@@ -5,10 +5,30 @@
  * what `pnpm affected` and the PR job run) and turbo (`turbo ls --filter ...<pkg>`) must
  * both agree with it.
  */
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { delimiter, dirname, join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { jsonOutput, nx, root, runOk, toolEnv, withDependents, workspacePackages } from "./workspace.js"
+import {
+  jsonOutput,
+  nx,
+  pnpm,
+  root,
+  run,
+  runOk,
+  toolEnv,
+  withDependents,
+  workspacePackages
+} from "./workspace.js"
 
 const packages = workspacePackages()
+
+/** Text of the .ts files under `dir` (node_modules and dist skipped) whose names match `pattern`. */
+const sourceFiles = (dir: string, pattern = /\.ts$/): ReadonlyArray<string> =>
+  !existsSync(dir) ? [] : readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && pattern.test(e.name))
+    .map((e) => join(e.parentPath, e.name))
+    .filter((path) => !/[/\\](node_modules|dist)[/\\]/.test(path))
+    .map((path) => readFileSync(path, "utf8"))
 
 const nxAffectedBy = async (file: string): Promise<ReadonlySet<string>> =>
   new Set(jsonOutput((await nx(["show", "projects", "--affected", `--files=${file}`, "--json"])).stdout) as Array<string>)
@@ -64,4 +84,47 @@ describe("every project: a change in it affects exactly it and its dependents", 
     expect(sorted(await nxAffectedBy(`${dir}/package.json`))).toEqual(expected)
     expect(sorted(await turboWithDependents(name))).toEqual(expected)
   })
+})
+
+describe("a change to an app alone (apps/ontology-server/src/main.ts)", () => {
+  // e2e and dev start the apps as processes by path, so they declare them (devDependencies) to get the edge
+  it("affects the app and the projects that start it (e2e, dev), in nx and turbo", async () => {
+    const expected = ["@duraflow/dev", "@duraflow/e2e", "@duraflow/ontology-server"]
+    expect(sorted(withDependents("@duraflow/ontology-server", packages))).toEqual(expected)
+    expect(sorted(await nxAffectedBy("apps/ontology-server/src/main.ts"))).toEqual(expected)
+    expect(sorted(await turboWithDependents("@duraflow/ontology-server"))).toEqual(expected)
+  })
+
+  it("`pnpm affected` exits 0 on it: the app's lint, typecheck and tests run (e2e and dev left out: too slow here)", async () => {
+    const { stdout } = await pnpm(
+      ["affected", "--files=apps/ontology-server/src/main.ts", "--exclude=@duraflow/e2e,@duraflow/dev", "--skip-nx-cache"],
+      { env: toolEnv({ NO_COLOR: "1", FORCE_COLOR: "0" }), timeoutMs: 300_000 }
+    )
+    const plain = stdout.replace(/\u001b\[[0-9;]*m/g, "")
+    for (const target of ["lint", "typecheck", "test"]) expect(plain).toContain(`nx run @duraflow/ontology-server:${target}`)
+    expect(plain).toMatch(/Test Files\s+\d+ passed/)
+  }, 300_000)
+
+  it("every project's `vitest run` test script has test files to run", () => {
+    for (const pkg of packages) {
+      const script = (pkg.manifest as { scripts?: Record<string, string> }).scripts?.test ?? ""
+      if (!script.startsWith("vitest run") || script.includes("--passWithNoTests")) continue
+      const tests = sourceFiles(join(root, pkg.dir, "test"), /\.test\.ts$/)
+      expect({ project: pkg.name, tests: tests.length > 0 }).toEqual({ project: pkg.name, tests: true })
+    }
+  })
+})
+
+describe("turbo outside pnpm", () => {
+  it("`npx turbo run typecheck` finds the package manager with no pnpm on PATH", async () => {
+    // only node/npx and the system: no pnpm from a global install or from `pnpm exec`
+    const PATH = [dirname(process.execPath), "/usr/bin", "/bin"].join(delimiter)
+    const bare = toolEnv({ PATH, npm_execpath: undefined, PNPM_HOME: undefined, npm_config_user_agent: undefined })
+    expect((await run("sh", ["-c", "command -v pnpm"], { env: bare })).code).not.toBe(0)
+    const result = await run("npx", ["turbo", "run", "typecheck", "--filter=@duraflow/embedded-postgres"], {
+      env: bare,
+      timeoutMs: 300_000
+    })
+    expect({ code: result.code, output: result.code === 0 ? "" : result.stdout + result.stderr }).toEqual({ code: 0, output: "" })
+  }, 300_000)
 })

@@ -13,6 +13,7 @@ import { parse, parseDocument } from "yaml"
 import { pnpmCommand, root } from "./workspace.js"
 
 const workflowsDir = join(root, ".github", "workflows")
+const rootScripts: Record<string, string> = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).scripts
 const workflowFiles = readdirSync(workflowsDir).filter((f) => /\.ya?ml$/.test(f)).sort()
 const source = (file: string) => readFileSync(join(workflowsDir, file), "utf8")
 
@@ -127,7 +128,9 @@ describe("ci.yml", () => {
     expect(runsIn(job)).toContain(`${pnpmCommand} install --frozen-lockfile`)
     // the install comes before anything that runs the workspace's tools
     const install = job.steps.findIndex((s) => s.run === `${pnpmCommand} install --frozen-lockfile`)
-    const firstTool = job.steps.findIndex((s) => s.run !== undefined && /\b(nx|test)\b/.test(s.run) && !s.run.includes("install"))
+    const firstTool = job.steps.findIndex((s) =>
+      s.run !== undefined && /\b(nx|test|affected|check)\b/.test(s.run) && !s.run.includes("install")
+    )
     expect(install).toBeGreaterThan(-1)
     expect(firstTool).toBeGreaterThan(install)
   })
@@ -135,17 +138,19 @@ describe("ci.yml", () => {
   it("unit: on PRs, lint/typecheck/test of the affected projects against the PR base (full history)", () => {
     expect(unit).toBeDefined()
     expect(unit!.steps.find((s) => s.uses?.startsWith("actions/checkout@"))?.with?.["fetch-depth"]).toBe(0)
-    const affected = unit!.steps.filter((s) => s.run?.includes("nx affected"))
+    // the root script (`nx affected -t lint typecheck test` with pnpm on PATH for Nx's tasks)
+    expect(rootScripts.affected).toMatch(/ nx affected -t lint typecheck test$/)
+    const affected = unit!.steps.filter((s) => s.run?.includes(" affected"))
     expect(affected).toHaveLength(1)
     expect(affected[0]!.if).toBe("github.event_name == 'pull_request'")
-    expect(affected[0]!.run).toBe(`${pnpmCommand} nx affected -t lint typecheck test --base=origin/\${{ github.base_ref }}`)
+    expect(affected[0]!.run).toBe(`${pnpmCommand} affected --base=origin/\${{ github.base_ref }}`)
   })
 
   it("unit: on pushes to main, lint/typecheck/test of every project (no affected)", () => {
-    const all = unit!.steps.filter((s) => s.run?.includes("nx run-many"))
+    expect(rootScripts.check).toMatch(/ nx run-many -t lint typecheck test$/)
+    const all = unit!.steps.filter((s) => s.run === `${pnpmCommand} check`)
     expect(all).toHaveLength(1)
     expect(all[0]!.if).toBe("github.event_name != 'pull_request'")
-    expect(all[0]!.run).toBe(`${pnpmCommand} nx run-many -t lint typecheck test`)
     // the suites need a real Postgres here too
     expect(unit!.services?.postgres?.image).toMatch(/^postgres:\d+$/)
     expect(unit!.env?.TEST_DATABASE_URL).toBe("postgres://postgres@localhost:5432/postgres")

@@ -7,7 +7,7 @@
  */
 import { spawn } from "node:child_process"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
-import { join, resolve } from "node:path"
+import { delimiter, join, resolve } from "node:path"
 import { parse } from "yaml"
 
 export const root = resolve(import.meta.dirname, "../../..")
@@ -168,8 +168,14 @@ export const runOk = async (
 export const pnpm = (args: ReadonlyArray<string>, options: Parameters<typeof run>[2] = {}) =>
   runOk("npx", ["-y", pnpmSpec, ...args], options)
 
-/** Nx, run through pnpm (Nx needs `pnpm` on PATH to run package scripts), without the daemon. */
-export const nx = (args: ReadonlyArray<string>, options: Parameters<typeof run>[2] = {}) => pnpm(["nx", ...args], options)
+/** Where the root scripts that run Nx find pnpm (Nx strips node_modules from its tasks' PATH). */
+export const pnpmShimDir = join(root, "tooling/scripts/bin")
+
+/** Nx, run through pnpm with pnpm on PATH for its tasks (as the root scripts do), without the daemon. */
+export const nx = (args: ReadonlyArray<string>, options: Parameters<typeof run>[2] = {}) => {
+  const env = options.env ?? toolEnv()
+  return pnpm(["nx", ...args], { ...options, env: { ...env, PATH: [pnpmShimDir, env.PATH].join(delimiter) } })
+}
 
 /** Parses the JSON document a tool printed on stdout (tools may print banners before it). */
 export const jsonOutput = (stdout: string): any => {

@@ -11,7 +11,7 @@
  * fail); it checks that no domain table changed and that accepted runs fail.
  *
  * Each property sends requests for at most 12 s (then its remaining runs pass
- * without a request); a request without an answer within 5 s fails. The seed
+ * without a request); a request left without an answer (30 s of silence) fails. The seed
  * is printed: rerun with FUZZ_SEED=<seed> to replay, scale the number of runs
  * with FUZZ_RUNS=<factor>. A failure reports fast-check's shrunk counterexample
  * and the first failure as generated, each with the exact request, the

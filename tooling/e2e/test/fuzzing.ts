@@ -36,8 +36,11 @@ export interface RawResponse {
   readonly body: string
 }
 
-/** One request on a fresh connection; rejects when no complete response arrives within `timeoutMs`. */
-export const send = (port: number, req: RawRequest, timeoutMs = 5_000): Promise<RawResponse> =>
+/**
+ * One request on a fresh connection; rejects when the connection stays silent for `timeoutMs`
+ * (generous: it tells an app that never answers from one that is slow on a loaded machine).
+ */
+export const send = (port: number, req: RawRequest, timeoutMs = 30_000): Promise<RawResponse> =>
   new Promise((resolve, reject) => {
     const headers: Array<string> = ["host", `127.0.0.1:${port}`, "connection", "close"]
     for (const [name, value] of req.headers) headers.push(name, value)

@@ -85,18 +85,17 @@ describe("database outages", () => {
     it.scoped("SIGTERM during an activity: the process exits cleanly and the run resumes after restart", () =>
       Effect.gen(function*() {
         const db = yield* TestDatabase.TestDatabase
-        // the activity outlasts the shutdown grace period, so SIGTERM interrupts it
-        const env = { DATABASE_URL: db.url, PREFIX: "sigterm", STEP_MS: "6000", POLL_MS: "1000", TERMINATION_MS: "1000" }
-        const first = yield* startApp({ ...env, START: "1" })
+        const env = { DATABASE_URL: db.url, PREFIX: "sigterm", POLL_MS: "1000", TERMINATION_MS: "1000" }
+        // the activity would outlast the test (an hour): a process that exits at all after SIGTERM
+        // gave up on it after the grace period, whatever the machine's load
+        const first = yield* startApp({ ...env, STEP_MS: "3600000", START: "1" })
         yield* eventually(effects("sigterm"), (e) => e.t1 === 1) // t3 is now sleeping inside its activity
-        const signalled = Date.now()
         first.child.kill("SIGTERM")
         const code = yield* first.exited
         expect(code).toBe(0)
-        expect(Date.now() - signalled).toBeLessThan(30_000)
         expect(yield* effects("sigterm")).toMatchObject({ t1: 1, t3: 0 })
 
-        const second = yield* startApp({ ...env, START: "0" })
+        const second = yield* startApp({ ...env, STEP_MS: "0", START: "0" })
         yield* eventually(succeededRuns("sigterm"), (n) => n === 1, "60 seconds")
         expect(yield* effects("sigterm")).toEqual({ t1: 1, t3: 1, duplicated: 0 })
         yield* second.kill("SIGTERM")
