@@ -25,7 +25,8 @@ export const portConfig = (fallback: number) =>
  * arrives, the graceful shutdown (HTTP server, then engine, then pool) gets
  * `timeout`; past it the process exits with code 1 and a log line. The timer
  * is unref'd, so a shutdown that finishes in time is not delayed by it. The
- * default leaves room for the engine's `entityTerminationTimeout` (15 s).
+ * default leaves room for the engine's `entityTerminationTimeout` (5 s in runtime-core, see
+ * `ClusterRunner.defaults`) and a slow pool close.
  */
 export const shutdownDeadline = (timeout: Duration.DurationInput) =>
   Layer.scopedDiscard(

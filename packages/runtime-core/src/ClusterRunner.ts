@@ -97,13 +97,22 @@ export const config: Effect.Effect<Address, InvalidRuntimeConfig | ConfigError> 
 export type ShardingOptions = Partial<ShardingConfig.ShardingConfig["Type"]>
 
 /**
- * Our defaults on top of @effect/cluster's. Assignments are re-computed every
- * second, which costs nothing while a runner is alone (`ShardLockStorage`
- * caches the ring and hears of newcomers over NOTIFY) and finds a dead
- * replica within a second when there are several.
+ * Our defaults on top of @effect/cluster's:
+ *
+ * - assignments are re-computed every second, which costs nothing while a
+ *   runner is alone (`ShardLockStorage` caches the ring and hears of
+ *   newcomers over NOTIFY) and finds a dead replica within a second when
+ *   there are several;
+ * - a shard being handed over (a replica joining or leaving, a SIGTERM)
+ *   waits at most 5 s (library: 15 s) for the runs on it to stop: a run in
+ *   the middle of an activity does not see its entity's end until that
+ *   timeout, so with 15 s every rebalancing stalled such runs for 15 s. A
+ *   plain activity cut short runs again on the new owner (at-least-once,
+ *   as after a crash); a transactional one commits once either way.
  */
 export const defaults: ShardingOptions = {
-  refreshAssignmentsInterval: "1 second"
+  refreshAssignmentsInterval: "1 second",
+  entityTerminationTimeout: "5 seconds"
 }
 
 /**

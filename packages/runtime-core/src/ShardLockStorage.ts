@@ -206,8 +206,14 @@ export const make = Effect.fnUntraced(function*(prefix: TablePrefix.TablePrefix,
     PersistenceError.refail
   )
 
+  // Once this runner has left (shutdown), its view of the ring stays as it was: Sharding's
+  // loop keeps running until its scope closes, and must not see itself vanish meanwhile
+  // (it would re-assign shards it is releasing anyway, and warn of "no healthy runners").
+  let left = false
+
   const getRunners = Effect.suspend(() => {
     const now = Date.now()
+    if (left && cache) return Effect.succeed(cache.runners)
     if (cache && !dirty && !cache.others && now - cache.at < idleRefreshMs) return Effect.succeed(cache.runners)
     dirty = false
     return readRunners.pipe(
@@ -258,6 +264,7 @@ export const make = Effect.fnUntraced(function*(prefix: TablePrefix.TablePrefix,
         if (self && Equal.equals(self.address, address)) {
           const me = self
           self = undefined
+          left = true
           if (present) {
             present = false
             yield* withSession((q) => q(`SELECT pg_advisory_unlock(${space}, ${me.key})`)).pipe(Effect.ignore)
