@@ -5,7 +5,7 @@
  * `NodeRuntime.runMain`) stops accepting requests before the engine and the
  * database pool shut down, since they sit below it.
  */
-import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpMiddleware, HttpServer, HttpServerRequest } from "@effect/platform"
 import type { HttpApi, HttpApiGroup } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Config, Duration, Effect, Layer } from "effect"
@@ -54,6 +54,14 @@ export const shutdownDeadline = (timeout: Duration.DurationInput) =>
 /** `SHUTDOWN_TIMEOUT` (a duration, default 25 seconds). */
 export const shutdownTimeoutConfig = Config.duration("SHUTDOWN_TIMEOUT").pipe(Config.withDefault(Duration.seconds(25)))
 
+/** Load balancers probe `/ready` and `/health` every second or so: not worth a log line each. */
+const quietProbes = HttpMiddleware.make((app) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    request.method === "GET" && (request.url === "/ready" || request.url === "/health")
+      ? HttpMiddleware.withLoggerDisabled(app)
+      : app)
+)
+
 export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR, GOut, E, R>(
   api: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>,
   options: {
@@ -62,7 +70,7 @@ export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGrou
     readonly port: number
   }
 ) =>
-  HttpApiBuilder.serve((app) => HttpMiddleware.logger(RequestGuard.middleware(app))).pipe(
+  HttpApiBuilder.serve((app) => HttpMiddleware.logger(quietProbes(RequestGuard.middleware(app)))).pipe(
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(
       HttpApiBuilder.api(api).pipe(
