@@ -12,7 +12,8 @@ const scenario = (options: { prefix: string; runs: number; stepMs: number; killA
     const db = yield* TestDatabase.TestDatabase
     const env = { DATABASE_URL: db.url, PREFIX: options.prefix, STEP_MS: String(options.stepMs), POLL_MS: "1000" }
     const first = yield* startApp({ ...env, START: String(options.runs) })
-    yield* first.waitForEvent("started", "120 seconds")
+    // a hang guard, not a speed bound: 5000 starts on a loaded 2-core machine took over 2 minutes
+    yield* first.waitForEvent("started", "300 seconds")
     yield* eventually(effects(options.prefix), (e) => e.t3 >= options.killAfterDone)
     yield* first.kill("SIGKILL")
     const atKill = yield* effects(options.prefix)
