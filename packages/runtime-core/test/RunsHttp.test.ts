@@ -37,7 +37,7 @@ const ShoutLayer = WorkflowLayer.make(Shout, {
 
 const prefix = TablePrefix.unsafeMake("httpapp")
 
-const App = AppServer.layer(RunsApi.WorkflowApi, { groups: Layer.empty, port: 0 }).pipe(
+const App = AppServer.layer(RunsApi.make("httpapp", [Shout]), { groups: Layer.empty, port: 0 }).pipe(
   Layer.provideMerge(AppRuntime.layer({ prefix, migrations: [], workflows: ShoutLayer })),
   Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["WORKFLOW_MODE", "durable"]])))),
   Layer.provide(Logger.minimumLogLevel(LogLevel.Warning)) // one INFO line per request is noise here
@@ -137,9 +137,9 @@ describe("runs HTTP API", () => {
           "/health",
           "/ready",
           "/runs",
-          "/runs/{workflow}",
-          "/runs/{workflow}/{executionId}",
-          "/runs/{workflow}/{executionId}/signals/{signal}"
+          "/runs/Shout",
+          "/runs/Shout/{executionId}",
+          "/runs/{workflow}/{executionId}"
         ])
       }))
   })
