@@ -8,10 +8,10 @@
  * `NodeRuntime.runMain`) stops accepting requests before the engine and the
  * database pool shut down, since they sit below it.
  */
-import { HttpApiBuilder, HttpMiddleware, HttpServer, OpenApi } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSchema, HttpMiddleware, HttpServer, OpenApi } from "@effect/platform"
 import type { HttpApi, HttpApiGroup } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Config, Duration, Effect, Layer } from "effect"
+import { Config, Duration, Effect, Layer, Schema } from "effect"
 import { createServer } from "node:http"
 import * as RequestGuard from "./RequestGuard.js"
 import * as RunsHttp from "./RunsHttp.js"
@@ -74,6 +74,19 @@ const routesOf = (api: HttpApi.HttpApi.Any): RequestGuard.Routes => [
   { method: "GET", path: OPENAPI_PATH }
 ]
 
+/** Whether `error` is one the API declares (it then encodes it with its status), as the platform collects them. */
+const declaredErrors = (api: HttpApi.HttpApi.Any): ((error: unknown) => boolean) => {
+  const { errorSchema, groups } = api as unknown as HttpApi.HttpApi.AnyWithProps
+  const schemas = new Set<Schema.Schema.Any>()
+  HttpApiSchema.deunionize(schemas, errorSchema)
+  for (const group of Object.values(groups)) {
+    HttpApiSchema.deunionize(schemas, group.errorSchema)
+    for (const endpoint of Object.values(group.endpoints)) HttpApiSchema.deunionize(schemas, endpoint.errorSchema)
+  }
+  const checks = Array.from(schemas, (schema) => Schema.is(Schema.typeSchema(schema) as Schema.Schema<unknown>))
+  return (error) => checks.some((is) => is(error))
+}
+
 export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR, GOut, E, R>(
   api_: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>,
   options: {
@@ -84,9 +97,11 @@ export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGrou
   }
 ) => {
   const api = options.info ? api_.annotate(OpenApi.Title, options.info.title).annotate(OpenApi.Version, options.info.version) : api_
-  const errors = RequestGuard.errors(routesOf(api))
-  return HttpApiBuilder.serve((app) => HttpMiddleware.logger(errors(RequestGuard.middleware(app)))).pipe(
+  const errors = RequestGuard.errors(routesOf(api), declaredErrors(api))
+  return HttpApiBuilder.serve((app) => HttpMiddleware.logger(RequestGuard.middleware(app))).pipe(
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: OPENAPI_PATH })),
+    // inside the app, before the server turns a failure into an empty answer
+    Layer.provide(HttpApiBuilder.middleware(errors)),
     Layer.provide(
       HttpApiBuilder.api(api).pipe(
         Layer.provide(RunsHttp.layer(api)),

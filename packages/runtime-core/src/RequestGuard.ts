@@ -131,9 +131,10 @@ export const middleware = HttpMiddleware.make((app) =>
       return json(415, new UnsupportedMediaType({ message: "Request bodies must be JSON (content-type: application/json)" }))
     }
     if (declared === undefined && request.headers["transfer-encoding"] !== undefined) {
-      const body = yield* readBounded(request)
-      if (body === undefined) return tooLarge()
-      return yield* Effect.provideService(app, HttpServerRequest.HttpServerRequest, withBody(request, body))
+      const body = yield* Effect.either(readBounded(request))
+      if (body._tag === "Left") return json(400, new MalformedRequest({ message: "The request body could not be read" }))
+      if (body.right === undefined) return tooLarge()
+      return yield* Effect.provideService(app, HttpServerRequest.HttpServerRequest, withBody(request, body.right))
     }
     return yield* HttpIncomingMessage.withMaxBodySize(app, Option.some(MAX_BODY_BYTES))
   })
@@ -153,20 +154,30 @@ const patternOf = (path: string) =>
  * Gives every answer no handler gave a JSON body: 404 `NotFound` or 405
  * `MethodNotAllowed` (from `routes`) for an unrouted request, 400
  * `MalformedRequest` for a body that could not be read as JSON, and a 500
- * `InternalError` with an error id (logged with the cause) for a defect.
+ * `InternalError` with an error id (logged with the cause) for a defect or an
+ * error the API does not declare. Errors the API declares (`isDeclared`) are
+ * left to it. An API-level middleware: it runs inside the app, where a
+ * failure can still become any answer.
  */
-export const errors = (routes: Routes) => {
+export const errors = (routes: Routes, isDeclared: (error: unknown) => boolean) => {
   const patterns = routes.map((r) => ({ method: r.method.toUpperCase(), pattern: patternOf(r.path) }))
-  return <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<never, R | HttpServerRequest.HttpServerRequest> =>
+  return <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R | HttpServerRequest.HttpServerRequest> =>
     Effect.catchAllCause(app, (cause) =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
-        // the client went away: nobody reads the answer
-        if (Cause.isInterruptedOnly(cause)) return yield* Effect.failCause(cause as Cause.Cause<never>)
+        const failure = Cause.failureOption(cause)
+        // the client went away (nobody reads the answer), or the API's own errors: encoded by the API
+        if (Cause.isInterruptedOnly(cause) || (Option.isSome(failure) && isDeclared(failure.value))) {
+          return yield* Effect.failCause(cause)
+        }
         const error = Cause.squash(cause)
         if (HttpServerError.isServerError(error) && error._tag === "RouteNotFound") {
           const path = request.url.split("?")[0]!
           const allowed = [...new Set(patterns.filter((p) => p.pattern.test(path)).map((p) => p.method))].sort()
+          if (allowed.includes(request.method)) {
+            // a route has this shape but the router refused a segment: over its 100-character limit
+            return json(400, new MalformedRequest({ message: "A path segment is too long" }))
+          }
           return allowed.length > 0
             ? json(
               405,
