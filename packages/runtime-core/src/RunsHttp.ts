@@ -16,6 +16,7 @@ import { HttpApiBuilder, HttpRouter, HttpServerResponse } from "@effect/platform
 import type { HttpServerRequest } from "@effect/platform"
 import type { HttpApi, HttpApiGroup } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
+import type { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
 import { Cause, Context, Duration, Effect, Exit, Layer, Option, ParseResult, Schedule, Schema } from "effect"
@@ -173,6 +174,15 @@ const makeStart = Effect.gen(function*() {
   const runtime = yield* WorkflowRuntime
   const maybeSql = yield* Effect.serviceOption(SqlClient.SqlClient)
   const channel = TablePrefix.wakeChannel(runtime.prefix)
+  // A start holds a pooled connection for its transaction, and the engine call inside it
+  // waits for a NOTIFY that `WakeUps` sends on another pooled connection: if starts held
+  // every connection, each would wait for the others until the deadline. At most half the
+  // pool is held by starts; the rest wait for a turn (within their deadline).
+  const poolSize = Option.match(maybeSql, {
+    onNone: () => 2,
+    onSome: (sql) => (sql as unknown as Partial<PgClient.PgClient>).config?.maxConnections ?? 10
+  })
+  const turns = yield* Effect.makeSemaphore(Math.max(1, Math.floor(poolSize / 2)))
   return (workflow: Workflow.Any, executionId: string, payload: unknown, raw: unknown) => {
     // schemas registered at runtime carry no static context: the cast only says so
     const execute = engine.execute(workflow as Workflow.Workflow<string, any, any, any>, {
@@ -182,7 +192,7 @@ const makeStart = Effect.gen(function*() {
     }) as Effect.Effect<string>
     const record = store.running(workflow.name, executionId, raw)
     const attempt = Option.isSome(maybeSql) && runtime.mode === "durable"
-      ? maybeSql.value.withTransaction(Effect.gen(function*() {
+      ? turns.withPermits(1)(maybeSql.value.withTransaction(Effect.gen(function*() {
         const sql = maybeSql.value
         // a lock or a stuck write must not hold the transaction past the deadline
         yield* sql.unsafe(`SET LOCAL statement_timeout = ${Duration.toMillis(START_DEADLINE)}`)
@@ -191,7 +201,7 @@ const makeStart = Effect.gen(function*() {
         // delivered when the transaction commits, when the request is visible: every
         // replica (this one included) then reads it from storage, wherever the shard is
         yield* sql`SELECT pg_notify(${channel}, 'wake')`
-      }))
+      })))
       : Effect.zipRight(execute, record)
     return attempt.pipe(
       // a connection found dead at BEGIN: the whole transaction again (both writes are idempotent)

@@ -356,6 +356,17 @@ describe("runs HTTP API", () => {
         expect([...seen].sort()).toEqual(expect.arrayContaining(["200", "202", "400", "404", "413", "415", "500"]))
       }))
 
+    it.effect("more concurrent starts than pooled connections all start", () =>
+      Effect.gen(function*() {
+        const answers = yield* Effect.forEach(
+          Array.from({ length: 30 }, (_, i) => i),
+          (i) => post("/runs/Shout", JSON.stringify({ id: `many-${i}`, text: "m", times: 1 })),
+          { concurrency: "unbounded" }
+        )
+        expect(answers.map((a) => a.status)).toEqual(answers.map(() => 202))
+        yield* Effect.forEach(answers, (a) => waitForStatus(`/runs/Shout/${a.body.executionId}`, "succeeded"))
+      }))
+
     it.effect("a start whose engine write fails answers 503 and leaves nothing; the same start later runs", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
