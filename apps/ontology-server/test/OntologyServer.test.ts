@@ -25,8 +25,8 @@ export const typeChecks = Effect.gen(function*() {
   // the result is typed by the workflow's success schema
   const version: number | undefined = run.result?.version
   // @ts-expect-error no such field in the result
-  run.result?.versoin
-  return version
+  const misspelled = run.result?.versoin
+  return [version, misspelled]
 })
 
 const App = Layer.unwrapEffect(Effect.map(TestDatabase.TestDatabase, (db) =>
