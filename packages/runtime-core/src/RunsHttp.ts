@@ -176,13 +176,13 @@ const makeStart = Effect.gen(function*() {
   const channel = TablePrefix.wakeChannel(runtime.prefix)
   // A start holds a pooled connection for its transaction, and the engine call inside it
   // waits for a NOTIFY that `WakeUps` sends on another pooled connection: if starts held
-  // every connection, each would wait for the others until the deadline. At most half the
-  // pool is held by starts; the rest wait for a turn (within their deadline).
+  // every connection, each would wait for the others until the deadline. Starts leave two
+  // connections to the rest of the app; more wait for a turn (within their deadline).
   const poolSize = Option.match(maybeSql, {
     onNone: () => 2,
     onSome: (sql) => (sql as unknown as Partial<PgClient.PgClient>).config?.maxConnections ?? 10
   })
-  const turns = yield* Effect.makeSemaphore(Math.max(1, Math.floor(poolSize / 2)))
+  const turns = yield* Effect.makeSemaphore(Math.max(1, poolSize - 2))
   return (workflow: Workflow.Any, executionId: string, payload: unknown, raw: unknown) => {
     // schemas registered at runtime carry no static context: the cast only says so
     const execute = engine.execute(workflow as Workflow.Workflow<string, any, any, any>, {
