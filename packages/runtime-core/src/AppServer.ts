@@ -8,7 +8,7 @@
  * `NodeRuntime.runMain`) stops accepting requests before the engine and the
  * database pool shut down, since they sit below it.
  */
-import { HttpApiBuilder, HttpApiSchema, HttpMiddleware, HttpServer, OpenApi } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSchema, HttpMiddleware, HttpServer, HttpServerRequest, OpenApi } from "@effect/platform"
 import type { HttpApi, HttpApiGroup } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Config, Duration, Effect, Layer, Schema } from "effect"
@@ -87,6 +87,14 @@ const declaredErrors = (api: HttpApi.HttpApi.Any): ((error: unknown) => boolean)
   return (error) => checks.some((is) => is(error))
 }
 
+/** Load balancers probe `/ready` and `/health` every second or so: not worth a log line each. */
+const quietProbes = HttpMiddleware.make((app) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    request.method === "GET" && (request.url === "/ready" || request.url === "/health")
+      ? HttpMiddleware.withLoggerDisabled(app)
+      : app)
+)
+
 export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR, GOut, E, R>(
   api_: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>,
   options: {
@@ -98,7 +106,7 @@ export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGrou
 ) => {
   const api = options.info ? api_.annotate(OpenApi.Title, options.info.title).annotate(OpenApi.Version, options.info.version) : api_
   const errors = RequestGuard.errors(routesOf(api), declaredErrors(api))
-  return HttpApiBuilder.serve((app) => HttpMiddleware.logger(RequestGuard.middleware(app))).pipe(
+  return HttpApiBuilder.serve((app) => HttpMiddleware.logger(quietProbes(RequestGuard.middleware(app)))).pipe(
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: OPENAPI_PATH })),
     // inside the app, before the server turns a failure into an empty answer
     Layer.provide(HttpApiBuilder.middleware(errors)),

@@ -165,6 +165,17 @@ export const layer = (
     SqlClient.SqlClient | PgClient.PgClient | ShardingConfig.ShardingConfig
   > = Layer.scopedContext(SchemaLock.withSessionLock(prefix, Layer.build(storage)).pipe(Effect.orDie))
 
+  // a client only (`sharding.runnerAddress: Option.none()`, e.g. a tool that starts or
+  // signals runs): no socket server, no registration, no shards; it reaches the runners
+  if (options?.sharding?.runnerAddress !== undefined && Option.isNone(options.sharding.runnerAddress)) {
+    return SocketRunner.layerClientOnly.pipe(
+      Layer.provideMerge(lockedStorage),
+      Layer.provide(NodeClusterSocket.layerClientProtocol),
+      Layer.provide(RpcSerialization.layerMsgPack),
+      Layer.provide(ShardingConfig.layer({ ...defaults, ...options.sharding }))
+    )
+  }
+
   // the library's health check pings runners over the same transport (its own client pool)
   const health = RunnerHealth.layerPing.pipe(Layer.provide(Runners.layerRpc))
 

@@ -8,7 +8,7 @@
 import { Runner, RunnerAddress, RunnerStorage, ShardId, ShardingConfig } from "@effect/cluster"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Activity, Workflow } from "@effect/workflow"
+import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { ConfigProvider, Context, Duration, Effect, Exit, Layer, Redacted, Schedule, Schema, Scope } from "effect"
 import { createServer, type Server, Socket } from "node:net"
@@ -31,9 +31,21 @@ const WorkLayer = Work.toLayer(({ id }) =>
   })
 )
 
+/** Waits for a signal, then says which replica ran its last step. */
+const Go = DurableDeferred.make("go", { success: Schema.String })
+const Wait = Workflow.make({ name: "Wait", payload: { id: Schema.String }, success: Schema.String, idempotencyKey: (p) => p.id })
+const WaitLayer = Wait.toLayer(() =>
+  Effect.flatMap(DurableDeferred.await(Go), (value) =>
+    Activity.make({
+      name: "after",
+      success: Schema.String,
+      execute: Effect.map(ReplicaName, (name) => `${value}@${name}`)
+    }))
+)
+
 const replica = (url: string, name: string) =>
   Layer.build(
-    WorkLayer.pipe(
+    Layer.merge(WorkLayer, WaitLayer).pipe(
       Layer.provide(Layer.succeed(ReplicaName, name)),
       Layer.provideMerge(WorkflowRuntime.layerDurable(prefix, {
         sharding: { entityMessagePollInterval: Duration.millis(500), shardLockRefreshInterval: Duration.seconds(1) }
@@ -82,6 +94,18 @@ describe("replicas of one app", () => {
         const [counts] = yield* sql<{ runs: number; rows: number }>`
           SELECT count(DISTINCT wf_id)::int AS runs, count(*)::int AS rows FROM replicas_effects`
         expect(counts).toEqual({ runs: 120, rows: 120 })
+
+        // signals through either replica reach runs wherever they are active
+        const waiting = Array.from({ length: 10 }, (_, i) => `wait-${i}`)
+        const waitIds = yield* Effect.forEach(waiting, (id, i) =>
+          Wait.execute({ id }, { discard: true }).pipe(Effect.provide(i % 2 === 0 ? a : b)))
+        yield* Effect.forEach(waitIds, (executionId, i) =>
+          Effect.flatMap(WorkflowEngine.WorkflowEngine, (engine) =>
+            engine.deferredDone(Go, { workflowName: Wait.name, executionId, deferredName: Go.name, exit: Exit.succeed(`go-${i}`) })
+          ).pipe(Effect.provide(i % 2 === 0 ? b : a)))
+        const signalled = yield* Effect.forEach(waiting, (id) =>
+          Wait.execute({ id }).pipe(Effect.provide(a), Effect.timeout("60 seconds")))
+        expect(signalled.map((r) => r.split("@")[0])).toEqual(waiting.map((_, i) => `go-${i}`))
 
         // B leaves: A takes every shard, and runs started on A after that complete on A
         yield* Scope.close(scopeB, Exit.void)
