@@ -6,6 +6,7 @@
 import { IngestDocument, KnowledgeApi, KnowledgeDomain, KnowledgeHttp, KnowledgeRepository } from "@duraflow/knowledge"
 import { AppRuntime, AppServer } from "@duraflow/runtime-core"
 import { Layer } from "effect"
+import pkg from "../package.json" with { type: "json" }
 
 export const DEFAULT_PORT = 4002
 
@@ -18,5 +19,7 @@ export const runtime = AppRuntime.layerConfig({
 /** Serves the app; `PORT` (default 4002), `DATABASE_URL`, `WORKFLOW_MODE`, `ONTOLOGY_URL`. */
 export const layer = AppServer.layerConfig(KnowledgeApi.KnowledgeApi, {
   groups: KnowledgeHttp.layer.pipe(Layer.provide(KnowledgeRepository.layer)),
-  defaultPort: DEFAULT_PORT
+  defaultPort: DEFAULT_PORT,
+  // the OpenAPI document names the app and its version
+  info: { title: pkg.name, version: pkg.version }
 }).pipe(Layer.provide(runtime))

@@ -4,11 +4,20 @@
  * in memory mode it refuses to start without DATABASE_URL, naming it; given a
  * database it serves health and its domain routes.
  */
+import { KnowledgeApi } from "@duraflow/knowledge"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
-import { HttpServer } from "@effect/platform"
+import { HttpApiClient, HttpServer } from "@effect/platform"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel } from "effect"
 import * as KnowledgeServer from "../src/KnowledgeServer.js"
+
+/** Never run: a client of the exported API is typed by IngestDocument's payload schema. */
+export const typeChecks = Effect.gen(function*() {
+  const client = yield* HttpApiClient.make(KnowledgeApi.KnowledgeApi, { baseUrl: "http://127.0.0.1:1" })
+  yield* client.workflows.IngestDocument({ payload: { documentId: "d", title: "t", text: "x" } })
+  // @ts-expect-error a misspelled payload field
+  yield* client.workflows.IngestDocument({ payload: { documentId: "d", titel: "t", text: "x" } })
+})
 
 const withConfig = (entries: ReadonlyArray<[string, string]>) =>
   Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(entries))))

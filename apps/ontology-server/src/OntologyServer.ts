@@ -5,6 +5,7 @@
 import { AppRuntime, AppServer } from "@duraflow/runtime-core"
 import { OntologyApi, OntologyDomain, OntologyHttp, OntologyRepository, PublishOntology } from "@duraflow/ontology"
 import { Layer } from "effect"
+import pkg from "../package.json" with { type: "json" }
 
 export const DEFAULT_PORT = 4001
 
@@ -17,5 +18,7 @@ export const runtime = AppRuntime.layerConfig({
 /** Serves the app; `PORT` (default 4001), `DATABASE_URL`, `WORKFLOW_MODE`. */
 export const layer = AppServer.layerConfig(OntologyApi.OntologyApi, {
   groups: OntologyHttp.layer.pipe(Layer.provide(OntologyRepository.layer)),
-  defaultPort: DEFAULT_PORT
+  defaultPort: DEFAULT_PORT,
+  // the OpenAPI document names the app and its version
+  info: { title: pkg.name, version: pkg.version }
 }).pipe(Layer.provide(runtime))

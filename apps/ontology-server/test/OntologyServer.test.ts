@@ -1,13 +1,33 @@
 /**
  * The ontology app as composed for production (`OntologyServer.layer`, config
  * from the environment) comes up on a fresh database and serves the runtime's
- * routes, its OpenAPI document and its domain routes.
+ * routes, its OpenAPI document (named and versioned from the app's package,
+ * saying what PublishOntology takes) and its domain routes; a client derived
+ * from the exported `OntologyApi` is typed by PublishOntology's own schemas.
  */
+import { OntologyApi, SampleOntology } from "@duraflow/ontology"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
-import { HttpServer } from "@effect/platform"
+import { FetchHttpClient, HttpApiClient, HttpServer } from "@effect/platform"
 import { describe, expect, layer } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, Logger, LogLevel } from "effect"
+import { ConfigProvider, Effect, Layer, Logger, LogLevel, Schedule } from "effect"
+import pkg from "../package.json" with { type: "json" }
 import * as OntologyServer from "../src/OntologyServer.js"
+
+/** Never run: it only has to compile, or not. */
+export const typeChecks = Effect.gen(function*() {
+  const client = yield* HttpApiClient.make(OntologyApi.OntologyApi, { baseUrl: "http://127.0.0.1:1" })
+  yield* client.workflows.PublishOntology({ payload: { ontologyId: "news", turtle: "" } })
+  // @ts-expect-error a misspelled payload field
+  yield* client.workflows.PublishOntology({ payload: { ontologyID: "news", turtle: "" } })
+  // @ts-expect-error a field of the wrong type
+  yield* client.workflows.PublishOntology({ payload: { ontologyId: "news", turtle: 42 } })
+  const run = yield* client.workflows["PublishOntology.status"]({ path: { executionId: "x" } })
+  // the result is typed by the workflow's success schema
+  const version: number | undefined = run.result?.version
+  // @ts-expect-error no such field in the result
+  const misspelled = run.result?.versoin
+  return [version, misspelled]
+})
 
 const App = Layer.unwrapEffect(Effect.map(TestDatabase.TestDatabase, (db) =>
   OntologyServer.layer.pipe(
@@ -41,5 +61,32 @@ describe("ontology-server", () => {
         expect(Object.keys(openapi.body.paths)).toEqual(expect.arrayContaining(["/health", "/ontologies/{ontologyId}"]))
         expect(yield* get("/ontologies/news")).toMatchObject({ status: 404, body: { _tag: "OntologyNotFound" } })
       }))
+
+    it.effect("the OpenAPI document names the app and says what PublishOntology takes", () =>
+      Effect.gen(function*() {
+        const doc = (yield* get("/openapi.json")).body
+        expect(doc.info).toMatchObject({ title: pkg.name, version: pkg.version })
+        const ref: string = doc.paths["/runs/PublishOntology"].post.requestBody.content["application/json"].schema.$ref
+        const payload = ref === undefined
+          ? doc.paths["/runs/PublishOntology"].post.requestBody.content["application/json"].schema
+          : doc.components.schemas[ref.split("/").pop()!]
+        expect(Object.keys(payload.properties).sort()).toEqual(["ontologyId", "turtle"])
+        expect(payload.additionalProperties).toBe(false)
+      }))
+
+    it.effect("a client derived from OntologyApi publishes and reads the typed result", () =>
+      Effect.gen(function*() {
+        const { port } = (yield* HttpServer.HttpServer).address as HttpServer.TcpAddress
+        const client = yield* HttpApiClient.make(OntologyApi.OntologyApi, { baseUrl: `http://127.0.0.1:${port}` })
+        const { executionId } = yield* client.workflows.PublishOntology({
+          payload: { ontologyId: "typed", turtle: SampleOntology.turtle }
+        })
+        const run = yield* client.workflows["PublishOntology.status"]({ path: { executionId } }).pipe(
+          Effect.filterOrFail((r) => r.status === "succeeded"),
+          Effect.retry(Schedule.spaced("100 millis")),
+          Effect.timeout("60 seconds")
+        )
+        expect(run.result?.version).toBe(1)
+      }).pipe(Effect.provide(FetchHttpClient.layer)))
   })
 })

@@ -1,10 +1,12 @@
 /**
- * The knowledge app's HTTP API: the runtime's health and runs groups plus the
- * domain's read routes, exported for clients by package name.
+ * The knowledge app's HTTP API: the runtime's health and runs groups,
+ * `IngestDocument` typed by its own schemas, and the domain's read routes,
+ * exported for clients by package name.
  */
 import { RunsApi } from "@duraflow/runtime-core"
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
+import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
+import { IngestDocument } from "./IngestDocument.js"
 import * as KnowledgeModel from "./KnowledgeModel.js"
 
 export class DocumentNotFound extends Schema.TaggedError<DocumentNotFound>()("DocumentNotFound", {
@@ -34,8 +36,4 @@ export class KnowledgeGroup extends HttpApiGroup.make("knowledge")
   )
 {}
 
-export class KnowledgeApi extends HttpApi.make("knowledge")
-  .add(RunsApi.HealthGroup)
-  .add(RunsApi.RunsGroup)
-  .add(KnowledgeGroup)
-{}
+export class KnowledgeApi extends RunsApi.make("knowledge", [IngestDocument]).add(KnowledgeGroup) {}

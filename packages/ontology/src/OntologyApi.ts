@@ -1,12 +1,14 @@
 /**
  * The ontology app's HTTP API, exported so other teams derive typed clients
  * from it by package name (`HttpApiClient.make(OntologyApi, ...)`): the
- * runtime's health and runs groups plus the domain's read routes.
+ * runtime's health and runs groups, `PublishOntology` typed by its own schemas
+ * (`client.workflows.PublishOntology({ payload })`), and the domain's read routes.
  */
 import { RunsApi } from "@duraflow/runtime-core"
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
+import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
 import * as OntologyModel from "./OntologyModel.js"
+import { PublishOntology } from "./PublishOntology.js"
 
 export class OntologyNotFound extends Schema.TaggedError<OntologyNotFound>()("OntologyNotFound", {
   ontologyId: Schema.String,
@@ -23,8 +25,4 @@ export class OntologiesGroup extends HttpApiGroup.make("ontologies")
   )
 {}
 
-export class OntologyApi extends HttpApi.make("ontology")
-  .add(RunsApi.HealthGroup)
-  .add(RunsApi.RunsGroup)
-  .add(OntologiesGroup)
-{}
+export class OntologyApi extends RunsApi.make("ontology", [PublishOntology]).add(OntologiesGroup) {}

@@ -1,14 +1,17 @@
 /**
- * Serves an app's HttpApi on Node: the runtime's `health` and `runs` groups,
- * the domain's groups, and the OpenAPI document at `/openapi.json`. The port
+ * Serves an app's HttpApi on Node: the runtime's `health`, `runs` and
+ * `workflows` groups, the domain's groups, and the OpenAPI document at
+ * `/openapi.json` (titled and versioned from `info`, the app's package). Every
+ * answer no handler gave (unknown route, wrong method, unreadable body, a
+ * defect) gets a JSON body (`RequestGuard.errors`). The port
  * comes from `PORT`. Closing the layer (SIGTERM/SIGINT through
  * `NodeRuntime.runMain`) stops accepting requests before the engine and the
  * database pool shut down, since they sit below it.
  */
-import { HttpApiBuilder, HttpMiddleware, HttpServer, HttpServerRequest } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSchema, HttpMiddleware, HttpServer, HttpServerRequest, OpenApi } from "@effect/platform"
 import type { HttpApi, HttpApiGroup } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Config, Duration, Effect, Layer } from "effect"
+import { Config, Duration, Effect, Layer, Schema } from "effect"
 import { createServer } from "node:http"
 import * as RequestGuard from "./RequestGuard.js"
 import * as RunsHttp from "./RunsHttp.js"
@@ -54,6 +57,36 @@ export const shutdownDeadline = (timeout: Duration.DurationInput) =>
 /** `SHUTDOWN_TIMEOUT` (a duration, default 25 seconds). */
 export const shutdownTimeoutConfig = Config.duration("SHUTDOWN_TIMEOUT").pipe(Config.withDefault(Duration.seconds(25)))
 
+/** What the OpenAPI document says the app is: its package's name and version. */
+export interface Info {
+  readonly title: string
+  readonly version: string
+}
+
+const OPENAPI_PATH = "/openapi.json"
+
+/** Every method and path the app routes: the API's endpoints, the fallbacks, the document. */
+const routesOf = (api: HttpApi.HttpApi.Any): RequestGuard.Routes => [
+  ...Object.values((api as unknown as HttpApi.HttpApi.AnyWithProps).groups).flatMap((group) =>
+    Object.values(group.endpoints).map((e) => ({ method: e.method, path: e.path }))
+  ),
+  ...RunsHttp.fallbackRoutes,
+  { method: "GET", path: OPENAPI_PATH }
+]
+
+/** Whether `error` is one the API declares (it then encodes it with its status), as the platform collects them. */
+const declaredErrors = (api: HttpApi.HttpApi.Any): ((error: unknown) => boolean) => {
+  const { errorSchema, groups } = api as unknown as HttpApi.HttpApi.AnyWithProps
+  const schemas = new Set<Schema.Schema.Any>()
+  HttpApiSchema.deunionize(schemas, errorSchema)
+  for (const group of Object.values(groups)) {
+    HttpApiSchema.deunionize(schemas, group.errorSchema)
+    for (const endpoint of Object.values(group.endpoints)) HttpApiSchema.deunionize(schemas, endpoint.errorSchema)
+  }
+  const checks = Array.from(schemas, (schema) => Schema.is(Schema.typeSchema(schema) as Schema.Schema<unknown>))
+  return (error) => checks.some((is) => is(error))
+}
+
 /** Load balancers probe `/ready` and `/health` every second or so: not worth a log line each. */
 const quietProbes = HttpMiddleware.make((app) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
@@ -63,15 +96,20 @@ const quietProbes = HttpMiddleware.make((app) =>
 )
 
 export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR, GOut, E, R>(
-  api: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>,
+  api_: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>,
   options: {
     /** Handlers of the domain's own groups. */
     readonly groups: Layer.Layer<GOut, E, R>
     readonly port: number
+    readonly info?: Info | undefined
   }
-) =>
-  HttpApiBuilder.serve((app) => HttpMiddleware.logger(quietProbes(RequestGuard.middleware(app)))).pipe(
-    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+) => {
+  const api = options.info ? api_.annotate(OpenApi.Title, options.info.title).annotate(OpenApi.Version, options.info.version) : api_
+  const errors = RequestGuard.errors(routesOf(api), declaredErrors(api))
+  return HttpApiBuilder.serve((app) => HttpMiddleware.logger(quietProbes(RequestGuard.middleware(app)))).pipe(
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: OPENAPI_PATH })),
+    // inside the app, before the server turns a failure into an empty answer
+    Layer.provide(HttpApiBuilder.middleware(errors)),
     Layer.provide(
       HttpApiBuilder.api(api).pipe(
         Layer.provide(RunsHttp.layer(api)),
@@ -82,16 +120,22 @@ export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGrou
     // merged, so callers (tests) can read the bound address
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port }))
   )
+}
 
 /** `layer` with the port from `PORT` (default `fallback`) and the shutdown deadline from `SHUTDOWN_TIMEOUT`. */
 
 export const layerConfig = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR, GOut, E, R>(
   api: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>,
-  options: { readonly groups: Layer.Layer<GOut, E, R>; readonly defaultPort: number }
+  options: {
+    readonly groups: Layer.Layer<GOut, E, R>
+    readonly defaultPort: number
+    readonly info?: Info | undefined
+  }
 ) =>
   Layer.unwrapEffect(
     Effect.map(
       Config.all([portConfig(options.defaultPort), shutdownTimeoutConfig]),
-      ([port, timeout]) => Layer.merge(layer(api, { groups: options.groups, port }), shutdownDeadline(timeout))
+      ([port, timeout]) =>
+        Layer.merge(layer(api, { groups: options.groups, port, info: options.info }), shutdownDeadline(timeout))
     )
   )

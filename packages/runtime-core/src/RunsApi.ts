@@ -10,17 +10,31 @@
  * - `POST /runs/{workflow}/{executionId}/signals/{name}`  complete a deferred the
  *   workflow declared as a signal, with the JSON body as its value
  *
- * A body that does not match the workflow's payload schema is a 400 with the
- * schema's issues; an unknown workflow a 404; a database that is down a 503.
+ * The start, status and signal routes are typed per workflow (`workflowsGroup`,
+ * as @effect/workflow's `WorkflowProxy.toHttpApiGroup` does): one endpoint per
+ * workflow with its own payload, success, error and signal schemas, so the
+ * OpenAPI document says what each workflow takes and a client built from the
+ * API checks payloads at compile time. `make` assembles an app's API from its
+ * workflows. A body that does not match the workflow's payload schema is a 400
+ * with the schema's issues; an unknown workflow a 404; a database that is down
+ * a 503; the answers every route may give (`RequestGuard`) are declared on the
+ * whole API.
  */
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
-import { Schema } from "effect"
+import type { DurableDeferred, Workflow } from "@effect/workflow"
+import { Context, Schema } from "effect"
 import * as Readiness from "./Readiness.js"
+import * as RequestGuard from "./RequestGuard.js"
 import { Run, RunStatus } from "./RunStore.js"
 
 export { Run, RunStatus }
 
-export class Issue extends Schema.Class<Issue>("Issue")({
+/**
+ * One problem with a payload. Named `PayloadIssue`: a schema named `Issue`
+ * would share its OpenAPI component with @effect/platform's own `Issue` (which
+ * has a `_tag`), and the published 400 schema would not match the body sent.
+ */
+export class PayloadIssue extends Schema.Class<PayloadIssue>("PayloadIssue")({
   path: Schema.Array(Schema.Union(Schema.String, Schema.Number)),
   message: Schema.String
 }) {}
@@ -28,7 +42,7 @@ export class Issue extends Schema.Class<Issue>("Issue")({
 export class MalformedPayload extends Schema.TaggedError<MalformedPayload>()("MalformedPayload", {
   workflow: Schema.String,
   message: Schema.String,
-  issues: Schema.Array(Issue)
+  issues: Schema.Array(PayloadIssue)
 }, HttpApiSchema.annotations({ status: 400 })) {}
 
 export class UnknownWorkflow extends Schema.TaggedError<UnknownWorkflow>()("UnknownWorkflow", {
@@ -67,8 +81,10 @@ export class Unhealthy extends Schema.TaggedError<Unhealthy>()("Unhealthy", {
 }, HttpApiSchema.annotations({ status: 503 })) {}
 
 export const Started = Schema.Struct({ executionId: Schema.String })
+export const Delivered = Schema.Struct({ delivered: Schema.Literal(true) })
 
 const WorkflowName = Schema.String.pipe(Schema.maxLength(200))
+const ExecutionId = Schema.String.pipe(Schema.maxLength(200))
 const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500))
 
 export class HealthGroup extends HttpApiGroup.make("health")
@@ -76,36 +92,13 @@ export class HealthGroup extends HttpApiGroup.make("health")
   .add(Readiness.endpoint)
 {}
 
+/** Reading runs of any workflow (the ledger stores JSON: result and error are untyped here). */
 export class RunsGroup extends HttpApiGroup.make("runs")
   .add(
-    HttpApiEndpoint.post("start", "/runs/:workflow")
-      .setPath(Schema.Struct({ workflow: WorkflowName }))
-      .setPayload(Schema.Unknown)
-      .addSuccess(Started, { status: 202 })
-      .addError(MalformedPayload)
-      .addError(UnknownWorkflow)
-      .addError(ServiceUnavailable)
-  )
-  .add(
     HttpApiEndpoint.get("get", "/runs/:workflow/:executionId")
-      .setPath(Schema.Struct({ workflow: WorkflowName, executionId: Schema.String.pipe(Schema.maxLength(200)) }))
+      .setPath(Schema.Struct({ workflow: WorkflowName, executionId: ExecutionId }))
       .addSuccess(Run)
       .addError(UnknownWorkflow)
-      .addError(RunNotFound)
-      .addError(ServiceUnavailable)
-  )
-  .add(
-    HttpApiEndpoint.post("signal", "/runs/:workflow/:executionId/signals/:signal")
-      .setPath(Schema.Struct({
-        workflow: WorkflowName,
-        executionId: Schema.String.pipe(Schema.maxLength(200)),
-        signal: Schema.String.pipe(Schema.maxLength(200))
-      }))
-      .setPayload(Schema.Unknown)
-      .addSuccess(Schema.Struct({ delivered: Schema.Literal(true) }), { status: 202 })
-      .addError(MalformedPayload)
-      .addError(UnknownWorkflow)
-      .addError(UnknownSignal)
       .addError(RunNotFound)
       .addError(ServiceUnavailable)
   )
@@ -121,5 +114,189 @@ export class RunsGroup extends HttpApiGroup.make("runs")
   )
 {}
 
-/** The API of an app with no domain routes; domains add their own group to these two. */
-export class WorkflowApi extends HttpApi.make("workflows").add(HealthGroup).add(RunsGroup) {}
+// ---------------------------------------------------------------------------------------------------------------
+// Typed workflow endpoints
+
+/** What a typed endpoint serves, read by `RunsHttp` to route it to the workflow. */
+export class Route extends Context.Tag("@duraflow/runtime-core/RunsApi/Route")<Route, {
+  readonly workflow: string
+  readonly kind: "start" | "status" | "signal"
+  readonly signal?: string | undefined
+}>() {}
+
+/** A workflow with the deferreds outsiders may complete, keyed by their names. */
+export interface WorkflowRoutes<
+  W extends Workflow.Any,
+  S extends Record<string, DurableDeferred.Any>
+> {
+  readonly workflow: W
+  readonly signals: S
+}
+
+/**
+ * `workflow` with its signals, for `workflowsGroup`; each key must be the
+ * deferred's own name (the route and the engine know it by that name).
+ */
+export const withSignals = <W extends Workflow.Any, const S extends Record<string, DurableDeferred.Any>>(
+  workflow: W,
+  signals: S
+): WorkflowRoutes<W, S> => {
+  for (const [key, deferred] of Object.entries(signals)) {
+    if (key !== deferred.name) {
+      throw new Error(`Signal key ${JSON.stringify(key)} of ${workflow.name} must be its deferred's name, ${JSON.stringify(deferred.name)}`)
+    }
+  }
+  return { workflow, signals }
+}
+
+export type Declared = Workflow.Any | WorkflowRoutes<Workflow.Any, Record<string, DurableDeferred.Any>>
+
+/** The error a stored failed run carries when it died of a defect rather than a typed error. */
+export const Defect = Schema.Struct({ defect: Schema.String })
+
+/** A run of one workflow, as its status route answers: result and error in the workflow's own schemas. */
+export interface RunOf<P, A, E> {
+  readonly workflow: string
+  readonly executionId: string
+  readonly status: RunStatus
+  readonly payload?: P | undefined
+  readonly result?: A | undefined
+  readonly error?: E | typeof Defect.Type | undefined
+  readonly createdAt: string
+  readonly updatedAt: string
+}
+
+/** The schema of `RunOf` for `workflow`. */
+export const runOf = (workflow: Workflow.Any) =>
+  Schema.Struct({
+    workflow: Schema.Literal(workflow.name),
+    executionId: Schema.String,
+    status: RunStatus,
+    payload: Schema.optional(workflow.payloadSchema),
+    result: Schema.optional(workflow.successSchema),
+    error: Schema.optional(Schema.Union(workflow.errorSchema, Defect)),
+    createdAt: Schema.String,
+    updatedAt: Schema.String
+  }).annotations({ identifier: `${workflow.name}Run` })
+
+type WorkflowOf<D> = D extends WorkflowRoutes<infer W, any> ? W : D
+type SignalsOf<D> = D extends WorkflowRoutes<any, infer S> ? S : {}
+
+type SignalEndpoints<Name extends string, S> = {
+  [K in keyof S & string]: S[K] extends DurableDeferred.DurableDeferred<infer A, any> ? HttpApiEndpoint.HttpApiEndpoint<
+      `${Name}.signal.${K}`,
+      "POST",
+      { readonly executionId: string },
+      never,
+      A["Type"],
+      never,
+      typeof Delivered.Type,
+      MalformedPayload | RunNotFound | ServiceUnavailable,
+      A["Context"],
+      never
+    >
+    : never
+}[keyof S & string]
+
+/** The endpoints `workflowsGroup` derives from one declared workflow. */
+export type Endpoints<D> = WorkflowOf<D> extends Workflow.Workflow<infer Name, infer P, infer A, infer E> ?
+    | HttpApiEndpoint.HttpApiEndpoint<
+      Name,
+      "POST",
+      never,
+      never,
+      P["Type"],
+      never,
+      typeof Started.Type,
+      MalformedPayload | ServiceUnavailable,
+      P["Context"],
+      never
+    >
+    | HttpApiEndpoint.HttpApiEndpoint<
+      `${Name}.status`,
+      "GET",
+      { readonly executionId: string },
+      never,
+      never,
+      never,
+      RunOf<P["Type"], A["Type"], E["Type"]>,
+      RunNotFound | ServiceUnavailable,
+      P["Context"] | A["Context"] | E["Context"],
+      never
+    >
+    | SignalEndpoints<Name, SignalsOf<D>>
+  : never
+
+/**
+ * One endpoint per workflow and per signal, typed by the workflow's schemas
+ * (the paths are the generic ones with the name filled in):
+ *
+ * - `<Name>`: `POST /runs/<Name>` with the workflow's payload: 202 {executionId}
+ * - `<Name>.status`: `GET /runs/<Name>/{executionId}`: the run, with result and error typed
+ * - `<Name>.signal.<signal>`: `POST /runs/<Name>/{executionId}/signals/<signal>` with the
+ *   deferred's value
+ *
+ * Payloads are checked strictly by the server (no unknown keys, all issues).
+ */
+export const workflowsGroup = <const Ws extends ReadonlyArray<Declared>>(
+  workflows: Ws
+): HttpApiGroup.HttpApiGroup<"workflows", Endpoints<Ws[number]>> => {
+  let group = HttpApiGroup.make("workflows") as unknown as HttpApiGroup.HttpApiGroup<"workflows", any>
+  const seen = new Set<string>()
+  for (const declared of workflows) {
+    const { signals, workflow } = "workflow" in declared ? declared : { workflow: declared, signals: {} }
+    if (seen.has(workflow.name)) throw new Error(`Workflow ${workflow.name} is declared twice`)
+    seen.add(workflow.name)
+    const route = (kind: "start" | "status" | "signal", signal?: string) => Route.of({ workflow: workflow.name, kind, signal })
+    group = group
+      .add(
+        HttpApiEndpoint.post(workflow.name, `/runs/${workflow.name}`)
+          .setPayload(workflow.payloadSchema)
+          .addSuccess(Started, { status: 202 })
+          .addError(MalformedPayload)
+          .addError(ServiceUnavailable)
+          .annotateContext(workflow.annotations)
+          .annotate(Route, route("start"))
+      )
+      .add(
+        HttpApiEndpoint.get(`${workflow.name}.status`, `/runs/${workflow.name}/:executionId`)
+          .setPath(Schema.Struct({ executionId: ExecutionId }))
+          .addSuccess(runOf(workflow))
+          .addError(RunNotFound)
+          .addError(ServiceUnavailable)
+          .annotateContext(workflow.annotations)
+          .annotate(Route, route("status"))
+      )
+    for (const deferred of Object.values(signals)) {
+      group = group.add(
+        HttpApiEndpoint.post(
+          `${workflow.name}.signal.${deferred.name}`,
+          `/runs/${workflow.name}/:executionId/signals/${deferred.name}`
+        )
+          .setPath(Schema.Struct({ executionId: ExecutionId }))
+          .setPayload(deferred.successSchema)
+          .addSuccess(Delivered, { status: 202 })
+          .addError(MalformedPayload)
+          .addError(RunNotFound)
+          .addError(ServiceUnavailable)
+          .annotate(Route, route("signal", deferred.name))
+      )
+    }
+  }
+  return group as any
+}
+
+/**
+ * An app's API: health, runs and its workflows' typed endpoints, with the
+ * answers any route may give (`RequestGuard`: 400 MalformedRequest, 413, 415,
+ * 500 InternalError) declared on every endpoint. Domains add their own groups.
+ */
+export const make = <const Id extends string, const Ws extends ReadonlyArray<Declared>>(id: Id, workflows: Ws) =>
+  HttpApi.make(id)
+    .add(HealthGroup)
+    .add(RunsGroup)
+    .add(workflowsGroup(workflows))
+    .addError(RequestGuard.MalformedRequest)
+    .addError(RequestGuard.PayloadTooLarge)
+    .addError(RequestGuard.UnsupportedMediaType)
+    .addError(RequestGuard.InternalError)

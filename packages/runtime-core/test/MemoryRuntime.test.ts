@@ -34,7 +34,7 @@ const GreetLayer = WorkflowLayer.make(Greet, {
 // only WORKFLOW_MODE: no DATABASE_URL anywhere (the process environment is not consulted)
 const memoryOnly = Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["WORKFLOW_MODE", "memory"]])))
 
-const App = AppServer.layer(RunsApi.WorkflowApi, { groups: Layer.empty, port: 0 }).pipe(
+const App = AppServer.layer(RunsApi.make("memapp", [Greet]), { groups: Layer.empty, port: 0 }).pipe(
   Layer.provideMerge(AppRuntime.layerConfigWithoutSql({ prefix, workflows: GreetLayer })),
   Layer.provide(memoryOnly),
   Layer.provide(Logger.minimumLogLevel(LogLevel.Warning))

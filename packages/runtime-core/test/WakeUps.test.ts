@@ -65,7 +65,9 @@ const Workflows = Layer.mergeAll(
   })
 )
 
-const App = AppServer.layer(RunsApi.WorkflowApi, { groups: Layer.empty, port: 0 }).pipe(
+const Api = RunsApi.make("wakeups", [Child, Parent, Nap, RunsApi.withSignals(Approve, { approval: Approval })])
+
+const App = AppServer.layer(Api, { groups: Layer.empty, port: 0 }).pipe(
   Layer.provideMerge(AppRuntime.layer({
     prefix,
     migrations: [],

@@ -25,10 +25,7 @@ export const run = (urls: { readonly ontology: string; readonly knowledge: strin
     const ontologyId = "news"
 
     yield* Console.log(`\n▶ Publishing the sample ontology "${ontologyId}" to ${urls.ontology}`)
-    const publish = yield* ontology.runs.start({
-      path: { workflow: "PublishOntology" },
-      payload: { ontologyId, turtle: SampleOntology.turtle }
-    })
+    const publish = yield* ontology.workflows.PublishOntology({ payload: { ontologyId, turtle: SampleOntology.turtle } })
     const published = yield* until(ontology.runs.get({ path: { workflow: "PublishOntology", ...publish } }))
     if (published.status !== "succeeded") return yield* Effect.fail(new Error(`publish ${published.status}`))
     const view = yield* ontology.ontologies.get({ path: { ontologyId } })
@@ -38,7 +35,7 @@ export const run = (urls: { readonly ontology: string; readonly knowledge: strin
     const started = yield* Effect.forEach(
       SampleDocuments.documents,
       (document) =>
-        knowledge.runs.start({ path: { workflow: "IngestDocument" }, payload: { ...document, ontologyId } }),
+        knowledge.workflows.IngestDocument({ payload: { ...document, ontologyId } }),
       { concurrency: "unbounded" }
     )
     const runs = yield* Effect.forEach(
