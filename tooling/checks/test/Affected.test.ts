@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { delimiter, dirname, join } from "node:path"
 import { describe, expect, it } from "vitest"
 import {
+  holdTreeLock,
   jsonOutput,
   nx,
   pnpm,
@@ -19,6 +20,8 @@ import {
   withDependents,
   workspacePackages
 } from "./workspace.js"
+
+holdTreeLock()
 
 const packages = workspacePackages()
 

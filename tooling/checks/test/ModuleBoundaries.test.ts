@@ -12,7 +12,9 @@ import { ESLint, type Linter } from "eslint"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { existsSync, rmSync, writeFileSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
-import { jsonOutput, nx, root } from "./workspace.js"
+import { holdTreeLock, jsonOutput, nx, root } from "./workspace.js"
+
+holdTreeLock()
 
 const BOUNDARY_RULE = "@nx/enforce-module-boundaries"
 const VIOLATION = "__violation.ts"

@@ -6,8 +6,9 @@
  * processes without blocking the test runner.
  */
 import { spawn } from "node:child_process"
-import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { delimiter, join, resolve } from "node:path"
+import { afterAll, beforeAll } from "vitest"
 import { parse } from "yaml"
 
 export const root = resolve(import.meta.dirname, "../../..")
@@ -182,4 +183,34 @@ export const jsonOutput = (stdout: string): any => {
   const start = stdout.search(/^[[{]/m)
   if (start < 0) throw new Error(`no JSON in output:\n${stdout.slice(0, 2000)}`)
   return JSON.parse(stdout.slice(start))
+}
+
+/**
+ * The module-boundary test writes deliberate violations into the source tree, and the
+ * affected test builds Nx's project graph from that same tree: run at the same time (vitest
+ * runs two files at once), one sees the other's violations. Both hold this lock for their
+ * whole file. A lock left by a process that died is taken over.
+ */
+export const holdTreeLock = () => {
+  const lock = join(root, ".data", "checks-tree.lock")
+  beforeAll(async () => {
+    mkdirSync(join(root, ".data"), { recursive: true })
+    for (;;) {
+      try {
+        writeFileSync(lock, String(process.pid), { flag: "wx" })
+        return
+      } catch {
+        const owner = Number(readFileSync(lock, "utf8").trim() || "0")
+        let alive = owner > 0
+        try {
+          if (alive) process.kill(owner, 0)
+        } catch {
+          alive = false
+        }
+        if (!alive) rmSync(lock, { force: true })
+        else await new Promise((r) => setTimeout(r, 250))
+      }
+    }
+  }, 600_000)
+  afterAll(() => rmSync(lock, { force: true }))
 }
