@@ -44,7 +44,7 @@ import { WorkflowRuntime } from "./WorkflowRuntime.js"
 export class ApiMismatch extends Schema.TaggedError<ApiMismatch>()("ApiMismatch", { message: Schema.String }) {}
 
 /** How long a start may take, ledger and engine together; past it: 503, nothing written. */
-export const START_DEADLINE = Duration.seconds(5)
+export const START_DEADLINE = Duration.seconds(10)
 
 /** Maps a failed database request to a 503 (logged): for handlers of any app's routes. */
 export const unavailable = (e: unknown) =>
