@@ -6,7 +6,10 @@
 import { IngestDocument, KnowledgeApi, KnowledgeDomain, KnowledgeHttp, KnowledgeRepository } from "@duraflow/knowledge"
 import { AppRuntime, AppServer } from "@duraflow/runtime-core"
 import { Layer } from "effect"
-import pkg from "../package.json" with { type: "json" }
+import { createRequire } from "node:module"
+
+// the app's manifest: ../package.json from src/ (workspace) and from dist/ (deployed build) alike
+const pkg = createRequire(import.meta.url)("../package.json") as { readonly name: string; readonly version: string }
 
 export const DEFAULT_PORT = 4002
 

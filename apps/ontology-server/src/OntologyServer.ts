@@ -5,7 +5,10 @@
 import { AppRuntime, AppServer } from "@duraflow/runtime-core"
 import { OntologyApi, OntologyDomain, OntologyHttp, OntologyRepository, PublishOntology } from "@duraflow/ontology"
 import { Layer } from "effect"
-import pkg from "../package.json" with { type: "json" }
+import { createRequire } from "node:module"
+
+// the app's manifest: ../package.json from src/ (workspace) and from dist/ (deployed build) alike
+const pkg = createRequire(import.meta.url)("../package.json") as { readonly name: string; readonly version: string }
 
 export const DEFAULT_PORT = 4001
 
