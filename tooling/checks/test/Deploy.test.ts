@@ -1,15 +1,17 @@
 /**
- * Per-app deploys: `pnpm --filter <app> deploy --prod --legacy <dir>` (what the README's
- * deploy:<app> scripts run) gives a self-contained folder with only that app and its
- * production dependencies, and `node --import tsx src/main.ts` inside it (no workspace
- * around it) serves /health against a fresh database.
+ * Per-app deploys: `pnpm deploy:<app>` (the README's command: the app and its workspace
+ * packages built to JavaScript, then `pnpm deploy --prod`, cleaned) gives a self-contained
+ * folder with only that app's JavaScript and its production dependencies, a clean
+ * package.json, at most half the size of the TypeScript-through-tsx folder it replaces, and
+ * `node dist/main.js` inside it (no workspace around it, no tsx) serves /health against a
+ * fresh database.
  */
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Duration, Effect, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -41,20 +43,37 @@ const freePort = Effect.async<number>((resume) => {
   })
 })
 
-/** Deploys `app` into a fresh temporary folder, removed when the scope closes. */
+/** Deploys `app` into a fresh temporary folder with the README's command, removed when the scope closes. */
 const deploy = (app: string) =>
   Effect.acquireRelease(
     Effect.sync(() => mkdtempSync(join(tmpdir(), "duraflow-deploy-"))),
     (parent) => Effect.sync(() => rmSync(parent, { recursive: true, force: true }))
   ).pipe(
     Effect.map((parent) => join(parent, app.replace(/^@[^/]+\//, ""))),
-    Effect.tap((dir) => Effect.promise(() => pnpm(["--filter", app, "deploy", "--prod", "--legacy", dir], { timeoutMs: 150_000 })))
+    Effect.tap((dir) =>
+      Effect.promise(() => pnpm(["run", `deploy:${app.replace(/^@[^/]+\//, "")}`, "--out", dir], { timeoutMs: 480_000 }))
+    )
   )
 
 /** Every package folder name in the deployed node_modules/.pnpm store (e.g. `vitest@3.2.7`). */
 const storeEntries = (dir: string) => readdirSync(join(dir, "node_modules", ".pnpm"))
 
-/** `node --import tsx src/main.ts` in `dir`, with output kept; SIGTERM then SIGKILL when the scope closes. */
+/** Every file under `dir` (symlinks not followed), relative to `dir`. */
+const files = (dir: string, base = ""): Array<string> =>
+  readdirSync(join(dir, base), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? files(dir, join(base, e.name)) : e.isFile() ? [join(base, e.name)] : []
+  )
+
+/** Disk usage of `dir` in bytes, like `du -s`: hard links counted once, symlinks not followed. */
+const diskUsage = (dir: string, seen = new Set<number>()): number => {
+  const stat = lstatSync(dir)
+  if (seen.has(stat.ino)) return 0
+  seen.add(stat.ino)
+  const own = stat.blocks * 512
+  return stat.isDirectory() ? readdirSync(dir).reduce((sum, name) => sum + diskUsage(join(dir, name), seen), own) : own
+}
+
+/** `node dist/main.js` in `dir` (plain node: no loader), with output kept; SIGTERM then SIGKILL when the scope closes. */
 const startApp = (dir: string, env: Record<string, string>) =>
   Effect.acquireRelease(
     Effect.sync(() => {
@@ -64,7 +83,7 @@ const startApp = (dir: string, env: Record<string, string>) =>
       delete environment.NODE_OPTIONS
       delete environment.TEST_DATABASE_URL
       delete environment.VITEST
-      const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+      const child = spawn(process.execPath, ["dist/main.js"], {
         cwd: dir,
         env: environment,
         stdio: ["ignore", "pipe", "pipe"]
@@ -110,10 +129,12 @@ const healthy = (port: number, app: { child: ChildProcess; output: Array<string>
     })
   )
 
+// maxMB: half of what `pnpm deploy --prod --legacy` of the TypeScript sources run through tsx
+// made (`du -sh`: ontology 96 MB, knowledge 101 MB); the JavaScript folders are 40 and 45 MB
 const cases = [
-  { app: "@duraflow/ontology-server", prefix: "ontology", env: {} },
+  { app: "@duraflow/ontology-server", prefix: "ontology", env: {}, maxMB: 48 },
   // the knowledge app only needs the ontology app for ingestion; nothing listens there
-  { app: "@duraflow/knowledge-server", prefix: "knowledge", env: { ONTOLOGY_URL: "http://127.0.0.1:9" } }
+  { app: "@duraflow/knowledge-server", prefix: "knowledge", env: { ONTOLOGY_URL: "http://127.0.0.1:9" }, maxMB: 50 }
 ] as const
 
 describe("per-app deploy", () => {
@@ -121,23 +142,55 @@ describe("per-app deploy", () => {
     expect(apps.map((a) => a.name).sort()).toEqual(cases.map((c) => c.app).sort())
   })
 
-  for (const { app, env, prefix } of cases) {
+  for (const { app, env, maxMB, prefix } of cases) {
     const manifest = packages.find((p) => p.name === app)!.manifest
     const workspaceNames = new Set(packages.map((p) => p.name))
 
-    layer(TestDatabase.layer(`deploy_${prefix}`), { timeout: 180_000, excludeTestServices: true })((it) => {
+    layer(TestDatabase.layer(`deploy_${prefix}`), { timeout: 600_000, excludeTestServices: true })((it) => {
       it.scoped(`${app}: a self-contained folder with production dependencies only, serving /health`, () =>
         Effect.gen(function*() {
           const dir = yield* deploy(app)
 
-          // the app itself: its manifest and its sources, nothing else of the workspace
-          expect(JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).name).toBe(app)
-          expect(existsSync(join(dir, "src", "main.ts"))).toBe(true)
-          expect(readdirSync(dir).sort()).toEqual(["node_modules", "package.json", "src"])
+          // the app itself: a clean manifest and its JavaScript, nothing else of the workspace
+          const deployed = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"))
+          expect(deployed).toEqual({
+            name: app,
+            version: (manifest as any).version,
+            private: true,
+            description: (manifest as any).description,
+            type: "module",
+            main: "dist/main.js",
+            scripts: { start: "node dist/main.js" },
+            engines: { node: ">=20.11" },
+            dependencies: expect.any(Object)
+          })
+          expect(Object.keys(deployed.dependencies).sort()).toEqual(Object.keys(manifest.dependencies ?? {}).sort())
+          for (const version of Object.values<string>(deployed.dependencies)) expect(version).toMatch(/^\d+\.\d+\.\d+(-[\w.-]+)?$/)
+          expect(existsSync(join(dir, "dist", "main.js"))).toBe(true)
+          expect(readdirSync(dir).sort()).toEqual(["dist", "node_modules", "package.json"])
 
-          // no devDependencies (vitest, @effect/vitest, typescript), top level or in the store
+          // JavaScript only: no TypeScript source (nor declaration) anywhere, and no tsx to run one
+          const all = files(dir)
+          expect(all.filter((f) => /\.[cm]?ts$/.test(f))).toEqual([])
+          expect(all.filter((f) => f.startsWith("dist/")).every((f) => f.endsWith(".js"))).toBe(true)
+          expect(existsSync(join(dir, "node_modules", "tsx"))).toBe(false)
+          expect(storeEntries(dir).filter((e) => /^(tsx|esbuild|@esbuild\+[\w-]+|typescript)@/.test(e))).toEqual([])
+
+          // no workspace: specifier in any manifest; workspace packages as published (exports into dist/)
+          const manifests = all.filter((f) => f.endsWith("package.json"))
+          for (const f of manifests) expect(readFileSync(join(dir, f), "utf8")).not.toContain("workspace:")
+          for (const f of manifests.filter((f) => /node_modules\/@duraflow\/[^/]+\/package\.json$/.test(f))) {
+            const exports = JSON.stringify(JSON.parse(readFileSync(join(dir, f), "utf8")).exports)
+            expect(exports).toContain("./dist/index.js")
+            expect(exports).not.toContain("./src/")
+          }
+
+          // at most half the size of the folder of TypeScript run through tsx
+          expect(diskUsage(dir) / 2 ** 20).toBeLessThan(maxMB)
+
+          // no devDependencies (vitest, @effect/vitest, typescript, tsx), top level or in the store
           const devOnly = Object.keys(manifest.devDependencies ?? {}).filter((d) => !(d in (manifest.dependencies ?? {})))
-          expect(devOnly).toEqual(expect.arrayContaining(["vitest", "typescript"]))
+          expect(devOnly).toEqual(expect.arrayContaining(["vitest", "typescript", "tsx"]))
           for (const dep of devOnly) expect(existsSync(join(dir, "node_modules", dep))).toBe(false)
           const store = storeEntries(dir)
           for (const dep of devOnly) expect(store.filter((e) => e.startsWith(`${dep.replace("/", "+")}@`))).toEqual([])
@@ -172,7 +225,7 @@ describe("per-app deploy", () => {
           // SIGTERM is a graceful shutdown: exit code 0 well before the SIGKILL fallback
           yield* stop(running.child)
           expect({ code: running.child.exitCode, signal: running.child.signalCode }).toEqual({ code: 0, signal: null })
-        }), 180_000)
+        }), 600_000)
     })
   }
 })

@@ -1,7 +1,13 @@
 /**
  * Starts the two apps against one database, each replica as its own Node
  * process (as they are deployed), with its output prefixed by its name, and
- * waits until every replica answers `/ready`. Closing the scope sends them SIGTERM.
+ * waits until every replica answers `/ready`. Closing the scope sends them SIGTERM;
+ * each also stops on its own when the main job is gone (`ParentWatch`).
+ *
+ * A port that is already taken (a leftover app of an earlier start, or anything
+ * else) is refused before anything starts: the main job never reports, nor sends
+ * traffic to, a process it did not start. A replica that exits before it is ready
+ * fails the start at once.
  *
  * With one replica per app, each app listens on its public port. With N > 1,
  * replica i of an app listens on `port + 10 * i` (ontology 4011, 4021, ...;
@@ -11,6 +17,7 @@
 import { Command, FetchHttpClient, HttpClient } from "@effect/platform"
 import type { CommandExecutor } from "@effect/platform"
 import { Console, Duration, Effect, Schedule, Stream, String as Str } from "effect"
+import { Socket } from "node:net"
 import { fileURLToPath } from "node:url"
 import * as LoadBalancer from "./LoadBalancer.js"
 
@@ -33,9 +40,38 @@ const appDir = (name: string) => fileURLToPath(new URL(`../../../apps/${name}-se
 
 const colors = { ontology: "\x1b[35m", knowledge: "\x1b[36m" } as const
 
+const parentWatch = new URL("./ParentWatch.ts", import.meta.url).href
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+const listening = (port: number) =>
+  Effect.async<boolean>((resume) => {
+    const socket = new Socket()
+    const done = (taken: boolean) => {
+      socket.destroy()
+      resume(Effect.succeed(taken))
+    }
+    socket.setTimeout(1000, () => done(false))
+    socket.once("connect", () => done(true))
+    socket.once("error", () => done(false))
+    socket.connect(port, "127.0.0.1")
+  })
+
+/** Fails, naming the port, when something already listens on one of `ports`. */
+export const ensureFree = (ports: ReadonlyArray<number>) =>
+  Effect.forEach(ports, (port) =>
+    Effect.flatMap(listening(port), (taken) =>
+      taken
+        ? Effect.fail(
+          new Error(
+            `port ${port} is taken: another process listens there (a leftover app of an earlier start?). ` +
+              `Stop it, or choose other ports (--ontology-port, --knowledge-port).`
+          )
+        )
+        : Effect.void), { discard: true })
+
 const start = (app: Replica, env: Record<string, string>) =>
   Effect.gen(function*() {
-    const process = yield* Command.make(globalThis.process.execPath, "--import", "tsx", "src/main.ts").pipe(
+    const process = yield* Command.make(globalThis.process.execPath, "--import", "tsx", "--import", parentWatch, "src/main.ts").pipe(
       Command.workingDirectory(appDir(app.name)),
       Command.env({ ...env, PORT: String(app.port) }),
       Command.start
@@ -51,13 +87,20 @@ const start = (app: Replica, env: Record<string, string>) =>
     return process
   })
 
-const ready = (app: Replica) =>
-  Effect.flatMap(HttpClient.HttpClient, (client) => client.get(`${app.url}/ready`)).pipe(
-    Effect.filterOrFail((response) => response.status === 200),
-    Effect.retry(Schedule.spaced("250 millis").pipe(Schedule.upTo("60 seconds"))),
-    Effect.mapError(() => new Error(`${app.label} did not become ready at ${app.url}/ready within 60 s`)),
-    Effect.provide(FetchHttpClient.layer)
-  )
+class Exited extends Error {}
+
+const ready = (app: Replica, process: CommandExecutor.Process) =>
+  Effect.flatMap(HttpClient.HttpClient, (client) =>
+    Effect.zipRight(
+      // a process of ours answers, not one that was there before
+      Effect.filterOrFail(process.isRunning, (running) => running, () => new Exited(`${app.label} exited before it was ready`)),
+      client.get(`${app.url}/ready`)
+    )).pipe(
+      Effect.filterOrFail((response) => response.status === 200),
+      Effect.retry({ schedule: Schedule.spaced("250 millis").pipe(Schedule.upTo("60 seconds")), while: (e) => !(e instanceof Exited) }),
+      Effect.mapError((e) => e instanceof Exited ? e : new Error(`${app.label} did not become ready at ${app.url}/ready within 60 s`)),
+      Effect.provide(FetchHttpClient.layer)
+    )
 
 const replicasOf = (name: App["name"], port: number, count: number): ReadonlyArray<Replica> =>
   count === 1
@@ -68,6 +111,13 @@ const replicasOf = (name: App["name"], port: number, count: number): ReadonlyArr
       port: port + 10 * (i + 1),
       url: `http://127.0.0.1:${port + 10 * (i + 1)}`
     }))
+
+/** Every port a start with these options listens on: the public ones and the replicas'. */
+export const portsOf = (options: { readonly ontologyPort: number; readonly knowledgePort: number; readonly replicas?: number | undefined }) => {
+  const count = options.replicas ?? 1
+  const replicaPorts = (port: number) => replicasOf("ontology", port, count).map((r) => r.port)
+  return [...new Set([options.ontologyPort, options.knowledgePort, ...replicaPorts(options.ontologyPort), ...replicaPorts(options.knowledgePort)])]
+}
 
 export const startAll = (options: {
   readonly databaseUrl: string
@@ -90,14 +140,18 @@ export const startAll = (options: {
     }
     const ontologyReplicas = replicasOf("ontology", ontology.port, count)
     const knowledgeReplicas = replicasOf("knowledge", knowledge.port, count)
-    yield* Effect.forEach(ontologyReplicas, (r) => start(r, env))
+    yield* ensureFree(portsOf(options))
+    const ontologyProcesses = yield* Effect.forEach(ontologyReplicas, (r) => start(r, env))
     // knowledge calls ontology through its public URL (the load balancer when there are replicas)
-    yield* Effect.forEach(knowledgeReplicas, (r) => start(r, { ...env, ONTOLOGY_URL: ontology.url }))
+    const knowledgeProcesses = yield* Effect.forEach(knowledgeReplicas, (r) => start(r, { ...env, ONTOLOGY_URL: ontology.url }))
     if (count > 1) {
       yield* LoadBalancer.make({ port: ontology.port, backends: ontologyReplicas })
       yield* LoadBalancer.make({ port: knowledge.port, backends: knowledgeReplicas })
     }
-    yield* Effect.forEach([...ontologyReplicas, ...knowledgeReplicas], ready, { concurrency: "unbounded" }).pipe(
+    const processes = [...ontologyProcesses, ...knowledgeProcesses]
+    yield* Effect.forEach([...ontologyReplicas, ...knowledgeReplicas], (r, i) => ready(r, processes[i]!), {
+      concurrency: "unbounded"
+    }).pipe(
       Effect.timeout(Duration.seconds(90)),
       Effect.mapError((e) => e instanceof Error ? e : new Error(String(e)))
     )

@@ -1,41 +1,48 @@
 /**
- * Runs the embedded Postgres (`@duraflow/embedded-postgres`'s `serve`) as a
- * detached child process, in a process group of its own. Ctrl-C in a terminal
- * signals the whole foreground group; if Postgres were in it, it would stop at
- * the same moment as the apps, which would then log a storm of connection
- * errors while shutting down. Detached, it is stopped by this scope's
- * finalizer, after the apps.
+ * Runs the embedded Postgres (`@duraflow/embedded-postgres`'s `serve`) as a child
+ * process (@effect/platform `Command`: a process group of its own, so Ctrl-C in the
+ * terminal reaches the main job only; Postgres is stopped by this scope's finalizer,
+ * after the apps, which otherwise would log a storm of connection errors while
+ * shutting down). It stops on its own when the main job is gone (`ParentWatch`).
+ * While it boots (initdb on a first run takes a while), a progress line every 2 s.
  */
-import { Data, Deferred, Effect } from "effect"
-import { spawn } from "node:child_process"
+import { Command } from "@effect/platform"
+import { Console, Data, Duration, Effect, Fiber, Option, Schedule, Stream } from "effect"
 import { createRequire } from "node:module"
 
 export class PostgresProcessError extends Data.TaggedError("PostgresProcessError")<{ readonly message: string }> {}
 
 const require = createRequire(import.meta.url)
 const serveBin = require.resolve("@duraflow/embedded-postgres/bin/serve")
+const parentWatch = new URL("./ParentWatch.ts", import.meta.url).href
 
-export const start = Effect.acquireRelease(
-  Effect.gen(function*() {
-    const url = yield* Deferred.make<string, PostgresProcessError>()
-    const child = spawn(process.execPath, ["--import", "tsx", serveBin], {
-      detached: true,
-      stdio: ["ignore", "pipe", "inherit"]
-    })
-    let out = ""
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString("utf8")
-      const match = out.match(/^DATABASE_URL=(.+)$/m)
-      if (match) Deferred.unsafeDone(url, Effect.succeed(match[1].trim()))
-    })
-    child.on("exit", (code) =>
-      Deferred.unsafeDone(url, new PostgresProcessError({ message: `embedded Postgres exited (${code}) before it was ready` })))
-    return { child, url: yield* Deferred.await(url).pipe(Effect.timeout("60 seconds")) }
-  }),
-  ({ child }) =>
-    Effect.async<void>((resume) => {
-      if (child.exitCode !== null) return resume(Effect.void)
-      child.once("exit", () => resume(Effect.void))
-      child.kill("SIGTERM")
-    })
-)
+export const start = Effect.gen(function*() {
+  const started = Date.now()
+  const progress = yield* Effect.suspend(() => Console.log(`starting Postgres… ${Math.round((Date.now() - started) / 1000)}s`)).pipe(
+    Effect.repeat(Schedule.spaced("2 seconds")),
+    Effect.delay("2 seconds"),
+    Effect.fork
+  )
+  const child = yield* Command.make(process.execPath, "--import", "tsx", "--import", parentWatch, serveBin).pipe(
+    Command.stderr("inherit"),
+    Command.start
+  )
+  // serve prints one line, DATABASE_URL=<url>, once Postgres accepts connections
+  const url = yield* child.stdout.pipe(
+    Stream.decodeText(),
+    Stream.splitLines,
+    Stream.filterMap((line) => Option.fromNullable(line.match(/^DATABASE_URL=(.+)$/)?.[1]?.trim())),
+    Stream.runHead,
+    Effect.flatten,
+    Effect.catchAll(() =>
+      Effect.flatMap(child.exitCode, (code) =>
+        new PostgresProcessError({ message: `embedded Postgres exited (${code}) before it was ready` }))
+    ),
+    Effect.timeoutFail({
+      duration: Duration.seconds(120),
+      onTimeout: () => new PostgresProcessError({ message: "embedded Postgres was not ready within 120 s" })
+    }),
+    Effect.ensuring(Fiber.interrupt(progress))
+  )
+  return { url }
+})
