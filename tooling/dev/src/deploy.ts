@@ -188,7 +188,7 @@ const command = Cli.make(
     app: Args.choice([["ontology-server", "ontology-server"], ["knowledge-server", "knowledge-server"]], { name: "app" }),
     out: Options.text("out").pipe(Options.optional, Options.withDescription("target folder (default: <root>/dist/<app>)"))
   },
-  ({ app, out }) => deploy(app, Option.match(out, { onNone: () => join(root, "dist", app), onSome: (o) => resolve(o) }))
+  ({ app, out }) => deploy(app, Option.match(out, { onNone: () => join(root, "dist", app), onSome: (o) => resolve(process.env.INIT_CWD ?? process.cwd(), o) }))
 ).pipe(Cli.withDescription("Builds an app to JavaScript and deploys it to a self-contained folder"))
 
 Cli.run(command, { name: "deploy", version: "0.1.0" })(process.argv.filter((a, i) => i < 2 || a !== "--")).pipe(
