@@ -14,7 +14,7 @@
  *
  * Default folder: `<workspace root>/dist/<app>`.
  */
-import { Args, Command as Cli, Options } from "@effect/cli"
+import { Args, Command as Cli, Options, ValidationError } from "@effect/cli"
 import { Command } from "@effect/platform"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
@@ -192,6 +192,8 @@ const command = Cli.make(
 ).pipe(Cli.withDescription("Builds an app to JavaScript and deploys it to a self-contained folder"))
 
 Cli.run(command, { name: "deploy", version: "0.1.0" })(process.argv.filter((a, i) => i < 2 || a !== "--")).pipe(
+  // @effect/cli has printed what was wrong with the arguments: exit 1 without a second report
+  Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => (process.exitCode = 1))),
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain
 )

@@ -98,6 +98,8 @@ const start = Command.make("start", {
 const argv = process.argv.filter((arg, i) => i < 2 || arg !== "--")
 
 Command.run(start, { name: "start", version: "0.1.0" })(argv).pipe(
+  // @effect/cli has printed what was wrong with the arguments: exit 1 without a second report
+  Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => (process.exitCode = 1))),
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain
 )
