@@ -36,8 +36,8 @@ import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Context, Duration, Effect, Equal, Layer } from "effect"
 import pg from "pg"
-import * as Database from "./Database.js"
-import * as TablePrefix from "./TablePrefix.js"
+import * as Database from "../Database.js"
+import * as TablePrefix from "../TablePrefix.js"
 
 /** What this process knows about its membership in the app's cluster (readiness). */
 export interface Status {

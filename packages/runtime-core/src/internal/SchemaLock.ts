@@ -7,7 +7,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Exit, Scope } from "effect"
-import * as TablePrefix from "./TablePrefix.js"
+import * as TablePrefix from "../TablePrefix.js"
 
 const key = (prefix: TablePrefix.TablePrefix) => `${TablePrefix.lockSpace(prefix)}, ${TablePrefix.SCHEMA_LOCK_KEY}`
 

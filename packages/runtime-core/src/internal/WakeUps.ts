@@ -27,12 +27,13 @@ import { Sharding } from "@effect/cluster"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
-import { Deferred, Duration, Effect, Layer, Queue, Schedule } from "effect"
+import { Deferred, Duration, Effect, Layer, Queue } from "effect"
 import pg from "pg"
-import * as Database from "./Database.js"
+import * as Database from "../Database.js"
+import * as Retry from "../Retry.js"
 import { DeferredWake } from "./DeferredWake.js"
 import * as ShardLockStorage from "./ShardLockStorage.js"
-import * as TablePrefix from "./TablePrefix.js"
+import * as TablePrefix from "../TablePrefix.js"
 
 export const channel = TablePrefix.wakeChannel
 
@@ -110,7 +111,7 @@ const listen = (
     }))
     yield* run.pipe(
       Effect.tapError((e) => Effect.logDebug(`wake-up listener on ${name}: ${e.message}; reconnecting`)),
-      Effect.retry(Schedule.exponential("200 millis", 2).pipe(Schedule.either(Schedule.spaced("10 seconds")))),
+      Effect.retry(Retry.listener),
       Effect.forkScoped
     )
     yield* Queue.take(wakes).pipe(Effect.zipRight(onWake), Effect.forever, Effect.forkScoped)
