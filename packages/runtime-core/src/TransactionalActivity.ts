@@ -3,7 +3,7 @@
  *
  * A plain activity is at-least-once: its result is only as durable as the
  * engine's reply write, so after a crash the engine runs the body again and
- * its writes happen twice unless they are idempotent (DESIGN.md, fact 4).
+ * its writes happen twice unless they are idempotent (docs/ARCHITECTURE.md, section 5).
  * A transactional activity runs its body inside ONE Postgres transaction that
  * also inserts its encoded result into `<prefix>_activity_results`, keyed by
  * (execution id, activity name, attempt). When the run is replayed, the

@@ -3,8 +3,8 @@
  *
  * The cluster runner reads new messages from storage every
  * `entityMessagePollInterval` (10 s). Messages it sends to entities on its own
- * shards are delivered at once, but three kinds wait for that poll (DESIGN.md,
- * fact 3): a durable clock (its message is due in the future), a deferred
+ * shards are delivered at once, but three kinds wait for that poll
+ * (docs/ARCHITECTURE.md, section 4): a durable clock (its message is due in the future), a deferred
  * completed from another process (a signal over HTTP, a client-only process),
  * and runs started by a process that does not hold the run's shard. This
  * module wraps the engine so that each of those wakes the runner instead:
