@@ -11,10 +11,10 @@
  *    its JSON report and its full output written to `.data/matrix/`;
  * 3. the server stopped and the directory deleted, whatever happened.
  *
- * Counts are vitest's (passed, failed, skipped = pending + todo); a test file
- * that failed without a failed test (it did not load, or a hook failed) counts
- * as one failed test, as in the workspace test command. A cell whose server did
- * not start or whose vitest wrote no report counts as one failure.
+ * Counts are `Vitest.run`'s, as in the workspace test command (a broken file, an
+ * unhandled error, a missing report: one failure each); a cell whose server did not
+ * start is one failure too. For a failed cell the table shows why vitest failed:
+ * the failed tests and unhandled errors from its output.
  */
 import { EmbeddedPostgres } from "@duraflow/embedded-postgres"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
