@@ -61,6 +61,6 @@ export const main = (argv: ReadonlyArray<string>): void =>
     Effect.provide(NodeContext.layer),
     NodeRuntime.runMain({
       teardown: (exit, onExit) =>
-        onExit(Exit.isSuccess(exit) ? Number(process.exitCode ?? 0) : Cause.isInterruptedOnly(exit.cause) ? 130 : 2)
+        onExit(Exit.isSuccess(exit) ? Number(process.exitCode ?? 0) : Cause.isInterruptedOnly(exit.cause) ? 130 : 1)
     })
   )
