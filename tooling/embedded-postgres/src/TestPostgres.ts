@@ -91,7 +91,11 @@ export const acquire = Effect.gen(function*() {
 /** vitest global setup: sets `TEST_DATABASE_URL`; the returned teardown stops what it started. */
 export default async function setup(): Promise<() => Promise<void>> {
   const scope = Effect.runSync(Scope.make())
-  const url = await Effect.runPromise(acquire.pipe(Scope.extend(scope), Effect.provide(NodeContext.layer)))
+  const url = await Effect.runPromise(acquire.pipe(
+    Scope.extend(scope),
+    Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),
+    Effect.provide(NodeContext.layer)
+  ))
   const previous = process.env.TEST_DATABASE_URL
   process.env.TEST_DATABASE_URL = url
   return async () => {
