@@ -95,5 +95,5 @@ Command.run(provision, { name: "provision", version: "0.1.0" })(
     })
   ),
   Effect.provide(NodeContext.layer),
-  NodeRuntime.runMain({ disablePrettyLogger: true })
+  NodeRuntime.runMain({ disablePrettyLogger: true, teardown: (_exit, onExit) => onExit(Number(process.exitCode ?? 0)) })
 )
