@@ -7,7 +7,7 @@ import { SampleOntology } from "@duraflow/ontology"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { startBoth, tableNames, withApps } from "./helpers.js"
+import { awaitRun, awaitRuns, executionId, startBoth, tableNames, withApps } from "../src/Apps.js"
 
 const ONTOLOGY_ID = "news"
 const ns = SampleOntology.namespace
@@ -22,24 +22,24 @@ describe("memory mode", () => {
           const db = yield* TestDatabase.TestDatabase
           const { knowledge, ontology } = yield* startBoth(apps, db.url, { mode: "memory" })
 
-          expect(yield* ontology.client.health).toMatchObject({ status: "ok", mode: "memory", prefix: "ontology" })
-          expect(yield* knowledge.client.health).toMatchObject({ status: "ok", mode: "memory", prefix: "knowledge" })
+          expect(yield* ontology.client.health.health()).toMatchObject({ status: "ok", mode: "memory", prefix: "ontology" })
+          expect(yield* knowledge.client.health.health()).toMatchObject({ status: "ok", mode: "memory", prefix: "knowledge" })
 
-          const publishId = yield* ontology.client.start("PublishOntology", {
+          const publishId = yield* ontology.client.workflows.PublishOntology({ payload: {
             ontologyId: ONTOLOGY_ID,
             turtle: SampleOntology.turtle
-          })
-          const published = yield* ontology.client.awaitRun("PublishOntology", publishId)
+          } }).pipe(executionId)
+          const published = yield* awaitRun(ontology, "PublishOntology", publishId)
           expect(published.status, JSON.stringify(published.error)).toBe("succeeded")
 
-          const ids = yield* Effect.forEach(documents, (d) => knowledge.client.start("IngestDocument", d), {
+          const ids = yield* Effect.forEach(documents, (d) => knowledge.client.workflows.IngestDocument({ payload: d }).pipe(executionId), {
             concurrency: "unbounded"
           })
-          const finished = yield* knowledge.client.awaitRuns(ids)
+          const finished = yield* awaitRuns(knowledge, ids)
           const notSucceeded = finished.filter((r) => r.status !== "succeeded")
           expect(notSucceeded, JSON.stringify(notSucceeded, null, 2)).toEqual([])
           for (const d of documents) {
-            const doc = yield* knowledge.client.document(d.documentId)
+            const doc = yield* knowledge.client.knowledge.document({ path: { documentId: d.documentId } })
             expect(doc.entities.length).toBeGreaterThan(0)
             for (const e of doc.entities) expect(e.classIri).toBe(classOfKind[e.kind])
           }
