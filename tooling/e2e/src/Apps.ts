@@ -6,8 +6,8 @@
  * Raw HTTP (`send`) is for requests the typed clients cannot send on purpose:
  * malformed bodies, headers, paths.
  */
-import { KnowledgeApi } from "@duraflow/knowledge"
-import { OntologyApi } from "@duraflow/ontology"
+import { KnowledgeApi, SampleDocuments } from "@duraflow/knowledge"
+import { OntologyApi, SampleOntology } from "@duraflow/ontology"
 import { Database, RequestGuard, RunsApi } from "@duraflow/runtime-core"
 import { TestDatabase, TestProcess } from "@duraflow/runtime-core/testing"
 import { FetchHttpClient, HttpApiClient, type HttpClient } from "@effect/platform"
@@ -200,6 +200,23 @@ export const allReady = (replicas: ReadonlyArray<RunningApp>) =>
       rs.every((r) => r?.ready === true && r.runner?.runners === replicas.length && r.runner.shards > 0) &&
       rs.reduce((n, r) => n + (r?.runner?.shards ?? 0), 0) === 300,
     { timeout: "120 seconds", interval: "100 millis" }
+  )
+
+// ---------------------------------------------------------------------------------------------------------------
+// The samples
+
+export const ONTOLOGY_ID = "news"
+const ns = SampleOntology.namespace
+/** The sample ontology's class of each NER kind. */
+export const classOfKind = { person: `${ns}Person`, organization: `${ns}Organization`, place: `${ns}Place` } as const
+/** The first `n` sample documents, typed with the sample ontology. */
+export const sampleDocuments = (n: number) => SampleDocuments.documents.slice(0, n).map((d) => ({ ...d, ontologyId: ONTOLOGY_ID }))
+
+/** Publishes the sample ontology as `news` and waits for its run. */
+export const publishSample = (ontology: RunningApp<"ontology">) =>
+  ontology.client.workflows.PublishOntology({ payload: { ontologyId: ONTOLOGY_ID, turtle: SampleOntology.turtle } }).pipe(
+    executionId,
+    Effect.flatMap((id) => awaitRun(ontology, "PublishOntology", id))
   )
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -10,20 +10,21 @@ import { RunsApi } from "@duraflow/runtime-core"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Schema } from "effect"
-import {
+import { 
   awaitRun,
   executionId,
   expectJson,
   isDomainTable,
+  ONTOLOGY_ID,
+  publishSample,
   raw,
   type RawResponse,
   rowCounts,
   type RunningApp,
   startBoth,
   withApps
-} from "../src/Apps.js"
+ } from "../src/Apps.js"
 
-const ONTOLOGY_ID = "news"
 const EX = "http://example.org/bad#"
 
 // n3 stops at line 3: a triple with no object before the terminating dot
@@ -59,11 +60,7 @@ describe("bad input", () => {
           const { knowledge, ontology } = yield* startBoth(apps, db.url)
 
           // a baseline: the sample ontology as version 1 of "news"
-          const publishId = yield* ontology.client.workflows.PublishOntology({ payload: {
-            ontologyId: ONTOLOGY_ID,
-            turtle: SampleOntology.turtle
-          } }).pipe(executionId)
-          expect((yield* awaitRun(ontology, "PublishOntology", publishId)).status).toBe("succeeded")
+          expect((yield* publishSample(ontology)).status).toBe("succeeded")
           const baseline = yield* ontology.client.ontologies.get({ path: { ontologyId: ONTOLOGY_ID } })
           expect(baseline.version).toBe(1)
 

@@ -2,17 +2,12 @@
  * Both apps with the in-memory workflow engine on a fresh database: the same
  * flows work, and no engine (cluster) tables are created.
  */
-import { SampleDocuments } from "@duraflow/knowledge"
-import { SampleOntology } from "@duraflow/ontology"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { awaitRun, awaitRuns, executionId, startBoth, tableNames, withApps } from "../src/Apps.js"
+import { awaitRuns, classOfKind, executionId, publishSample, sampleDocuments, startBoth, tableNames, withApps } from "../src/Apps.js"
 
-const ONTOLOGY_ID = "news"
-const ns = SampleOntology.namespace
-const classOfKind = { person: `${ns}Person`, organization: `${ns}Organization`, place: `${ns}Place` } as const
-const documents = SampleDocuments.documents.slice(0, 3).map((d) => ({ ...d, ontologyId: ONTOLOGY_ID }))
+const documents = sampleDocuments(3)
 
 describe("memory mode", () => {
   layer(TestDatabase.layer("e2e_memory"), { timeout: 180_000, excludeTestServices: true })((it) => {
@@ -25,11 +20,7 @@ describe("memory mode", () => {
           expect(yield* ontology.client.health.health()).toMatchObject({ status: "ok", mode: "memory", prefix: "ontology" })
           expect(yield* knowledge.client.health.health()).toMatchObject({ status: "ok", mode: "memory", prefix: "knowledge" })
 
-          const publishId = yield* ontology.client.workflows.PublishOntology({ payload: {
-            ontologyId: ONTOLOGY_ID,
-            turtle: SampleOntology.turtle
-          } }).pipe(executionId)
-          const published = yield* awaitRun(ontology, "PublishOntology", publishId)
+          const published = yield* publishSample(ontology)
           expect(published.status, JSON.stringify(published.error)).toBe("succeeded")
 
           const ids = yield* Effect.forEach(documents, (d) => knowledge.client.workflows.IngestDocument({ payload: d }).pipe(executionId), {

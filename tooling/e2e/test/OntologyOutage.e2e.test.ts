@@ -4,18 +4,13 @@
  * and once the ontology app is back on the same port they finish with typed
  * entities.
  */
-import { SampleDocuments } from "@duraflow/knowledge"
-import { SampleOntology } from "@duraflow/ontology"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { awaitRun, awaitRuns, executionId, startBoth, withApps } from "../src/Apps.js"
+import { awaitRuns, classOfKind, executionId, ONTOLOGY_ID, publishSample, sampleDocuments, startBoth, withApps } from "../src/Apps.js"
 
-const ONTOLOGY_ID = "news"
-const ns = SampleOntology.namespace
-const classOfKind = { person: `${ns}Person`, organization: `${ns}Organization`, place: `${ns}Place` } as const
-const documents = SampleDocuments.documents.slice(0, 3).map((d) => ({ ...d, ontologyId: ONTOLOGY_ID }))
+const documents = sampleDocuments(3)
 
 describe("ontology app outage", () => {
   layer(TestDatabase.layer("e2e_outage"), { timeout: 180_000, excludeTestServices: true })((it) => {
@@ -26,11 +21,8 @@ describe("ontology app outage", () => {
           const sql = yield* SqlClient.SqlClient
           const { knowledge, ontology } = yield* startBoth(apps, db.url)
 
-          const publishId = yield* ontology.client.workflows.PublishOntology({ payload: {
-            ontologyId: ONTOLOGY_ID,
-            turtle: SampleOntology.turtle
-          } }).pipe(executionId)
-          const published = yield* awaitRun(ontology, "PublishOntology", publishId)
+          const published = yield* publishSample(ontology)
+          const publishId = published.executionId
           expect(published.status, JSON.stringify(published.error)).toBe("succeeded")
 
           // the ontology app dies

@@ -9,11 +9,8 @@ import { SampleOntology } from "@duraflow/ontology"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { awaitRun, awaitRuns, executionId, rowCounts, startBoth, tableNames, withApps } from "../src/Apps.js"
+import { awaitRuns, classOfKind, executionId, ONTOLOGY_ID, publishSample, rowCounts, startBoth, tableNames, withApps } from "../src/Apps.js"
 
-const ONTOLOGY_ID = "news"
-const ns = SampleOntology.namespace
-const classOfKind = { person: `${ns}Person`, organization: `${ns}Organization`, place: `${ns}Place` } as const
 
 const samples = SampleDocuments.documents
 const documents = [
@@ -35,11 +32,8 @@ describe("two apps on one database", () => {
           const { knowledge, ontology } = yield* startBoth(apps, db.url)
 
           // publish the sample ontology and wait for it
-          const publishId = yield* ontology.client.workflows.PublishOntology({ payload: {
-            ontologyId: ONTOLOGY_ID,
-            turtle: SampleOntology.turtle
-          } }).pipe(executionId)
-          const published = yield* awaitRun(ontology, "PublishOntology", publishId)
+          const published = yield* publishSample(ontology)
+          const publishId = published.executionId
           expect(published.status, JSON.stringify(published.error)).toBe("succeeded")
           expect(published.result).toMatchObject({ ontologyId: ONTOLOGY_ID, version: 1, created: true })
 
@@ -73,7 +67,7 @@ describe("two apps on one database", () => {
           // across documents: every class IRI is in the sample namespace; all three classes appear
           const all = yield* knowledge.client.knowledge.entities({ urlParams: { limit: 500 } })
           expect(all.length).toBeGreaterThan(0)
-          for (const e of all) expect(e.classIri?.startsWith(ns), `${e.name}: ${e.classIri}`).toBe(true)
+          for (const e of all) expect(e.classIri?.startsWith(SampleOntology.namespace), `${e.name}: ${e.classIri}`).toBe(true)
           for (const [kind, type] of [["person", "Person"], ["organization", "Organization"], ["place", "Place"]] as const) {
             const typed = yield* knowledge.client.knowledge.entities({ urlParams: { type, limit: 500 } })
             expect(typed.length, type).toBeGreaterThan(0)
