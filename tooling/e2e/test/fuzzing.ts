@@ -44,7 +44,7 @@ export interface Workflow {
 /** The payload's properties in the schema's JSON Schema, `$ref`s resolved. */
 const fieldsOf = (schema: Schema.Schema<unknown, unknown, never>): Record<string, number | undefined> => {
   const json = JSONSchema.make(schema) as { properties: Record<string, { $ref?: string; maxLength?: number }>; $defs?: Record<string, { maxLength?: number }> }
-  return Object.fromEntries(Object.entries(json.properties).map(([key, p]) => [key, (p.$ref === undefined ? p : json.$defs?.[p.$ref.split("/").pop()!])?.maxLength]))
+  return Object.fromEntries(Object.entries(json.properties).map(([key, p]) => [key, p.maxLength ?? json.$defs?.[p.$ref?.split("/").pop() ?? ""]?.maxLength]))
 }
 
 /** An app's workflows: its POST endpoints with a payload, signals excepted. */
