@@ -10,9 +10,9 @@
  * entities, mentions, relations). Indexing is a transactional activity: its
  * rows and its recorded result commit in one transaction.
  */
-import { TransactionalActivity, WorkflowLayer } from "@duraflow/runtime-core"
+import { Retry, TransactionalActivity, WorkflowLayer } from "@duraflow/runtime-core"
 import { Activity, Workflow } from "@effect/workflow"
-import { Effect, Layer, Schedule, Schema } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { createHash } from "node:crypto"
 import * as Chunker from "./Chunker.js"
 import * as CoOccurrence from "./CoOccurrence.js"
@@ -54,10 +54,7 @@ export const IngestDocument = Workflow.make({
 })
 
 /** How long a run waits for an unreachable ontology app before failing. */
-export const ontologyRetry = Schedule.exponential("200 millis", 2).pipe(
-  Schedule.either(Schedule.spaced("5 seconds")),
-  Schedule.upTo("10 minutes")
-)
+export const ontologyRetry = Retry.backoff({ first: "200 millis", max: "5 seconds", total: "10 minutes" })
 
 const untyped: OntologyClient.EntityClasses["classes"] = { person: null, organization: null, place: null }
 

@@ -4,7 +4,7 @@
  * while new text for a known document id is a new run whose result replaces the
  * stored document (nothing of the old text's index survives).
  */
-import { AppRuntime, RunStore } from "@duraflow/runtime-core"
+import { AppRuntime } from "@duraflow/runtime-core"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel, Option } from "effect"
@@ -44,17 +44,16 @@ describe("IngestDocument idempotency", () => {
     it.effect("same body twice is one run; new text is a new run and the document reflects only the new text", () =>
       Effect.gen(function*() {
         const repo = yield* KnowledgeRepository.KnowledgeRepository
-        const runs = yield* RunStore.RunStore
         const once = yield* IngestDocument.IngestDocument.execute(original)
         const twice = yield* IngestDocument.IngestDocument.execute(original)
         expect(once).toMatchObject({ documentId: "story", created: true, replaced: false })
         expect(twice).toEqual(once)
-        expect((yield* runs.list({ workflow: "IngestDocument" })).length).toBe(1)
+        expect((yield* AppRuntime.listRuns({ workflow: "IngestDocument" })).length).toBe(1)
         const before = Option.getOrThrow(yield* repo.getDocument("story"))
 
         const after = yield* IngestDocument.IngestDocument.execute(revised)
         expect(after).toMatchObject({ documentId: "story", created: true, replaced: true })
-        expect((yield* runs.list({ workflow: "IngestDocument" })).length).toBe(2)
+        expect((yield* AppRuntime.listRuns({ workflow: "IngestDocument" })).length).toBe(2)
         const view = Option.getOrThrow(yield* repo.getDocument("story"))
         expect(view.chunkCount).toBe(after.chunks)
         expect(view.entities.length).toBe(after.entities)

@@ -21,11 +21,11 @@ import { Config, Effect, Layer, Option } from "effect"
 import * as Database from "./Database.js"
 import * as Migrations from "./Migrations.js"
 import { InvalidRuntimeConfig } from "./RuntimeError.js"
-import * as RunStore from "./RunStore.js"
-import * as RuntimeTables from "./RuntimeTables.js"
+import * as RunStore from "./internal/RunStore.js"
+import * as RuntimeTables from "./internal/RuntimeTables.js"
 import type * as TablePrefix from "./TablePrefix.js"
 import * as TransactionalActivity from "./TransactionalActivity.js"
-import * as WorkflowRegistry from "./WorkflowRegistry.js"
+import * as WorkflowRegistry from "./internal/WorkflowRegistry.js"
 import * as WorkflowRuntime from "./WorkflowRuntime.js"
 
 export interface Options<E, R> {
@@ -42,6 +42,9 @@ export type Provided =
   | WorkflowRuntime.WorkflowRuntime
   | WorkflowRegistry.WorkflowRegistry
   | RunStore.RunStore
+
+/** The app's runs ledger, newest first, as `GET /runs` serves it: for tests and operator tools. */
+export const listRuns = (options: RunStore.ListOptions) => Effect.flatMap(RunStore.RunStore, (runs) => runs.list(options))
 
 /** The runtime on a given `SqlClient`; the engine is chosen by `WORKFLOW_MODE`. */
 export const layer = <E, R>(options: Options<E, R>) =>

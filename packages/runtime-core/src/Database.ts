@@ -9,6 +9,7 @@
 import { PgClient } from "@effect/sql-pg"
 import type { SqlClient } from "@effect/sql"
 import { Config, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import * as Retry from "./Retry.js"
 import { DatabaseUnavailable, InvalidRuntimeConfig } from "./RuntimeError.js"
 
 export interface Options {
@@ -77,8 +78,7 @@ export const layer = (
     })
     return client.pipe(
       Layer.retry(
-        Schedule.exponential("100 millis", 2).pipe(
-          Schedule.upTo(timeout),
+        Retry.connect(timeout).pipe(
           Schedule.whileInput((e: { message?: string }) => !/password|authentication|does not exist/i.test(describe(e)))
         )
       ),

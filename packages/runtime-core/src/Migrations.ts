@@ -19,7 +19,7 @@ import {
   MigrationOutsidePrefix,
   MigrationUnknown
 } from "./RuntimeError.js"
-import * as SchemaLock from "./SchemaLock.js"
+import * as SchemaLock from "./internal/SchemaLock.js"
 import * as TablePrefix from "./TablePrefix.js"
 
 /** One migration: `sql` receives a namer so table names always carry the prefix. */

@@ -74,9 +74,10 @@
  *   changes the current database only.
  */
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Effect, Redacted, Schedule, Schema } from "effect"
+import { Effect, Redacted, Schema } from "effect"
+import * as Retry from "./Retry.js"
 import type { InvalidTablePrefix } from "./RuntimeError.js"
-import * as SchemaLock from "./SchemaLock.js"
+import * as SchemaLock from "./internal/SchemaLock.js"
 import * as TablePrefix from "./TablePrefix.js"
 
 /** Provisioning refused its input or the role's current state (nothing was changed). */
@@ -305,7 +306,7 @@ export const provisionApp = (
     return yield* sql.withTransaction(program).pipe(
       // two provisioning runs racing on the (cluster-wide) role name, or on a catalog row
       Effect.retry({
-        schedule: Schedule.exponential("50 millis"),
+        schedule: Retry.backoff({ first: "50 millis" }),
         times: 3,
         while: (e) => e._tag === "SqlError" && RETRYABLE.has(sqlState(e) ?? "")
       })

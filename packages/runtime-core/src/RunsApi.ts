@@ -23,9 +23,9 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
 import { Context, Schema } from "effect"
-import * as Readiness from "./Readiness.js"
+import * as Readiness from "./internal/Readiness.js"
 import * as RequestGuard from "./RequestGuard.js"
-import { Run, RunStatus } from "./RunStore.js"
+import { Run, RunStatus } from "./internal/RunStore.js"
 
 export { Run, RunStatus }
 

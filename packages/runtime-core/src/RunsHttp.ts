@@ -19,10 +19,11 @@ import { SqlClient } from "@effect/sql"
 import type { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
-import { Cause, Context, Duration, Effect, Exit, Layer, Option, ParseResult, Schedule, Schema } from "effect"
-import * as Readiness from "./Readiness.js"
+import { Cause, Context, Duration, Effect, Exit, Layer, Option, ParseResult, Schema } from "effect"
+import * as Readiness from "./internal/Readiness.js"
 import type * as RequestGuard from "./RequestGuard.js"
-import { Run, RunStore } from "./RunStore.js"
+import * as Retry from "./Retry.js"
+import { Run, RunStore } from "./internal/RunStore.js"
 import {
   Health,
   type HealthGroup,
@@ -37,7 +38,7 @@ import {
   UnknownWorkflow
 } from "./RunsApi.js"
 import * as TablePrefix from "./TablePrefix.js"
-import { type Entry, WorkflowRegistry } from "./WorkflowRegistry.js"
+import { type Entry, WorkflowRegistry } from "./internal/WorkflowRegistry.js"
 import { WorkflowRuntime } from "./WorkflowRuntime.js"
 
 /** The API declares workflows (or signals) the app does not register, or the reverse: a route would lie. */
@@ -206,7 +207,7 @@ const makeStart = Effect.gen(function*() {
     return attempt.pipe(
       // a connection found dead at BEGIN: the whole transaction again (both writes are idempotent)
       Effect.sandbox,
-      Effect.retry({ schedule: Schedule.exponential("50 millis", 2), while: isTransient }),
+      Effect.retry({ schedule: Retry.start, while: isTransient }),
       Effect.unsandbox,
       // the answer does not wait for an interrupted transaction to roll back
       Effect.disconnect,

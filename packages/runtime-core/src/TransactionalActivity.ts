@@ -3,7 +3,7 @@
  *
  * A plain activity is at-least-once: its result is only as durable as the
  * engine's reply write, so after a crash the engine runs the body again and
- * its writes happen twice unless they are idempotent (DESIGN.md, fact 4).
+ * its writes happen twice unless they are idempotent (docs/ARCHITECTURE.md, section 5).
  * A transactional activity runs its body inside ONE Postgres transaction that
  * also inserts its encoded result into `<prefix>_activity_results`, keyed by
  * (execution id, activity name, attempt). When the run is replayed, the
@@ -19,7 +19,8 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, WorkflowEngine } from "@effect/workflow"
-import { Context, Effect, Layer, Schedule, Schema } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
+import * as Retry from "./Retry.js"
 import * as TablePrefix from "./TablePrefix.js"
 
 /** Where transactional activities record their results: the app's `<prefix>_activity_results`. */
@@ -65,12 +66,6 @@ export const makeLedger = (prefix: TablePrefix.TablePrefix) =>
 export const layer = (prefix: TablePrefix.TablePrefix): Layer.Layer<ActivityLedger, never, SqlClient.SqlClient> =>
   Layer.effect(ActivityLedger, makeLedger(prefix))
 
-/** Database errors (a lost connection, a serialization failure) retry the whole transaction. */
-export const retryTransient = Schedule.exponential("100 millis", 2).pipe(
-  Schedule.either(Schedule.spaced("5 seconds")),
-  Schedule.upTo("2 minutes")
-)
-
 /**
  * Like `Activity.make`, but exactly-once for the body's database writes (see
  * above). Database errors roll the transaction back and run it again with
@@ -107,7 +102,7 @@ export const make = <
         options.execute
       ).pipe(
         // the transaction rolled back as a whole: run it again from the start
-        Effect.retry({ schedule: retryTransient, while: (e) => (e as { _tag?: string })?._tag === "SqlError" }),
+        Effect.retry({ schedule: Retry.transaction, while: (e) => (e as { _tag?: string })?._tag === "SqlError" }),
         Effect.catchIf((e) => (e as { _tag?: string })?._tag === "SqlError", Effect.die)
       )
     }) as Effect.Effect<Success["Type"], Error["Type"], R | WorkflowEngine.WorkflowInstance>

@@ -15,10 +15,11 @@
  */
 import { WorkflowEngine } from "@effect/workflow"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
-import { Cause, Effect, Exit, Layer, Option, Schedule, Schema } from "effect"
+import { Cause, Effect, Exit, Layer, Option, Schema } from "effect"
 import type { Scope } from "effect"
-import { RunStore } from "./RunStore.js"
-import { WorkflowRegistry } from "./WorkflowRegistry.js"
+import { RunStore } from "./internal/RunStore.js"
+import { WorkflowRegistry } from "./internal/WorkflowRegistry.js"
+import * as Retry from "./Retry.js"
 
 /** What the engine itself provides to a running workflow. */
 export type EngineProvided<Name extends string> =
@@ -46,7 +47,7 @@ const tracked = <A, E, R>(
     // retry for a while (writes are idempotent upserts), then give up loudly, never failing the run.
     const record = <X>(write: Effect.Effect<X, unknown>) =>
       write.pipe(
-        Effect.retry(Schedule.exponential("50 millis", 2).pipe(Schedule.either(Schedule.spaced("2 seconds")), Schedule.upTo("30 seconds"))),
+        Effect.retry(Retry.ledger),
         Effect.catchAllCause((cause) => Effect.logWarning("Could not record workflow run status", cause))
       )
     return Effect.zipRight(

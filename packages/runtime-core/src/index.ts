@@ -1,26 +1,22 @@
 /**
  * @duraflow/runtime-core: the persistence layer every domain imports.
+ *
+ * Only what apps, domains and operators use is exported here; the engine's
+ * parts (shard locks, schema lock, wake-ups, runs ledger, ...) live in
+ * `src/internal/` so they can change without breaking a consumer. Test helpers
+ * are their own entry point, `@duraflow/runtime-core/testing`.
  */
 export * as AppRuntime from "./AppRuntime.js"
 export * as AppServer from "./AppServer.js"
-export * as ClusterRunner from "./ClusterRunner.js"
 export * as Database from "./Database.js"
-export * as DeferredWake from "./DeferredWake.js"
 export * as Migrations from "./Migrations.js"
 export * as Provisioning from "./Provisioning.js"
-export * as RuntimeTables from "./RuntimeTables.js"
-export * as Readiness from "./Readiness.js"
 export * as RequestGuard from "./RequestGuard.js"
+export * as Retry from "./Retry.js"
 export * as RunsApi from "./RunsApi.js"
 export * as RunsHttp from "./RunsHttp.js"
-export * as RunStore from "./RunStore.js"
 export * as RuntimeError from "./RuntimeError.js"
-export * as SchemaLock from "./SchemaLock.js"
-export * as ShardLockStorage from "./ShardLockStorage.js"
 export * as TablePrefix from "./TablePrefix.js"
 export * as TransactionalActivity from "./TransactionalActivity.js"
-export * as TransientRetry from "./TransientRetry.js"
-export * as WakeUps from "./WakeUps.js"
 export * as WorkflowLayer from "./WorkflowLayer.js"
-export * as WorkflowRegistry from "./WorkflowRegistry.js"
 export * as WorkflowRuntime from "./WorkflowRuntime.js"

@@ -9,7 +9,8 @@ import { HttpServer } from "@effect/platform"
 import { Activity, Workflow } from "@effect/workflow"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel, Option, Schedule, Schema } from "effect"
-import { AppRuntime, AppServer, RunsApi, RunStore, TablePrefix, TransactionalActivity, WorkflowLayer } from "../src/index.js"
+import { AppRuntime, AppServer, RunsApi, TablePrefix, TransactionalActivity, WorkflowLayer } from "../src/index.js"
+import * as RunStore from "../src/internal/RunStore.js"
 
 const prefix = TablePrefix.unsafeMake("memapp")
 

@@ -12,7 +12,10 @@ import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/wor
 import { describe, expect, it, layer } from "@effect/vitest"
 import { ConfigProvider, Context, Duration, Effect, Exit, Layer, Redacted, Schedule, Schema, Scope } from "effect"
 import { createServer, type Server, Socket } from "node:net"
-import { ClusterRunner, Database, Readiness, ShardLockStorage, TablePrefix, WorkflowRuntime } from "../src/index.js"
+import { Database, TablePrefix, WorkflowRuntime } from "../src/index.js"
+import * as ClusterRunner from "../src/internal/ClusterRunner.js"
+import * as Readiness from "../src/internal/Readiness.js"
+import * as ShardLockStorage from "../src/internal/ShardLockStorage.js"
 import { TestDatabase } from "../src/testing/index.js"
 
 const prefix = TablePrefix.unsafeMake("replicas")

@@ -6,7 +6,8 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer, Schema } from "effect"
-import { Migrations, RuntimeTables, TablePrefix, TransactionalActivity } from "../src/index.js"
+import { Migrations, TablePrefix, TransactionalActivity } from "../src/index.js"
+import * as RuntimeTables from "../src/internal/RuntimeTables.js"
 import { TestDatabase } from "../src/testing/index.js"
 
 const prefix = TablePrefix.unsafeMake("txn")

@@ -6,22 +6,25 @@
  */
 import { SampleDocuments } from "@duraflow/knowledge"
 import { SampleOntology } from "@duraflow/ontology"
+import { RunsApi } from "@duraflow/runtime-core"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Schema } from "effect"
-import {
-  type Client,
+import { 
+  awaitRun,
+  executionId,
   expectJson,
-  type HttpResult,
   isDomainTable,
-  MalformedPayload,
+  ONTOLOGY_ID,
+  publishSample,
+  raw,
+  type RawResponse,
   rowCounts,
+  type RunningApp,
   startBoth,
-  TaggedError,
   withApps
-} from "./helpers.js"
+ } from "../src/Apps.js"
 
-const ONTOLOGY_ID = "news"
 const EX = "http://example.org/bad#"
 
 // n3 stops at line 3: a triple with no object before the terminating dot
@@ -45,7 +48,8 @@ ex:owns a owl:ObjectProperty ;
 
 const sample = SampleDocuments.documents[0]!
 
-const paths = (body: MalformedPayload) => body.issues.map((i) => i.path.join("."))
+const TaggedError = Schema.Struct({ _tag: Schema.String, message: Schema.String })
+const paths = (body: RunsApi.MalformedPayload) => body.issues.map((i) => i.path.join("."))
 
 describe("bad input", () => {
   layer(TestDatabase.layer("e2e_bad_input"), { timeout: 180_000, excludeTestServices: true })((it) => {
@@ -56,12 +60,8 @@ describe("bad input", () => {
           const { knowledge, ontology } = yield* startBoth(apps, db.url)
 
           // a baseline: the sample ontology as version 1 of "news"
-          const publishId = yield* ontology.client.start("PublishOntology", {
-            ontologyId: ONTOLOGY_ID,
-            turtle: SampleOntology.turtle
-          })
-          expect((yield* ontology.client.awaitRun("PublishOntology", publishId)).status).toBe("succeeded")
-          const baseline = yield* ontology.client.ontology(ONTOLOGY_ID)
+          expect((yield* publishSample(ontology)).status).toBe("succeeded")
+          const baseline = yield* ontology.client.ontologies.get({ path: { ontologyId: ONTOLOGY_ID } })
           expect(baseline.version).toBe(1)
 
           /** Runs `effect` and checks that no public table (runs and engine tables included) changed. */
@@ -74,16 +74,16 @@ describe("bad input", () => {
             })
 
           const expectMalformed = (
-            app: Client,
+            app: RunningApp,
             workflow: string,
             payload: unknown,
-            check: (body: MalformedPayload) => void
+            check: (body: RunsApi.MalformedPayload) => void
           ) =>
             writesNothing(
               `${workflow} ${JSON.stringify(payload)}`,
               Effect.gen(function*() {
-                const response = yield* app.post(`/runs/${workflow}`, payload)
-                const body = yield* expectJson(MalformedPayload, response, 400, `${workflow} malformed payload`)
+                const response = yield* raw(app, "POST", `/runs/${workflow}`, payload)
+                const body = yield* expectJson(RunsApi.MalformedPayload, response, 400, `${workflow} malformed payload`)
                 expect(body.workflow).toBe(workflow)
                 expect(body.issues.length).toBeGreaterThan(0)
                 check(body)
@@ -103,22 +103,22 @@ describe("bad input", () => {
             "knowledge_entities"
           ]))
           expect(domainBefore).toMatchObject({ ontology_versions: 1, ontology_classes: baseline.classes.length })
-          const runsBefore = (yield* ontology.client.runs("limit=500")).length
+          const runsBefore = (yield* ontology.client.runs.list({ urlParams: { limit: 500 } })).length
 
-          const turtleRunId = yield* ontology.client.start("PublishOntology", {
+          const turtleRunId = yield* ontology.client.workflows.PublishOntology({ payload: {
             ontologyId: "broken",
             turtle: malformedTurtle
-          })
-          const turtleRun = yield* ontology.client.awaitRun("PublishOntology", turtleRunId)
+          } }).pipe(executionId)
+          const turtleRun = yield* awaitRun(ontology, "PublishOntology", turtleRunId)
           expect(turtleRun.status).toBe("failed")
           expect(turtleRun.error).toMatchObject({ _tag: "InvalidTurtle", line: 3 })
           expect((turtleRun.error as { message: unknown }).message).toEqual(expect.any(String))
 
-          const ontologyRunId = yield* ontology.client.start("PublishOntology", {
+          const ontologyRunId = yield* ontology.client.workflows.PublishOntology({ payload: {
             ontologyId: ONTOLOGY_ID,
             turtle: invalidOntology
-          })
-          const ontologyRun = yield* ontology.client.awaitRun("PublishOntology", ontologyRunId)
+          } }).pipe(executionId)
+          const ontologyRun = yield* awaitRun(ontology, "PublishOntology", ontologyRunId)
           expect(ontologyRun.status).toBe("failed")
           expect(ontologyRun.error).toEqual({
             _tag: "InvalidOntology",
@@ -129,43 +129,43 @@ describe("bad input", () => {
           })
 
           expect(yield* rowCounts(isDomainTable), "failed publish runs wrote domain rows").toEqual(domainBefore)
-          const runsAfter = yield* ontology.client.runs("limit=500")
+          const runsAfter = yield* ontology.client.runs.list({ urlParams: { limit: 500 } })
           expect(runsAfter.length).toBe(runsBefore + 2)
           expect(
             runsAfter.filter((r) => r.status === "failed").map((r) => r.executionId).sort()
           ).toEqual([turtleRunId, ontologyRunId].sort())
           // the ontology is unchanged, the broken one never existed
-          expect(yield* ontology.client.ontology(ONTOLOGY_ID)).toEqual(baseline)
-          const broken = yield* ontology.client.get("/ontologies/broken")
-          expect(broken.status).toBe(404)
-          expect(broken.json).toMatchObject({ _tag: "OntologyNotFound" })
+          expect(yield* ontology.client.ontologies.get({ path: { ontologyId: ONTOLOGY_ID } })).toEqual(baseline)
+          // a typed error is the API's answer for its status (OntologyNotFound: 404)
+          const broken = yield* Effect.flip(ontology.client.ontologies.get({ path: { ontologyId: "broken" } }))
+          expect(broken).toMatchObject({ _tag: "OntologyNotFound" })
 
           // ---- invalid JSON
-          for (const [app, workflow] of [[ontology.client, "PublishOntology"], [knowledge.client, "IngestDocument"]] as const) {
+          for (const [app, workflow] of [[ontology, "PublishOntology"], [knowledge, "IngestDocument"]] as const) {
             const response = yield* writesNothing(
               `${workflow} invalid JSON`,
-              app.postRaw(`/runs/${workflow}`, "{\"documentId\": \"x\", ")
+              raw(app, "POST", `/runs/${workflow}`, "{\"documentId\": \"x\", ")
             )
-            expect(response.status, `${workflow} invalid JSON: ${response.text}`).toBe(400)
+            expect(response.status, `${workflow} invalid JSON: ${response.body}`).toBe(400)
           }
 
           // ---- missing fields: the issues name them
-          yield* expectMalformed(ontology.client, "PublishOntology", { ontologyId: "x" }, (body) => {
+          yield* expectMalformed(ontology, "PublishOntology", { ontologyId: "x" }, (body) => {
             expect(body.issues).toContainEqual({ path: ["turtle"], message: "is missing" })
           })
-          yield* expectMalformed(ontology.client, "PublishOntology", {}, (body) => {
+          yield* expectMalformed(ontology, "PublishOntology", {}, (body) => {
             expect(paths(body).sort()).toEqual(["ontologyId", "turtle"])
           })
-          yield* expectMalformed(knowledge.client, "IngestDocument", { documentId: "doc-1", title: "A title" }, (body) => {
+          yield* expectMalformed(knowledge, "IngestDocument", { documentId: "doc-1", title: "A title" }, (body) => {
             expect(body.issues).toEqual([{ path: ["text"], message: "is missing" }])
           })
 
           // ---- wrong types and values
-          yield* expectMalformed(ontology.client, "PublishOntology", { ontologyId: 42, turtle: true }, (body) => {
+          yield* expectMalformed(ontology, "PublishOntology", { ontologyId: 42, turtle: true }, (body) => {
             expect(paths(body).sort()).toEqual(["ontologyId", "turtle"])
           })
           yield* expectMalformed(
-            knowledge.client,
+            knowledge,
             "IngestDocument",
             { documentId: "doc-2", title: 7, text: ["not", "a", "string"], ontologyId: ONTOLOGY_ID },
             (body) => {
@@ -173,18 +173,18 @@ describe("bad input", () => {
             }
           )
           yield* expectMalformed(
-            knowledge.client,
+            knowledge,
             "IngestDocument",
             { documentId: "../etc/passwd", title: "t", text: "Some text." },
             (body) => expect(paths(body)).toEqual(["documentId"])
           )
-          yield* expectMalformed(knowledge.client, "IngestDocument", [sample], (body) => {
+          yield* expectMalformed(knowledge, "IngestDocument", [sample], (body) => {
             expect(body.issues.length).toBeGreaterThan(0)
           })
 
           // ---- extra unknown fields
           yield* expectMalformed(
-            ontology.client,
+            ontology,
             "PublishOntology",
             { ontologyId: "x", turtle: SampleOntology.turtle, version: 2 },
             (body) => {
@@ -192,55 +192,58 @@ describe("bad input", () => {
               expect(body.issues[0]!.message).toMatch(/unexpected/)
             }
           )
-          yield* expectMalformed(knowledge.client, "IngestDocument", { ...sample, priority: "high" }, (body) => {
+          yield* expectMalformed(knowledge, "IngestDocument", { ...sample, priority: "high" }, (body) => {
             expect(paths(body)).toEqual(["priority"])
             expect(body.issues[0]!.message).toMatch(/unexpected/)
           })
 
           // ---- unknown workflow
-          for (const app of [ontology.client, knowledge.client]) {
-            const started = yield* writesNothing("unknown workflow", app.post("/runs/DeleteEverything", sample))
+          for (const app of [ontology, knowledge]) {
+            const started = yield* writesNothing("unknown workflow", raw(app, "POST", "/runs/DeleteEverything", sample))
             const body = yield* expectJson(TaggedError, started, 404, "unknown workflow")
             expect(body._tag).toBe("UnknownWorkflow")
-            const read = yield* app.get("/runs/DeleteEverything/abc")
+            const read = yield* raw(app, "GET", "/runs/DeleteEverything/abc")
             expect(read.status).toBe(404)
-            expect(read.json).toMatchObject({ _tag: "UnknownWorkflow" })
+            expect(JSON.parse(read.body)).toMatchObject({ _tag: "UnknownWorkflow" })
           }
           // a workflow of the other app is unknown here
           const crossed = yield* writesNothing(
             "other app's workflow",
-            knowledge.client.post("/runs/PublishOntology", { ontologyId: "x", turtle: SampleOntology.turtle })
+            raw(knowledge, "POST", "/runs/PublishOntology", { ontologyId: "x", turtle: SampleOntology.turtle })
           )
           expect(crossed.status).toBe(404)
-          expect(crossed.json).toMatchObject({ _tag: "UnknownWorkflow" })
+          expect(JSON.parse(crossed.body)).toMatchObject({ _tag: "UnknownWorkflow" })
 
           // ---- unknown document, ontology and run
-          const missing = yield* writesNothing("unknown document", knowledge.client.get("/documents/no-such-document"))
-          expect((yield* expectJson(TaggedError, missing, 404, "unknown document"))._tag).toBe("DocumentNotFound")
-          const missingOntology = yield* ontology.client.get("/ontologies/no-such-ontology")
-          expect((yield* expectJson(TaggedError, missingOntology, 404, "unknown ontology"))._tag).toBe("OntologyNotFound")
-          const missingRun = yield* knowledge.client.get("/runs/IngestDocument/no-such-run")
-          expect((yield* expectJson(TaggedError, missingRun, 404, "unknown run"))._tag).toBe("RunNotFound")
+          const missing = yield* writesNothing(
+            "unknown document",
+            Effect.flip(knowledge.client.knowledge.document({ path: { documentId: "no-such-document" } }))
+          )
+          expect(missing._tag).toBe("DocumentNotFound")
+          const missingOntology = yield* Effect.flip(ontology.client.ontologies.get({ path: { ontologyId: "no-such-ontology" } }))
+          expect(missingOntology._tag).toBe("OntologyNotFound")
+          const missingRun = yield* Effect.flip(knowledge.client.workflows["IngestDocument.status"]({ path: { executionId: "no-such-run" } }))
+          expect(missingRun._tag).toBe("RunNotFound")
 
           // ---- limit out of range
-          const limitErrors: Array<[string, HttpResult]> = []
-          for (const app of [ontology.client, knowledge.client]) {
-            limitErrors.push([`${app.baseUrl}/runs?limit=0`, yield* writesNothing("limit=0", app.get("/runs?limit=0"))])
-            limitErrors.push([`${app.baseUrl}/runs?limit=501`, yield* app.get("/runs?limit=501")])
+          // (the typed clients refuse to send these: raw requests)
+          const limitErrors: Array<[string, RawResponse]> = []
+          for (const app of [ontology, knowledge]) {
+            limitErrors.push([`${app.baseUrl}/runs?limit=0`, yield* writesNothing("limit=0", raw(app, "GET", "/runs?limit=0"))])
+            limitErrors.push([`${app.baseUrl}/runs?limit=501`, yield* raw(app, "GET", "/runs?limit=501")])
           }
-          limitErrors.push([`/entities?limit=0`, yield* knowledge.client.get("/entities?limit=0")])
+          limitErrors.push([`/entities?limit=0`, yield* raw(knowledge, "GET", "/entities?limit=0")])
           for (const [url, response] of limitErrors) {
-            expect(response.status, `${url}: ${response.text}`).toBe(400)
-            const issues = Schema.decodeUnknownSync(Schema.Struct({ issues: Schema.Array(Schema.Struct({ path: Schema.Array(Schema.Unknown) })) }))(
-              response.json
-            ).issues
+            expect(response.status, `${url}: ${response.body}`).toBe(400)
+            const Issues = Schema.Struct({ issues: Schema.Array(Schema.Struct({ path: Schema.Array(Schema.Unknown) })) })
+            const issues = Schema.decodeUnknownSync(Schema.parseJson(Issues))(response.body).issues
             expect(issues.some((i) => i.path.join(".") === "limit"), url).toBe(true)
           }
 
           // nothing above reached the domain tables; the ledgers hold only the three publish runs
           expect(yield* rowCounts(isDomainTable)).toEqual(domainBefore)
-          expect((yield* ontology.client.runs("limit=500")).length).toBe(3)
-          expect(yield* knowledge.client.runs("limit=500")).toEqual([])
+          expect((yield* ontology.client.runs.list({ urlParams: { limit: 500 } })).length).toBe(3)
+          expect(yield* knowledge.client.runs.list({ urlParams: { limit: 500 } })).toEqual([])
         })
       ), 180_000)
   })

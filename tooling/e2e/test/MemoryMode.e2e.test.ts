@@ -2,17 +2,12 @@
  * Both apps with the in-memory workflow engine on a fresh database: the same
  * flows work, and no engine (cluster) tables are created.
  */
-import { SampleDocuments } from "@duraflow/knowledge"
-import { SampleOntology } from "@duraflow/ontology"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { startBoth, tableNames, withApps } from "./helpers.js"
+import { awaitRuns, classOfKind, executionId, publishSample, sampleDocuments, startBoth, tableNames, withApps } from "../src/Apps.js"
 
-const ONTOLOGY_ID = "news"
-const ns = SampleOntology.namespace
-const classOfKind = { person: `${ns}Person`, organization: `${ns}Organization`, place: `${ns}Place` } as const
-const documents = SampleDocuments.documents.slice(0, 3).map((d) => ({ ...d, ontologyId: ONTOLOGY_ID }))
+const documents = sampleDocuments(3)
 
 describe("memory mode", () => {
   layer(TestDatabase.layer("e2e_memory"), { timeout: 180_000, excludeTestServices: true })((it) => {
@@ -22,24 +17,20 @@ describe("memory mode", () => {
           const db = yield* TestDatabase.TestDatabase
           const { knowledge, ontology } = yield* startBoth(apps, db.url, { mode: "memory" })
 
-          expect(yield* ontology.client.health).toMatchObject({ status: "ok", mode: "memory", prefix: "ontology" })
-          expect(yield* knowledge.client.health).toMatchObject({ status: "ok", mode: "memory", prefix: "knowledge" })
+          expect(yield* ontology.client.health.health()).toMatchObject({ status: "ok", mode: "memory", prefix: "ontology" })
+          expect(yield* knowledge.client.health.health()).toMatchObject({ status: "ok", mode: "memory", prefix: "knowledge" })
 
-          const publishId = yield* ontology.client.start("PublishOntology", {
-            ontologyId: ONTOLOGY_ID,
-            turtle: SampleOntology.turtle
-          })
-          const published = yield* ontology.client.awaitRun("PublishOntology", publishId)
+          const published = yield* publishSample(ontology)
           expect(published.status, JSON.stringify(published.error)).toBe("succeeded")
 
-          const ids = yield* Effect.forEach(documents, (d) => knowledge.client.start("IngestDocument", d), {
+          const ids = yield* Effect.forEach(documents, (d) => knowledge.client.workflows.IngestDocument({ payload: d }).pipe(executionId), {
             concurrency: "unbounded"
           })
-          const finished = yield* knowledge.client.awaitRuns(ids)
+          const finished = yield* awaitRuns(knowledge, ids)
           const notSucceeded = finished.filter((r) => r.status !== "succeeded")
           expect(notSucceeded, JSON.stringify(notSucceeded, null, 2)).toEqual([])
           for (const d of documents) {
-            const doc = yield* knowledge.client.document(d.documentId)
+            const doc = yield* knowledge.client.knowledge.document({ path: { documentId: d.documentId } })
             expect(doc.entities.length).toBeGreaterThan(0)
             for (const e of doc.entities) expect(e.classIri).toBe(classOfKind[e.kind])
           }

@@ -4,18 +4,13 @@
  * and once the ontology app is back on the same port they finish with typed
  * entities.
  */
-import { SampleDocuments } from "@duraflow/knowledge"
-import { SampleOntology } from "@duraflow/ontology"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { startBoth, withApps } from "./helpers.js"
+import { awaitRuns, classOfKind, executionId, ONTOLOGY_ID, publishSample, sampleDocuments, startBoth, withApps } from "../src/Apps.js"
 
-const ONTOLOGY_ID = "news"
-const ns = SampleOntology.namespace
-const classOfKind = { person: `${ns}Person`, organization: `${ns}Organization`, place: `${ns}Place` } as const
-const documents = SampleDocuments.documents.slice(0, 3).map((d) => ({ ...d, ontologyId: ONTOLOGY_ID }))
+const documents = sampleDocuments(3)
 
 describe("ontology app outage", () => {
   layer(TestDatabase.layer("e2e_outage"), { timeout: 180_000, excludeTestServices: true })((it) => {
@@ -26,19 +21,16 @@ describe("ontology app outage", () => {
           const sql = yield* SqlClient.SqlClient
           const { knowledge, ontology } = yield* startBoth(apps, db.url)
 
-          const publishId = yield* ontology.client.start("PublishOntology", {
-            ontologyId: ONTOLOGY_ID,
-            turtle: SampleOntology.turtle
-          })
-          const published = yield* ontology.client.awaitRun("PublishOntology", publishId)
+          const published = yield* publishSample(ontology)
+          const publishId = published.executionId
           expect(published.status, JSON.stringify(published.error)).toBe("succeeded")
 
           // the ontology app dies
           yield* ontology.process.kill("SIGKILL")
-          const unreachable = yield* Effect.either(ontology.client.get("/health"))
+          const unreachable = yield* Effect.either(ontology.client.health.health())
           expect(unreachable._tag).toBe("Left")
 
-          const ids = yield* Effect.forEach(documents, (d) => knowledge.client.start("IngestDocument", d), {
+          const ids = yield* Effect.forEach(documents, (d) => knowledge.client.workflows.IngestDocument({ payload: d }).pipe(executionId), {
             concurrency: "unbounded"
           })
           expect(new Set(ids).size).toBe(3)
@@ -46,7 +38,7 @@ describe("ontology app outage", () => {
           // while it is down: the runs are still running, nothing is stored
           yield* Effect.sleep("2 seconds")
           for (const id of ids) {
-            const run = yield* knowledge.client.run("IngestDocument", id)
+            const run = yield* knowledge.client.workflows["IngestDocument.status"]({ path: { executionId: id } })
             expect(run.status, JSON.stringify(run)).toBe("running")
           }
           const stored = yield* sql<{ id: string }>`
@@ -59,22 +51,22 @@ describe("ontology app outage", () => {
           const restarted = yield* apps.start("ontology", { databaseUrl: db.url, port: ontology.port })
           expect(restarted.baseUrl).toBe(ontology.baseUrl)
 
-          const finished = yield* knowledge.client.awaitRuns(ids, "120 seconds")
+          const finished = yield* awaitRuns(knowledge, ids, "120 seconds")
           const notSucceeded = finished.filter((r) => r.status !== "succeeded")
           expect(notSucceeded, JSON.stringify(notSucceeded, null, 2)).toEqual([])
           for (const d of documents) {
-            const doc = yield* knowledge.client.document(d.documentId)
+            const doc = yield* knowledge.client.knowledge.document({ path: { documentId: d.documentId } })
             expect(doc.ontologyId).toBe(ONTOLOGY_ID)
             expect(doc.entities.length).toBeGreaterThan(0)
             for (const e of doc.entities) {
               expect(e.classIri, `${d.documentId}: ${e.name} (${e.kind})`).toBe(classOfKind[e.kind])
             }
           }
-          const typed = yield* knowledge.client.entities("type=Person&limit=500")
+          const typed = yield* knowledge.client.knowledge.entities({ urlParams: { type: "Person", limit: 500 } })
           expect(typed.length).toBeGreaterThan(0)
 
           // the restarted ontology app still has its one publish run
-          const ontologyRuns = yield* restarted.client.runs("limit=500")
+          const ontologyRuns = yield* restarted.client.runs.list({ urlParams: { limit: 500 } })
           expect(ontologyRuns.map((r) => [r.executionId, r.status])).toEqual([[publishId, "succeeded"]])
         })
       ), 180_000)

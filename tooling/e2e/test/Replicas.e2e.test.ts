@@ -9,81 +9,45 @@
  */
 import { SampleDocuments } from "@duraflow/knowledge"
 import { SampleOntology } from "@duraflow/ontology"
-import { Database, TablePrefix } from "@duraflow/runtime-core"
-import { TestDatabase } from "@duraflow/runtime-core/testing"
+import { TablePrefix } from "@duraflow/runtime-core"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Redacted, Ref, Schema } from "effect"
-import { type AppSet, E2EError, freePort, poll, request, type RunningApp, withApps } from "./helpers.js"
+import { Effect, Ref } from "effect"
+import {
+  allReady,
+  allSucceeded,
+  E2EError,
+  executionId,
+  onFreshDatabase,
+  poll,
+  readiness,
+  type RunningApp,
+  startReplicas,
+  withApps
+} from "../src/Apps.js"
 
 const turtle = (i: number) =>
   `@prefix owl: <http://www.w3.org/2002/07/owl#> . <urn:r:C${i}> a owl:Class .`
 
-const Ready = Schema.Struct({
-  ready: Schema.Boolean,
-  runner: Schema.Struct({ address: Schema.optional(Schema.String), runners: Schema.Number, shards: Schema.Number })
-})
-
-/** `/ready` of one replica (503 bodies carry the same readiness under `readiness`). */
-const readiness = (app: RunningApp) =>
-  Effect.map(request("GET", `${app.baseUrl}/ready`), (r) => {
-    const body = (r.status === 200 ? r.json : (r.json as { readiness?: unknown } | undefined)?.readiness) ?? {}
-    return { status: r.status, ...Schema.decodeUnknownSync(Schema.partial(Ready))(body) }
-  })
-
-const startReplicas = (apps: AppSet, name: "ontology" | "knowledge", count: number, databaseUrl: string, ontologyUrl?: string) =>
-  Effect.forEach(Array.from({ length: count }), () =>
-    Effect.flatMap(freePort, (port) =>
-      apps.start(name, { databaseUrl, port, mode: "durable", ...(ontologyUrl ? { ontologyUrl } : {}) })), {
-    concurrency: count
-  })
-
-/** Waits until every replica is ready and sees all `replicas.length` runners, holding all 300 shards between them. */
-const allReady = (replicas: ReadonlyArray<RunningApp>) =>
-  poll(
-    `${replicas.length} replicas to be ready and share the shards`,
-    Effect.forEach(replicas, readiness),
-    (rs) =>
-      rs.every((r) => r.status === 200 && r.runner?.runners === replicas.length && r.runner.shards > 0) &&
-      rs.reduce((n, r) => n + (r.runner?.shards ?? 0), 0) === 300,
-    { timeout: "90 seconds", interval: "200 millis" }
-  )
-
 /** Starts a run, with a deadline: a start that does not answer is a failure, not a hang. */
-const timedStart = (app: RunningApp, workflow: string, payload: unknown) =>
+const timedStart = <E>(app: RunningApp, start: Effect.Effect<{ readonly executionId: string }, E>) =>
   Effect.gen(function*() {
     const t0 = performance.now()
-    const r = yield* request("POST", `${app.baseUrl}/runs/${workflow}`, { body: payload }).pipe(
+    const id = yield* start.pipe(
+      executionId,
+      Effect.mapError((e) => new E2EError({ message: `start on ${app.label}: ${String(e)}` })),
       Effect.timeoutFail({
         duration: "15 seconds",
         onTimeout: () => new E2EError({ message: `start on ${app.label} did not answer within 15 s` })
       })
     )
-    if (r.status !== 202) return yield* new E2EError({ message: `start on ${app.label}: ${r.status} ${r.text}` })
-    return { executionId: (r.json as { executionId: string }).executionId, ms: performance.now() - t0 }
+    return { executionId: id, ms: performance.now() - t0 }
   })
 
-const statusCounts = (prefix: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM ${sql(`${prefix}_runs`)} GROUP BY 1`).pipe(
-      Effect.map((rows) => Object.fromEntries(rows.map((r) => [r.status, r.n])))
-    )
-
-const allSucceeded = (prefix: string, n: number) =>
-  poll(`${n} ${prefix} runs to succeed`, statusCounts(prefix), (c) => (c.succeeded ?? 0) >= n || (c.failed ?? 0) > 0, {
-    timeout: "180 seconds",
-    interval: "500 millis"
-  })
+const publish = (app: RunningApp<"ontology">, payload: { readonly ontologyId: string; readonly turtle: string }) =>
+  timedStart(app, app.client.workflows.PublishOntology({ payload }))
 
 const p = (xs: ReadonlyArray<number>, q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]
-
-/** Each scenario on a database of its own (dropped after), with a client for it. */
-const onFreshDatabase = <A, E, R>(suite: string, body: (url: string) => Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const db = yield* TestDatabase.make(suite)
-    const client = yield* Layer.build(Database.layer({ url: Redacted.make(db.url), applicationName: "e2e-replicas" }))
-    return yield* body(db.url).pipe(Effect.provide(client))
-  })
 
 describe("replicas", () => {
   {
@@ -92,12 +56,16 @@ describe("replicas", () => {
         Effect.gen(function*() {
           const db = { url }
           const sql = yield* SqlClient.SqlClient
-          const ontology = yield* startReplicas(apps, "ontology", 3, db.url)
-          const knowledge = yield* startReplicas(apps, "knowledge", 2, db.url, ontology[0]!.baseUrl)
+          const ontology = yield* startReplicas(apps, "ontology", 3, { databaseUrl: db.url, mode: "durable" })
+          const knowledge = yield* startReplicas(apps, "knowledge", 2, {
+            databaseUrl: db.url,
+            mode: "durable",
+            ontologyUrl: ontology[0]!.baseUrl
+          })
           yield* Effect.all([allReady(ontology), allReady(knowledge)], { concurrency: 2 })
 
           // the sample ontology first (knowledge types its entities with it), through replica 2
-          yield* timedStart(ontology[1]!, "PublishOntology", { ontologyId: "news", turtle: SampleOntology.turtle })
+          yield* publish(ontology[1]!, { ontologyId: "news", turtle: SampleOntology.turtle })
           yield* allSucceeded("ontology", 1)
 
           // 240 publishes over the 3 ontology replicas, 60 ingests over the 2 knowledge replicas, at once
@@ -109,8 +77,11 @@ describe("replicas", () => {
             ontologyId: "news"
           }))
           const starts = yield* Effect.all([
-            Effect.forEach(publishes, (b, i) => timedStart(ontology[i % 3]!, "PublishOntology", b), { concurrency: 30 }),
-            Effect.forEach(ingests, (b, i) => timedStart(knowledge[i % 2]!, "IngestDocument", b), { concurrency: 10 })
+            Effect.forEach(publishes, (b, i) => publish(ontology[i % 3]!, b), { concurrency: 30 }),
+            Effect.forEach(ingests, (b, i) => {
+              const app = knowledge[i % 2]!
+              return timedStart(app, app.client.workflows.IngestDocument({ payload: b }))
+            }, { concurrency: 10 })
           ], { concurrency: 2 })
           const ms = starts.flat().map((s) => s.ms)
           console.log(`replicas: 300 starts answered, p50 ${p(ms, 0.5)?.toFixed(0)} ms, max ${Math.max(...ms).toFixed(0)} ms`)
@@ -148,15 +119,15 @@ describe("replicas", () => {
       onFreshDatabase("e2e_replicas_kill", (url) => withApps((apps) =>
         Effect.gen(function*() {
           const db = { url }
-          const replicas = yield* startReplicas(apps, "ontology", 3, db.url)
+          const replicas = yield* startReplicas(apps, "ontology", 3, { databaseUrl: db.url, mode: "durable" })
           yield* allReady(replicas)
           const states = yield* Effect.forEach(replicas, readiness)
-          const victim = states.reduce((best, s, i) => (s.runner?.shards ?? 0) > (states[best]!.runner?.shards ?? 0) ? i : best, 0)
+          const victim = states.reduce((best, s, i) => (s?.runner?.shards ?? 0) > (states[best]?.runner?.shards ?? 0) ? i : best, 0)
           const live = replicas.filter((_, i) => i !== victim)
 
           const first = yield* Effect.forEach(
             Array.from({ length: 150 }, (_, i) => i),
-            (i) => timedStart(replicas[i % 3]!, "PublishOntology", { ontologyId: `k-${i}`, turtle: turtle(i) }),
+            (i) => publish(replicas[i % 3]!, { ontologyId: `k-${i}`, turtle: turtle(i) }),
             { concurrency: 30 }
           )
           const killedAt = Date.now()
@@ -164,18 +135,18 @@ describe("replicas", () => {
           // the live replicas keep taking starts while they take over
           const second = yield* Effect.forEach(
             Array.from({ length: 150 }, (_, i) => 150 + i),
-            (i) => timedStart(live[i % 2]!, "PublishOntology", { ontologyId: `k-${i}`, turtle: turtle(i) }),
+            (i) => publish(live[i % 2]!, { ontologyId: `k-${i}`, turtle: turtle(i) }),
             { concurrency: 30 }
           )
           yield* poll("the live replicas to hold every shard", Effect.forEach(live, readiness), (rs) =>
-            rs.reduce((n, r) => n + (r.runner?.shards ?? 0), 0) === 300 && rs.every((r) => r.runner?.runners === 2), {
+            rs.reduce((n, r) => n + (r?.runner?.shards ?? 0), 0) === 300 && rs.every((r) => r?.runner?.runners === 2), {
             timeout: "60 seconds",
             interval: "100 millis"
           })
           const takeover = Date.now() - killedAt
           expect(yield* allSucceeded("ontology", 300)).toEqual({ succeeded: 300 })
           console.log(
-            `replicas: SIGKILL of the holder of ${states[victim]!.runner?.shards} shards: ` +
+            `replicas: SIGKILL of the holder of ${states[victim]?.runner?.shards} shards: ` +
               `shards taken over after ${takeover} ms, all 300 runs succeeded ${Date.now() - killedAt} ms after the kill`
           )
           expect(first.length + second.length).toBe(300)
@@ -185,11 +156,11 @@ describe("replicas", () => {
       onFreshDatabase("e2e_replicas_rolling", (url) => withApps((apps) =>
         Effect.gen(function*() {
           const db = { url }
-          const [a, b] = yield* startReplicas(apps, "ontology", 2, db.url)
+          const [a, b] = yield* startReplicas(apps, "ontology", 2, { databaseUrl: db.url, mode: "durable" })
           yield* allReady([a!, b!])
 
           // a client that keeps starting runs round-robin over the replicas in `rotation`
-          const rotation = yield* Ref.make<ReadonlyArray<RunningApp>>([a!, b!])
+          const rotation = yield* Ref.make<ReadonlyArray<RunningApp<"ontology">>>([a!, b!])
           const results = yield* Ref.make<Array<{ ok: boolean; error?: string }>>([])
           const stop = yield* Ref.make(false)
           const client = (tag: string) => Effect.gen(function*() {
@@ -197,10 +168,7 @@ describe("replicas", () => {
             while (!(yield* Ref.get(stop))) {
               const targets = yield* Ref.get(rotation)
               const id = `${tag}-${i}`
-              const outcome = yield* timedStart(targets[i % targets.length]!, "PublishOntology", {
-                ontologyId: id,
-                turtle: turtle(i)
-              }).pipe(
+              const outcome = yield* publish(targets[i % targets.length]!, { ontologyId: id, turtle: turtle(i) }).pipe(
                 Effect.as({ ok: true }),
                 Effect.catchAll((e) => Effect.succeed({ ok: false, error: e.message }))
               )
@@ -214,7 +182,7 @@ describe("replicas", () => {
           }))
 
           yield* Effect.sleep("1 second")
-          const [c] = yield* startReplicas(apps, "ontology", 1, db.url)
+          const [c] = yield* startReplicas(apps, "ontology", 1, { databaseUrl: db.url, mode: "durable" })
           yield* allReady([a!, b!, c!])
           // the load balancer stops sending to `a` (its /ready would fail from now on), then `a` gets SIGTERM
           yield* Ref.set(rotation, [b!, c!])

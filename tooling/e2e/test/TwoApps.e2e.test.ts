@@ -9,11 +9,8 @@ import { SampleOntology } from "@duraflow/ontology"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { rowCounts, startBoth, tableNames, withApps } from "./helpers.js"
+import { awaitRuns, classOfKind, executionId, ONTOLOGY_ID, publishSample, rowCounts, startBoth, tableNames, withApps } from "../src/Apps.js"
 
-const ONTOLOGY_ID = "news"
-const ns = SampleOntology.namespace
-const classOfKind = { person: `${ns}Person`, organization: `${ns}Organization`, place: `${ns}Place` } as const
 
 const samples = SampleDocuments.documents
 const documents = [
@@ -35,33 +32,30 @@ describe("two apps on one database", () => {
           const { knowledge, ontology } = yield* startBoth(apps, db.url)
 
           // publish the sample ontology and wait for it
-          const publishId = yield* ontology.client.start("PublishOntology", {
-            ontologyId: ONTOLOGY_ID,
-            turtle: SampleOntology.turtle
-          })
-          const published = yield* ontology.client.awaitRun("PublishOntology", publishId)
+          const published = yield* publishSample(ontology)
+          const publishId = published.executionId
           expect(published.status, JSON.stringify(published.error)).toBe("succeeded")
           expect(published.result).toMatchObject({ ontologyId: ONTOLOGY_ID, version: 1, created: true })
 
           // ingest 20 documents at once
-          const ids = yield* Effect.forEach(documents, (d) => knowledge.client.start("IngestDocument", d), {
+          const ids = yield* Effect.forEach(documents, (d) => knowledge.client.workflows.IngestDocument({ payload: d }).pipe(executionId), {
             concurrency: "unbounded"
           })
           expect(new Set(ids).size).toBe(20)
-          const finished = yield* knowledge.client.awaitRuns(ids)
+          const finished = yield* awaitRuns(knowledge, ids)
           const notSucceeded = finished.filter((r) => r.status !== "succeeded")
           expect(notSucceeded, JSON.stringify(notSucceeded, null, 2)).toEqual([])
 
           // every run, read back by id, succeeded with a created result for its document
           for (const [i, d] of documents.entries()) {
-            const run = yield* knowledge.client.run("IngestDocument", ids[i]!)
+            const run = yield* knowledge.client.workflows["IngestDocument.status"]({ path: { executionId: ids[i]! } })
             expect(run.status).toBe("succeeded")
             expect(run.result).toMatchObject({ documentId: d.documentId, created: true })
           }
 
           // every document is stored, with entities typed by the sample ontology's nerKind classes
           for (const d of documents) {
-            const doc = yield* knowledge.client.document(d.documentId)
+            const doc = yield* knowledge.client.knowledge.document({ path: { documentId: d.documentId } })
             expect(doc).toMatchObject({ documentId: d.documentId, title: d.title, ontologyId: ONTOLOGY_ID, status: "indexed" })
             expect(doc.chunkCount).toBeGreaterThan(0)
             expect(doc.entities.length).toBeGreaterThan(0)
@@ -71,11 +65,11 @@ describe("two apps on one database", () => {
           }
 
           // across documents: every class IRI is in the sample namespace; all three classes appear
-          const all = yield* knowledge.client.entities("limit=500")
+          const all = yield* knowledge.client.knowledge.entities({ urlParams: { limit: 500 } })
           expect(all.length).toBeGreaterThan(0)
-          for (const e of all) expect(e.classIri?.startsWith(ns), `${e.name}: ${e.classIri}`).toBe(true)
+          for (const e of all) expect(e.classIri?.startsWith(SampleOntology.namespace), `${e.name}: ${e.classIri}`).toBe(true)
           for (const [kind, type] of [["person", "Person"], ["organization", "Organization"], ["place", "Place"]] as const) {
-            const typed = yield* knowledge.client.entities(`type=${type}&limit=500`)
+            const typed = yield* knowledge.client.knowledge.entities({ urlParams: { type, limit: 500 } })
             expect(typed.length, type).toBeGreaterThan(0)
             for (const e of typed) expect(e).toMatchObject({ kind, classIri: classOfKind[kind] })
           }
@@ -86,11 +80,11 @@ describe("two apps on one database", () => {
           for (const t of tables) expect(t).toMatch(/^(knowledge|ontology)_/)
 
           // each app lists exactly its own runs
-          const knowledgeRuns = yield* knowledge.client.runs("limit=500")
+          const knowledgeRuns = yield* knowledge.client.runs.list({ urlParams: { limit: 500 } })
           expect(knowledgeRuns.length).toBe(20)
           expect(new Set(knowledgeRuns.map((r) => r.executionId))).toEqual(new Set(ids))
           for (const r of knowledgeRuns) expect(r.workflow).toBe("IngestDocument")
-          const ontologyRuns = yield* ontology.client.runs("limit=500")
+          const ontologyRuns = yield* ontology.client.runs.list({ urlParams: { limit: 500 } })
           expect(ontologyRuns.map((r) => [r.workflow, r.executionId])).toEqual([["PublishOntology", publishId]])
 
           // re-posting a document: the same execution id, nothing new written
@@ -98,14 +92,14 @@ describe("two apps on one database", () => {
           const knowledgeTable = (t: string) => t.startsWith("knowledge_") && !t.startsWith("knowledge_cluster_")
           const before = yield* rowCounts(knowledgeTable)
           expect(before["knowledge_documents"]).toBe(20)
-          const again = yield* knowledge.client.start("IngestDocument", documents[3]!)
+          const again = yield* knowledge.client.workflows.IngestDocument({ payload: documents[3]! }).pipe(executionId)
           expect(again).toBe(ids[3])
           yield* Effect.sleep("2 seconds") // time for a (wrongly) started second run to write
           expect(yield* rowCounts(knowledgeTable)).toEqual(before)
-          const rerun = yield* knowledge.client.run("IngestDocument", ids[3]!)
+          const rerun = yield* knowledge.client.workflows["IngestDocument.status"]({ path: { executionId: ids[3]! } })
           expect(rerun.status).toBe("succeeded")
           expect(rerun.result).toMatchObject({ created: true })
-          expect((yield* knowledge.client.runs("limit=500")).length).toBe(20)
+          expect((yield* knowledge.client.runs.list({ urlParams: { limit: 500 } })).length).toBe(20)
         })
       ), 180_000)
   })

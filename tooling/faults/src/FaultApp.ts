@@ -15,9 +15,9 @@
  * Prints JSON lines: {event: "ready" | "started" | "signal"}.
  */
 import { Activity, DurableClock, DurableDeferred, Workflow } from "@effect/workflow"
-import { Database, Migrations, TablePrefix, TransactionalActivity, WorkflowLayer, AppRuntime } from "@duraflow/runtime-core"
+import { Database, Migrations, Retry, TablePrefix, TransactionalActivity, WorkflowLayer, AppRuntime } from "@duraflow/runtime-core"
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Layer, Schedule, Schema } from "effect"
+import { Duration, Effect, Layer, Schema } from "effect"
 import { NodeRuntime } from "@effect/platform-node"
 
 const env = (key: string, fallback?: string) => {
@@ -44,7 +44,7 @@ const insertEffect = (id: string, step: string) =>
 
 // transient database errors are retried: a Postgres restart must not fail runs
 const retrying = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  effect.pipe(Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.upTo("60 seconds"))), Effect.orDie)
+  effect.pipe(Effect.retry(Retry.backoff({ first: "100 millis", total: "60 seconds" })), Effect.orDie)
 
 export const migrations: ReadonlyArray<Migrations.Migration> = [{
   id: 1,

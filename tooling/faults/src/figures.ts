@@ -17,6 +17,7 @@
  * Postgres: TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres);
  * every scenario uses a fresh database that is dropped afterwards.
  */
+import { AppSet, freePort } from "@duraflow/e2e"
 import { TablePrefix, WorkflowRuntime, Database } from "@duraflow/runtime-core"
 import { TestDatabase, TestProcess } from "@duraflow/runtime-core/testing"
 import { NodeRuntime } from "@effect/platform-node"
@@ -24,13 +25,11 @@ import { SqlClient } from "@effect/sql"
 import { WorkflowEngine } from "@effect/workflow"
 import { Console, Duration, Effect, Exit, Layer, Option, Redacted, Schedule } from "effect"
 import { readFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import { Approval, Await } from "./FaultApp.js"
 import * as ReplicaFigures from "./ReplicaFigures.js"
 
 const faultApp = fileURLToPath(new URL("./FaultApp.ts", import.meta.url))
-const appEntry = (name: string) => fileURLToPath(new URL(`../../../apps/${name}-server/src/main.ts`, import.meta.url))
 
 const fresh = (name: string) =>
   Effect.gen(function*() {
@@ -150,22 +149,10 @@ const latencies = Effect.scoped(Effect.gen(function*() {
   return { sleeps: sleeps.map((r) => r.ms), signals }
 }))
 
-const freePort = Effect.async<number>((resume) => {
-  const server = createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const { port } = server.address() as { port: number }
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
 const idleCommits = (app: "ontology" | "knowledge", seconds: number) =>
   Effect.scoped(Effect.gen(function*() {
     const db = yield* fresh(`idle_${app}`)
-    const port = yield* freePort
-    const proc = yield* TestProcess.spawnTs(appEntry(app), {
-      env: { DATABASE_URL: db.url, PORT: String(port), ONTOLOGY_URL: "http://127.0.0.1:9" }
-    })
-    yield* proc.waitFor((l) => l.includes("Listening on"), "60 seconds")
+    const { process: proc } = yield* new AppSet().start(app, { databaseUrl: db.url, port: yield* freePort, ontologyUrl: "http://127.0.0.1:9" })
     yield* Effect.sleep("10 seconds") // startup work (migrations, shard acquisition, first refreshes) is not idle
     const commits = db.sql(Effect.flatMap(SqlClient.SqlClient, (sql) =>
       sql<{ n: number }>`SELECT xact_commit::float8 AS n FROM pg_stat_database WHERE datname = current_database()`))

@@ -1,3 +1,4 @@
+import { statusCounts } from "@duraflow/e2e"
 import { SqlClient } from "@effect/sql"
 import { TestProcess } from "@duraflow/runtime-core/testing"
 import { Duration, Effect, Schedule } from "effect"
@@ -19,11 +20,7 @@ export const effects = (prefix: string) =>
                AS duplicated
       FROM ${sql(`${prefix}_effects`)}`).pipe(Effect.map((rows) => rows[0]))
 
-export const succeededRuns = (prefix: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${prefix}_runs`)} WHERE status = 'succeeded'`).pipe(
-      Effect.map((rows) => rows[0].n)
-    )
+export const succeededRuns = (prefix: string) => Effect.map(statusCounts(prefix), (counts) => counts.succeeded ?? 0)
 
 /** Polls until `check` holds (database errors count as "not yet"). */
 export const eventually = <A, E, R>(

@@ -11,17 +11,19 @@
  *    its JSON report and its full output written to `.data/matrix/`;
  * 3. the server stopped and the directory deleted, whatever happened.
  *
- * Counts are vitest's (passed, failed, skipped = pending + todo); a test file
- * that failed without a failed test (it did not load, or a hook failed) counts
- * as one failed test, as in the workspace test command. A cell whose server did
- * not start or whose vitest wrote no report counts as one failure.
+ * Counts are `Vitest.run`'s, as in the workspace test command (a broken file, an
+ * unhandled error, a missing report: one failure each); a cell whose server did not
+ * start is one failure too. For a failed cell the table shows why vitest failed:
+ * the failed tests and unhandled errors from its output.
  */
 import { EmbeddedPostgres } from "@duraflow/embedded-postgres"
-import { Duration, Effect, Option } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
-import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import type { CommandExecutor } from "@effect/platform/CommandExecutor"
+import { HelpDoc, Options, ValidationError } from "@effect/cli"
+import { Duration, Effect } from "effect"
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as Vitest from "./Vitest.js"
 
 export type Major = EmbeddedPostgres.Major
 export const majors: ReadonlyArray<Major> = EmbeddedPostgres.majors
@@ -36,36 +38,22 @@ export const integrationProjects: ReadonlyArray<string> = [
   "@duraflow/e2e"
 ]
 
-/** The nearest folder above this file with a pnpm-workspace.yaml. */
-export const workspaceRoot: string = (() => {
-  let dir = import.meta.dirname
-  while (!existsSync(path.join(dir, "pnpm-workspace.yaml"))) {
-    const parent = path.dirname(dir)
-    if (parent === dir) return process.cwd()
-    dir = parent
-  }
-  return dir
-})()
+export const workspaceRoot = Vitest.workspaceRoot
+export type Counts = Vitest.Counts
+export type VitestReport = Vitest.VitestReport
+export const summarizeReport = Vitest.summarizeReport
+export const totals = Vitest.totals
+export const formatTotals = Vitest.formatTotals
 
 export interface Cell {
   readonly major: Major
   readonly mode: Mode
 }
 
-export interface Counts {
-  readonly passed: number
-  readonly failed: number
-  readonly skipped: number
-}
-
-export interface CellResult extends Cell, Counts {
+export interface CellResult extends Cell, Vitest.Summary {
   /** The server's `server_version` (e.g. `15.18`), empty when it never started. */
   readonly version: string
   readonly durationMs: number
-  /** One line per failed test or broken file: `file > test: first line of the error`. */
-  readonly failures: ReadonlyArray<string>
-  /** Why the cell could not run its suites at all (server start, no report, timeout). */
-  readonly error?: string
   /** vitest's full output for this cell. */
   readonly log: string
 }
@@ -88,92 +76,7 @@ export const cells = (
 ): ReadonlyArray<Cell> => selectedMajors.flatMap((major) => selectedModes.map((mode) => ({ major, mode })))
 
 // ---------------------------------------------------------------------------------------------------------------
-// The vitest JSON report
-
-interface AssertionResult {
-  readonly fullName: string
-  readonly status: string
-  readonly failureMessages?: ReadonlyArray<string> | null
-}
-interface FileResult {
-  readonly name: string
-  readonly status: string
-  readonly message?: string
-  readonly assertionResults: ReadonlyArray<AssertionResult>
-}
-export interface VitestReport {
-  readonly numPassedTests: number
-  readonly numFailedTests: number
-  readonly numPendingTests: number
-  readonly numTodoTests?: number
-  readonly testResults: ReadonlyArray<FileResult>
-}
-
-const firstLine = (text: string | undefined | null) => (text ?? "").trim().split("\n")[0]!.slice(0, 300)
-
-/** The counts of a vitest JSON report, and what failed (file paths relative to `root`). */
-export const summarizeReport = (
-  report: VitestReport,
-  root: string = workspaceRoot
-): Counts & { readonly failures: ReadonlyArray<string> } => {
-  const file = (f: FileResult) => path.relative(root, f.name)
-  const failedTests = report.testResults.flatMap((f) =>
-    f.assertionResults
-      .filter((a) => a.status === "failed")
-      .map((a) => `${file(f)} > ${a.fullName}: ${firstLine(a.failureMessages?.[0])}`)
-  )
-  // a file that failed to load (syntax error, failing beforeAll) has no failed test: count it
-  const brokenFiles = report.testResults.filter((f) =>
-    f.status === "failed" && f.assertionResults.every((a) => a.status !== "failed")
-  )
-  return {
-    passed: report.numPassedTests,
-    failed: report.numFailedTests + brokenFiles.length,
-    skipped: report.numPendingTests + (report.numTodoTests ?? 0),
-    failures: [...failedTests, ...brokenFiles.map((f) => `${file(f)}: ${firstLine(f.message) || "failed to run"}`)]
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // Running one cell
-
-/** Kills the child's process group (vitest and its workers): SIGTERM, then SIGKILL after 10 s. */
-const killGroup = (child: ChildProcess) =>
-  Effect.async<void>((resume) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-    const signal = (name: NodeJS.Signals) => {
-      try {
-        process.kill(-child.pid!, name)
-      } catch {
-        child.kill(name)
-      }
-    }
-    const escalate = setTimeout(() => signal("SIGKILL"), 10_000)
-    child.once("close", () => {
-      clearTimeout(escalate)
-      resume(Effect.void)
-    })
-    signal("SIGTERM")
-  })
-
-/** Runs `command` in the workspace root with its output in `logFile`; the exit code or signal. */
-const runLogged = (command: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv, logFile: string) =>
-  Effect.async<number | string>((resume) => {
-    const log = createWriteStream(logFile)
-    log.write(`$ ${command} ${args.join(" ")}\n`)
-    const child = spawn(command, args, { cwd: workspaceRoot, env, stdio: ["ignore", "pipe", "pipe"], detached: true })
-    child.stdout.pipe(log, { end: false })
-    child.stderr.pipe(log, { end: false })
-    let settled = false
-    const done = (value: number | string) => {
-      if (settled) return
-      settled = true
-      log.end(() => resume(Effect.succeed(value)))
-    }
-    child.once("error", (error) => done(`spawn error: ${error.message}`))
-    child.once("close", (code, signal) => done(code ?? signal ?? "unknown"))
-    return Effect.zipRight(killGroup(child), Effect.sync(() => log.end()))
-  })
 
 /** A fresh directory for one server, readable by the OS user `postgres` (the server's user when run as root). */
 const tempDataDir = (cell: Cell) =>
@@ -186,83 +89,68 @@ const tempDataDir = (cell: Cell) =>
     (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
   )
 
-const readReport = (file: string): Option.Option<VitestReport> => {
-  try {
-    return Option.some(JSON.parse(readFileSync(file, "utf8")) as VitestReport)
-  } catch {
-    return Option.none()
-  }
-}
-
 /**
  * One cell: a fresh embedded Postgres of `cell.major`, the integration suites against it in
  * `cell.mode`, the server stopped and its directory deleted. Never fails: a cell that could
  * not run is a result with `error` set and one failure.
  */
-export const runCell = (cell: Cell, options: RunOptions = {}): Effect.Effect<CellResult> => {
+export const runCell = (cell: Cell, options: RunOptions = {}): Effect.Effect<CellResult, never, CommandExecutor> => {
   const outputDir = options.outputDir ?? path.join(workspaceRoot, ".data", "matrix")
   const log = path.join(outputDir, `${cellName(cell)}.log`)
-  const reportFile = path.join(outputDir, `${cellName(cell)}.json`)
-  const timeout = Duration.decode(options.timeout ?? "40 minutes")
   const started = Date.now()
   let version = ""
-  const result = (counts: Counts & { readonly failures: ReadonlyArray<string> }, error?: string): CellResult => ({
+  const result = (summary: Vitest.Summary): CellResult => ({
     ...cell,
     version,
-    ...counts,
+    ...summary,
     durationMs: Date.now() - started,
-    log,
-    ...(error === undefined ? {} : { error })
+    log
   })
-  const broken = (error: string) => result({ passed: 0, failed: 1, skipped: 0, failures: [] }, error)
-
   return Effect.gen(function*() {
     mkdirSync(outputDir, { recursive: true })
-    rmSync(reportFile, { force: true })
     const dir = yield* tempDataDir(cell)
     const server = yield* EmbeddedPostgres.make({
       dataDir: path.join(dir, "data"),
       major: cell.major,
+      serverArgs: ["-c", "fsync=off"],
       startTimeout: "60 seconds"
     })
     version = server.version
     const { DATABASE_URL: _ignored, ...inherited } = process.env
-    const env = { ...inherited, TEST_DATABASE_URL: server.url, WORKFLOW_MODE: cell.mode }
-    const args = [
-      "vitest",
-      "run",
-      ...(options.projects ?? integrationProjects).flatMap((project) => ["--project", project]),
-      "--reporter=default",
-      "--reporter=json",
-      `--outputFile.json=${reportFile}`
-    ]
-    const exit = yield* runLogged("npx", args, env, log).pipe(Effect.timeoutOption(timeout))
-    const report = readReport(reportFile)
-    if (Option.isNone(exit)) {
-      return broken(`vitest did not finish within ${Duration.format(timeout)}: killed`)
-    }
-    if (Option.isNone(report)) return broken(`vitest exited with ${exit.value} and wrote no report`)
-    const counts = summarizeReport(report.value)
-    // vitest failing without a failed test (e.g. an unhandled error between tests) is a failure too
-    if (exit.value !== 0 && counts.failed === 0) {
-      return result({ ...counts, failed: 1 }, `vitest exited with ${exit.value} although no test failed`)
-    }
-    return result(counts)
+    return result(yield* Vitest.run({
+      args: (options.projects ?? integrationProjects).flatMap((project) => ["--project", project]),
+      reportFile: path.join(outputDir, `${cellName(cell)}.json`),
+      logFile: log,
+      env: { ...inherited, TEST_DATABASE_URL: server.url, WORKFLOW_MODE: cell.mode },
+      timeout: options.timeout ?? "40 minutes"
+    }))
   }).pipe(
     Effect.scoped,
-    Effect.catchAll((error) => Effect.succeed(broken(error.message)))
+    Effect.catchAll((error) => Effect.succeed(result({ passed: 0, failed: 1, skipped: 0, failures: [], error: error.message })))
   )
 }
 
+/** Runs the cells one after another, printing a line before and after each. */
+export const runCells = (
+  todo: ReadonlyArray<Cell>,
+  print: (line: string) => void,
+  options: RunOptions = {}
+): Effect.Effect<ReadonlyArray<CellResult>, never, CommandExecutor> =>
+  Effect.forEach(todo, (cell, index) =>
+    Effect.gen(function*() {
+      const step = `[${index + 1}/${todo.length}]`
+      print(`${step} Postgres ${cell.major}, WORKFLOW_MODE=${cell.mode}: running...`)
+      const result = yield* runCell(cell, options)
+      print(
+        `${step} Postgres ${result.version || cell.major}, WORKFLOW_MODE=${cell.mode}: ` +
+          `${formatTotals(result)} in ${formatDuration(result.durationMs)}` +
+          `${result.error === undefined ? "" : ` (${result.error})`}`
+      )
+      return result
+    }))
+
 // ---------------------------------------------------------------------------------------------------------------
 // Reporting
-
-export const totals = (results: ReadonlyArray<Counts>): Counts =>
-  results.reduce((sum, r) => ({
-    passed: sum.passed + r.passed,
-    failed: sum.failed + r.failed,
-    skipped: sum.skipped + r.skipped
-  }), { passed: 0, failed: 0, skipped: 0 })
 
 /** `1:05` (minutes:seconds). */
 export const formatDuration = (ms: number): string => {
@@ -292,64 +180,48 @@ export const formatTable = (results: ReadonlyArray<CellResult>): string => {
     .flatMap((r) => [
       "",
       `${r.version || r.major} ${r.mode}: ${r.error ?? `${r.failed} failed`} (log: ${r.log})`,
-      ...r.failures.map((f) => `  - ${f}`)
+      ...r.failures.map((f) => `  - ${f}`),
+      ...(r.detail === undefined ? [] : ["  vitest said:", ...r.detail.split("\n").map((line) => `    ${line}`)])
     ])
   return [...table, ...details].join("\n")
 }
 
-/** `N passed, N failed, N skipped` */
-export const formatTotals = (counts: Counts): string =>
-  `${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`
-
 // ---------------------------------------------------------------------------------------------------------------
-// The command line
+// The command line (@effect/cli; main.ts)
 
-export interface Args {
-  readonly majors: ReadonlyArray<Major>
-  readonly modes: ReadonlyArray<Mode>
-  /** `--json`: the summary as JSON on stdout (progress goes to stderr); `--json=<file>`: into that file. */
-  readonly json: Option.Option<string | true>
+/** `--majors=18,15`: known values only, each once, in the canonical order whatever order was asked. */
+const listOption = <A extends string | number>(name: string, allowed: ReadonlyArray<A>) =>
+  Options.text(name).pipe(
+    Options.withDefault(allowed.join(",")),
+    Options.withDescription(`comma-separated, any of ${allowed.join(", ")} (default all)`),
+    Options.mapEffect((value) => {
+      const items = value.split(",").map((s) => s.trim()).filter((s) => s !== "")
+      const unknown = items.find((item) => !allowed.some((a) => String(a) === item))
+      if (unknown !== undefined) {
+        return Effect.fail(ValidationError.invalidValue(HelpDoc.p(
+          `--${name}: unknown value "${unknown}" (expected ${allowed.join(", ")})`
+        )))
+      }
+      if (items.length === 0) return Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--${name}: empty`)))
+      return Effect.succeed(allowed.filter((a) => items.includes(String(a))))
+    })
+  )
+
+export const options = {
+  majors: listOption("majors", majors),
+  modes: listOption("modes", modes),
+  projects: Options.text("projects").pipe(
+    Options.withDefault(integrationProjects.join(",")),
+    Options.withDescription("comma-separated vitest projects (default the integration projects)"),
+    Options.map((value) => value.split(",").map((s) => s.trim()).filter((s) => s !== ""))
+  ),
+  json: Options.text("json").pipe(
+    Options.optional,
+    Options.withDescription("the summary as JSON into this file; `--json` alone (or `--json=-`): on stdout, " +
+      "everything else on stderr")
+  )
 }
 
-export const usage = `usage: matrix [--majors=15,16,17,18] [--modes=memory,durable] [--json[=<file>]]`
-
-const list = <A extends string | number>(
-  flag: string,
-  value: string,
-  allowed: ReadonlyArray<A>
-): ReadonlyArray<A> | string => {
-  const picked: Array<A> = []
-  for (const item of value.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
-    const found = allowed.find((a) => String(a) === item)
-    if (found === undefined) return `${flag}: unknown value "${item}" (expected ${allowed.join(", ")})`
-    if (!picked.includes(found)) picked.push(found)
-  }
-  if (picked.length === 0) return `${flag}: empty`
-  // always in the canonical order, whatever order was asked
-  return allowed.filter((a) => picked.includes(a))
-}
-
-/** The parsed arguments, or the reason they are wrong. */
-export const parseArgs = (argv: ReadonlyArray<string>): Args | string => {
-  let selectedMajors: ReadonlyArray<Major> = majors
-  let selectedModes: ReadonlyArray<Mode> = modes
-  let json: Option.Option<string | true> = Option.none()
-  for (const arg of argv) {
-    if (arg === "--") continue
-    const [flag, value] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined]
-    if (flag === "--majors" && value !== undefined) {
-      const parsed = list(flag, value, majors)
-      if (typeof parsed === "string") return parsed
-      selectedMajors = parsed
-    } else if (flag === "--modes" && value !== undefined) {
-      const parsed = list(flag, value, modes)
-      if (typeof parsed === "string") return parsed
-      selectedModes = parsed
-    } else if (flag === "--json") {
-      json = Option.some(value === undefined || value === "" ? true : value)
-    } else {
-      return `unknown argument: ${arg}`
-    }
-  }
-  return { majors: selectedMajors, modes: selectedModes, json }
-}
+/** `--json` alone means stdout (`-`); `pnpm start -- ...` may pass the separator through. */
+export const normalizeArgv = (argv: ReadonlyArray<string>): Array<string> =>
+  argv.filter((arg) => arg !== "--").map((arg) => arg === "--json" ? "--json=-" : arg)

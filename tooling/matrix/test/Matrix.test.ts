@@ -1,5 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Option } from "effect"
+import { CliConfig, HelpDoc, Options } from "@effect/cli"
+import { NodeContext } from "@effect/platform-node"
+import { Effect, Option } from "effect"
 import { Matrix } from "../src/index.js"
 
 const root = "/repo"
@@ -54,19 +56,38 @@ describe("Matrix", () => {
     ])
   })
 
-  it("parses --majors, --modes and --json; rejects anything else", () => {
-    expect(Matrix.parseArgs([])).toEqual({ majors: [15, 16, 17, 18], modes: ["memory", "durable"], json: Option.none() })
-    expect(Matrix.parseArgs(["--", "--majors=18,15", "--modes=durable", "--json"])).toEqual({
-      majors: [15, 18],
-      modes: ["durable"],
-      json: Option.some(true)
-    })
-    expect(Matrix.parseArgs(["--json=/tmp/x.json"])).toMatchObject({ json: Option.some("/tmp/x.json") })
-    expect(Matrix.parseArgs(["--majors=14"])).toBe(`--majors: unknown value "14" (expected 15, 16, 17, 18)`)
-    expect(Matrix.parseArgs(["--modes=fast"])).toContain("unknown value \"fast\"")
-    expect(Matrix.parseArgs(["--majors="])).toBe("--majors: empty")
-    expect(Matrix.parseArgs(["--major=15"])).toBe("unknown argument: --major=15")
-  })
+  it.effect("parses --majors, --modes and --json (@effect/cli); rejects anything else", () =>
+    Effect.gen(function*() {
+      const parse = (argv: ReadonlyArray<string>) =>
+        Options.processCommandLine(Options.all(Matrix.options), Matrix.normalizeArgv(argv), CliConfig.defaultConfig).pipe(
+          Effect.map(([error, leftover, args]) =>
+            Option.isSome(error)
+              ? HelpDoc.toAnsiText(error.value.error).trim()
+              : leftover.length > 0
+              ? `unknown argument: ${leftover[0]}`
+              : args
+          ),
+          Effect.catchAll((error) => Effect.succeed(HelpDoc.toAnsiText(error.error).trim())),
+          Effect.provide(NodeContext.layer)
+        )
+      expect(yield* parse([])).toEqual({
+        majors: [15, 16, 17, 18],
+        modes: ["memory", "durable"],
+        projects: Matrix.integrationProjects,
+        json: Option.none()
+      })
+      expect(yield* parse(["--", "--majors=18,15", "--modes=durable", "--json", "--projects=@duraflow/ontology"])).toEqual({
+        majors: [15, 18],
+        modes: ["durable"],
+        projects: ["@duraflow/ontology"],
+        json: Option.some("-")
+      })
+      expect(yield* parse(["--json=/tmp/x.json"])).toMatchObject({ json: Option.some("/tmp/x.json") })
+      expect(yield* parse(["--majors=14"])).toBe(`--majors: unknown value "14" (expected 15, 16, 17, 18)`)
+      expect(yield* parse(["--modes=fast"])).toContain("unknown value \"fast\"")
+      expect(yield* parse(["--majors", ","])).toBe("--majors: empty")
+      expect(yield* parse(["--major=15"])).toBe("The flag '--major' is not recognized. Did you mean '--majors'?")
+    }))
 
   it("prints the version x mode table, the failures, and the totals line", () => {
     const cell = (major: Matrix.Major, mode: Matrix.Mode, counts: Matrix.Counts, extra: Partial<Matrix.CellResult> = {}) => ({

@@ -8,7 +8,7 @@
  *   APP_DB_PASSWORD=... npx -y pnpm@10.34.8 --filter @duraflow/provision start -- --prefix knowledge
  *
  * DATABASE_URL is the administrator's connection (a superuser) to the app's
- * database. Options (each also read from the environment):
+ * database. Options (each also read from the environment; `--help` lists them):
  *   --prefix <p>      APP_PREFIX        the app's table prefix (required)
  *   --role <name>     APP_DB_ROLE       the role to create; defaults to the prefix
  *   --password <pw>   APP_DB_PASSWORD   its password (prefer the variable: arguments show in `ps`)
@@ -17,78 +17,83 @@
  * Exit codes: 0 done, 1 provisioning failed (nothing changed), 2 usage.
  */
 import { Database, Provisioning } from "@duraflow/runtime-core"
-import { Cause, Effect, Exit, Option, Redacted } from "effect"
-import { parseArgs } from "node:util"
+import { Command, Options, ValidationError } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Cause, Config, Data, Effect, Option, Redacted } from "effect"
 
-const USAGE = `usage: provision --prefix <prefix> [--role <role>] [--password <password>] [--show-url]
-  env: DATABASE_URL (admin connection, required), APP_PREFIX, APP_DB_ROLE, APP_DB_PASSWORD`
+class Usage extends Data.TaggedError("Usage")<{ readonly problem: string }> {}
+class Failed extends Data.TaggedError("Failed")<{ readonly problem: string }> {}
 
-const usage = (problem: string): never => {
-  console.error(`${problem}\n${USAGE}`)
-  process.exit(2)
+const fromEnv = <A>(options: Options.Options<A>, variable: Config.Config<A>, description: string) =>
+  options.pipe(Options.withFallbackConfig(variable), Options.optional, Options.withDescription(description))
+
+const nonEmpty = (value: Option.Option<string>) => Option.filter(value, (s) => s !== "")
+
+/** The failure's message; a SQL error with the server's own message. */
+const detail = (error: { readonly _tag: string; readonly message: string; readonly cause?: unknown }) => {
+  const cause = (error.cause as { message?: string } | undefined)?.message
+  return error._tag === "SqlError" && cause ? `${error.message}: ${cause}` : error.message
 }
 
-const parse = (argv: ReadonlyArray<string>) => {
-  try {
-    return parseArgs({
-      // `pnpm start -- --prefix x` may pass the separator through
-      args: argv[0] === "--" ? argv.slice(1) : [...argv],
-      options: {
-        prefix: { type: "string" },
-        role: { type: "string" },
-        password: { type: "string" },
-        "show-url": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false }
-      },
-      strict: true,
-      allowPositionals: false
-    }).values
-  } catch (e) {
-    return usage((e as Error).message)
-  }
-}
+const provision = Command.make("provision", {
+  prefix: fromEnv(Options.text("prefix"), Config.string("APP_PREFIX"), "the app's table prefix (required)"),
+  role: fromEnv(Options.text("role"), Config.string("APP_DB_ROLE"), "the role to create; defaults to the prefix"),
+  password: fromEnv(Options.redacted("password"), Config.redacted("APP_DB_PASSWORD"), "its password (required)"),
+  showUrl: Options.boolean("show-url").pipe(Options.withDescription("print the app URL with the password"))
+}, (args) =>
+  Effect.gen(function*() {
+    const adminUrl = nonEmpty(yield* Config.option(Config.string("DATABASE_URL")))
+    if (Option.isNone(adminUrl)) {
+      return yield* new Usage({ problem: "DATABASE_URL (the administrator's connection) is not set" })
+    }
+    const prefix = nonEmpty(args.prefix)
+    if (Option.isNone(prefix)) return yield* new Usage({ problem: "--prefix (or APP_PREFIX) is required" })
+    if (Option.isNone(args.password)) return yield* new Usage({ problem: "--password (or APP_DB_PASSWORD) is required" })
+    const password = args.password.value
+    const result = yield* Provisioning.provisionApp({
+      prefix: prefix.value,
+      role: Option.getOrUndefined(nonEmpty(args.role)),
+      password
+    }).pipe(
+      Effect.provide(Database.layer({
+        url: Redacted.make(adminUrl.value),
+        applicationName: "duraflow-provision",
+        maxConnections: 1
+      })),
+      Effect.mapError((error) => new Failed({ problem: `provisioning failed: ${detail(error)}` }))
+    )
+    const url = Provisioning.appUrl(adminUrl.value, result.role, Redacted.value(password))
+    console.log(
+      `role ${result.role} for prefix ${result.prefix}: ${result.created ? "created" : "updated"}; ` +
+        `owns ${result.ownedRelations} ${result.prefix}_* relation(s), ${result.transferred} taken over`
+    )
+    console.log(`DATABASE_URL=${args.showUrl ? url : Provisioning.maskUrl(url)}`)
+  })).pipe(Command.withDescription("Creates the database role an app runs as: privileges on its own <prefix>_* tables"))
 
-const nonEmpty = (value: string | undefined) => (value === undefined || value === "" ? undefined : value)
-
-const main = async () => {
-  const args = parse(process.argv.slice(2))
-  if (args.help) {
-    console.log(USAGE)
-    return 0
-  }
-  const adminUrl = nonEmpty(process.env.DATABASE_URL) ?? usage("DATABASE_URL (the administrator's connection) is not set")
-  const prefix = nonEmpty(args.prefix) ?? nonEmpty(process.env.APP_PREFIX) ?? usage("--prefix (or APP_PREFIX) is required")
-  const role = nonEmpty(args.role) ?? nonEmpty(process.env.APP_DB_ROLE)
-  const password = args.password ?? process.env.APP_DB_PASSWORD ??
-    usage("--password (or APP_DB_PASSWORD) is required")
-
-  const program = Provisioning.provisionApp({ prefix, role, password: Redacted.make(password) }).pipe(
-    Effect.provide(Database.layer({ url: Redacted.make(adminUrl), applicationName: "duraflow-provision", maxConnections: 1 }))
-  )
-  const exit = await Effect.runPromiseExit(program)
-  if (Exit.isFailure(exit)) {
-    const error = Cause.failureOption(exit.cause)
-    const detail = Option.match(error, {
-      onNone: () => Cause.pretty(exit.cause),
-      onSome: (e) => {
-        const cause = (e as { cause?: { message?: string } }).cause
-        return e._tag === "SqlError" && cause?.message ? `${e.message}: ${cause.message}` : e.message
-      }
+Command.run(provision, { name: "provision", version: "0.1.0" })(
+  // `pnpm start -- --prefix x` may pass the separator through
+  process.argv.filter((arg, i) => i < 2 || arg !== "--")
+).pipe(
+  Effect.catchTags({
+    Usage: ({ problem }) =>
+      Effect.sync(() => {
+        console.error(`${problem}\n(provision --help lists the options)`)
+        process.exitCode = 2
+      }),
+    Failed: ({ problem }) =>
+      Effect.sync(() => {
+        console.error(problem)
+        process.exitCode = 1
+      })
+  }),
+  // @effect/cli has printed the problem
+  Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => void (process.exitCode = 2))),
+  Effect.catchAllCause((cause) =>
+    Effect.sync(() => {
+      console.error(Cause.pretty(cause))
+      process.exitCode = 1
     })
-    console.error(`provisioning failed: ${detail}`)
-    return 1
-  }
-  const result = exit.value
-  const url = Provisioning.appUrl(adminUrl, result.role, password)
-  console.log(
-    `role ${result.role} for prefix ${result.prefix}: ${result.created ? "created" : "updated"}; ` +
-      `owns ${result.ownedRelations} ${result.prefix}_* relation(s), ${result.transferred} taken over`
-  )
-  console.log(`DATABASE_URL=${args["show-url"] ? url : Provisioning.maskUrl(url)}`)
-  return 0
-}
-
-main().then((code) => process.exit(code), (e) => {
-  console.error(e)
-  process.exit(1)
-})
+  ),
+  Effect.provide(NodeContext.layer),
+  NodeRuntime.runMain({ disablePrettyLogger: true, teardown: (_exit, onExit) => onExit(Number(process.exitCode ?? 0)) })
+)

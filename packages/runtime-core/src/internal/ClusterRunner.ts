@@ -38,10 +38,10 @@ import type { SqlClient } from "@effect/sql"
 import type { PgClient } from "@effect/sql-pg"
 import { Config, Effect, Layer, Option } from "effect"
 import type { ConfigError } from "effect/ConfigError"
-import { InvalidRuntimeConfig } from "./RuntimeError.js"
+import { InvalidRuntimeConfig } from "../RuntimeError.js"
 import * as SchemaLock from "./SchemaLock.js"
 import * as ShardLockStorage from "./ShardLockStorage.js"
-import * as TablePrefix from "./TablePrefix.js"
+import * as TablePrefix from "../TablePrefix.js"
 
 export interface Address {
   /** What other runners connect to. */

@@ -5,7 +5,7 @@
  * Why: `SqlRunnerStorage` on Effect 3 takes shard locks with the ONE-key
  * `pg_try_advisory_lock(n)`, `n` derived from the shard alone. Advisory locks
  * are database-wide, so two apps on one database fight over the same numbers
- * and the second one processes nothing while the first runs (DESIGN.md, fact 1).
+ * and the second one processes nothing while the first runs (docs/ARCHITECTURE.md, section 2).
  *
  * How:
  * - runner bookkeeping (the `<prefix>_cluster_runners` rows, health flags) is
@@ -36,8 +36,8 @@ import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Context, Duration, Effect, Equal, Layer } from "effect"
 import pg from "pg"
-import * as Database from "./Database.js"
-import * as TablePrefix from "./TablePrefix.js"
+import * as Database from "../Database.js"
+import * as TablePrefix from "../TablePrefix.js"
 
 /** What this process knows about its membership in the app's cluster (readiness). */
 export interface Status {

@@ -5,9 +5,9 @@
  */
 import type { SqlClient } from "@effect/sql"
 import type { Layer } from "effect"
-import * as Migrations from "./Migrations.js"
-import type { MigrationError } from "./RuntimeError.js"
-import type * as TablePrefix from "./TablePrefix.js"
+import * as Migrations from "../Migrations.js"
+import type { MigrationError } from "../RuntimeError.js"
+import type * as TablePrefix from "../TablePrefix.js"
 
 export const LEDGER = "runtime_migrations"
 

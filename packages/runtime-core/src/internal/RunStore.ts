@@ -9,7 +9,7 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Layer, Option, Schema } from "effect"
-import * as TablePrefix from "./TablePrefix.js"
+import * as TablePrefix from "../TablePrefix.js"
 
 export const RunStatus = Schema.Literal("running", "suspended", "succeeded", "failed")
 export type RunStatus = typeof RunStatus.Type

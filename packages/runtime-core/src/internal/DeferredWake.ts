@@ -25,6 +25,13 @@
  * is kept for that execution and read by the await: the cluster engine answers
  * it only after the run, so the run could not read it from storage.
  *
+ * On the cluster engine the completion's message resumes the preempted run,
+ * but now and then (about one race in five on a loaded machine, with
+ * @effect/cluster 0.60.2) the run's request is not delivered again after that
+ * resume, and the run would wait forever. So the wrapper watches each run it
+ * preempts: while no replay has started and the run's stored reply is still
+ * Suspended, it resumes the run again, once a second, for at most 30 s.
+ *
  * Completions made through this process's engine wake an active run here;
  * those made by another process of the app reach it through `WakeUps`, which
  * calls `completedElsewhere`. Completions from within the run itself
@@ -67,6 +74,9 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
     // encoded exits of completions that reached an active run, per execution; kept while
     // its runs suspend (the replay may read them), dropped once a run of it ends otherwise
     const pending = new Map<string, Map<string, unknown>>()
+    // runs started per execution, counted only for executions a watcher waits on to be replayed
+    const starts = new Map<string, number>()
+    const scope = yield* Effect.scope
 
     /** The active run `instance` belongs to: its root or a raceAll branch, not an activity's own instance. */
     const runOf = (instance: Instance) => {
@@ -92,6 +102,8 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
             preempted: undefined
           }
           active.set(key, run)
+          const watched = starts.get(key)
+          if (watched !== undefined) starts.set(key, watched + 1)
           return body.pipe(
             // the memory engine provides itself to the run: the run must use this wrapper
             Effect.provideService(WorkflowEngine.WorkflowEngine, outer),
@@ -117,7 +129,7 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
         run.preempted = new Map(Array.from(run.instances, (i) => [i, i.suspended]))
         for (const i of run.instances) i.suspended = true
         yield* Fiber.interrupt(run.fiber)
-        if (!options.resumeAfterPreempt) return
+        if (!options.resumeAfterPreempt) return yield* Effect.forkIn(ensureReplayed(run, executionId), scope)
         // the interrupted run reports Suspended a few steps after its body ended
         for (let i = 0; i < 10_000; i++) {
           if ((yield* engine.poll(run.workflow, executionId)) !== undefined) break
@@ -125,6 +137,30 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
         }
         yield* engine.resume(run.workflow, executionId)
       }) as Effect.Effect<void> // the run's schemas are ones the engine already decoded with
+
+    /** Resumes the preempted run again while it sits suspended and no replay of it has started. */
+    const ensureReplayed = (run: ActiveRun, executionId: string): Effect.Effect<void> => {
+      const key = keyOf(run.workflow.name, executionId)
+      if (starts.has(key)) return Effect.void // a watcher of this execution is already running
+      starts.set(key, 0)
+      const replayed = () => (starts.get(key) ?? 0) > 0
+      return Effect.gen(function*() {
+        for (let i = 0; i < 30 && !replayed(); i++) {
+          yield* Effect.sleep("1 second")
+          if (replayed()) return
+          const result = yield* engine.poll(run.workflow, executionId)
+          if (result === undefined) continue // not stored yet, or cleared by a resume on its way
+          if (result._tag === "Complete") return
+          yield* Effect.logInfo("preempted run not replayed yet: resuming it again").pipe(
+            Effect.annotateLogs({ workflow: run.workflow.name, executionId })
+          )
+          yield* engine.resume(run.workflow, executionId)
+        }
+      }).pipe(
+        Effect.catchAllCause((cause) => Effect.logWarning("could not check that a preempted run resumed", cause)),
+        Effect.ensuring(Effect.sync(() => starts.delete(key)))
+      ) as Effect.Effect<void>
+    }
 
     const wakes = (run: ActiveRun, deferredName: string) =>
       run.awaited.has(deferredName) && !run.resolved.has(deferredName)
@@ -197,8 +233,8 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
 
 /** Wraps `ClusterWorkflowEngine`: the completion's own message resumes the preempted run. */
 export const layer: Layer.Layer<WorkflowEngine.WorkflowEngine | DeferredWake, never, WorkflowEngine.WorkflowEngine> =
-  Layer.effectContext(make({ resumeAfterPreempt: false }))
+  Layer.scopedContext(make({ resumeAfterPreempt: false }))
 
 /** Wraps `WorkflowEngine.layerMemory`: the wrapper resumes the preempted run itself. */
 export const layerMemory: Layer.Layer<WorkflowEngine.WorkflowEngine | DeferredWake, never, WorkflowEngine.WorkflowEngine> =
-  Layer.effectContext(make({ resumeAfterPreempt: true }))
+  Layer.scopedContext(make({ resumeAfterPreempt: true }))

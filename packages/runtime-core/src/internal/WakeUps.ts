@@ -3,8 +3,8 @@
  *
  * The cluster runner reads new messages from storage every
  * `entityMessagePollInterval` (10 s). Messages it sends to entities on its own
- * shards are delivered at once, but three kinds wait for that poll (DESIGN.md,
- * fact 3): a durable clock (its message is due in the future), a deferred
+ * shards are delivered at once, but three kinds wait for that poll
+ * (docs/ARCHITECTURE.md, section 4): a durable clock (its message is due in the future), a deferred
  * completed from another process (a signal over HTTP, a client-only process),
  * and runs started by a process that does not hold the run's shard. This
  * module wraps the engine so that each of those wakes the runner instead:
@@ -27,12 +27,13 @@ import { Sharding } from "@effect/cluster"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
-import { Deferred, Duration, Effect, Layer, Queue, Schedule } from "effect"
+import { Deferred, Duration, Effect, Layer, Queue } from "effect"
 import pg from "pg"
-import * as Database from "./Database.js"
+import * as Database from "../Database.js"
+import * as Retry from "../Retry.js"
 import { DeferredWake } from "./DeferredWake.js"
 import * as ShardLockStorage from "./ShardLockStorage.js"
-import * as TablePrefix from "./TablePrefix.js"
+import * as TablePrefix from "../TablePrefix.js"
 
 export const channel = TablePrefix.wakeChannel
 
@@ -110,7 +111,7 @@ const listen = (
     }))
     yield* run.pipe(
       Effect.tapError((e) => Effect.logDebug(`wake-up listener on ${name}: ${e.message}; reconnecting`)),
-      Effect.retry(Schedule.exponential("200 millis", 2).pipe(Schedule.either(Schedule.spaced("10 seconds")))),
+      Effect.retry(Retry.listener),
       Effect.forkScoped
     )
     yield* Queue.take(wakes).pipe(Effect.zipRight(onWake), Effect.forever, Effect.forkScoped)

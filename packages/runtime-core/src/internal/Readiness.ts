@@ -13,7 +13,7 @@ import { HttpApiEndpoint, HttpApiSchema } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
 import * as ShardLockStorage from "./ShardLockStorage.js"
-import { WorkflowRuntime } from "./WorkflowRuntime.js"
+import { WorkflowRuntime } from "../WorkflowRuntime.js"
 
 export class RunnerMembership extends Schema.Class<RunnerMembership>("RunnerMembership")({
   /** This replica's runner address, as the other replicas reach it. */

@@ -1,13 +1,13 @@
 /**
  * Serialises schema changes per prefix. Two processes of one app starting
  * together would otherwise race on `CREATE TABLE IF NOT EXISTS` (which is not
- * atomic in Postgres: one dies on `pg_class_relname_nsp_index`, DESIGN.md
- * fact 2). The lock is the two-key advisory lock `(lockSpace(prefix), -1)`:
+ * atomic in Postgres: both see the table missing and one dies on the unique
+ * index `pg_class_relname_nsp_index`; docs/ARCHITECTURE.md, section 3). The lock is the two-key advisory lock `(lockSpace(prefix), -1)`:
  * per prefix, so apps with other prefixes never wait for it.
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Exit, Scope } from "effect"
-import * as TablePrefix from "./TablePrefix.js"
+import * as TablePrefix from "../TablePrefix.js"
 
 const key = (prefix: TablePrefix.TablePrefix) => `${TablePrefix.lockSpace(prefix)}, ${TablePrefix.SCHEMA_LOCK_KEY}`
 

@@ -11,20 +11,15 @@
  * inside running workflows (below).
  */
 import { WorkflowEngine } from "@effect/workflow"
-import { Cause, Effect, Layer, Schedule } from "effect"
+import { Cause, Effect, Layer } from "effect"
+import * as Retry from "../Retry.js"
 
 const tagOf = (cause: Cause.Cause<unknown>) => (Cause.squash(cause) as { _tag?: string } | undefined)?._tag
 
 const isTransient = (cause: Cause.Cause<unknown>) => tagOf(cause) === "PersistenceError" || tagOf(cause) === "SqlError"
 
-/** Long enough to ride out a Postgres restart or failover. */
-const schedule = Schedule.exponential("100 millis", 2).pipe(
-  Schedule.either(Schedule.spaced("2 seconds")),
-  Schedule.upTo("60 seconds")
-)
-
 export const retry = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  effect.pipe(Effect.sandbox, Effect.retry({ schedule, while: isTransient }), Effect.unsandbox)
+  effect.pipe(Effect.sandbox, Effect.retry({ schedule: Retry.storage, while: isTransient }), Effect.unsandbox)
 
 /**
  * Inside a running workflow the engine gives up on storage after about two
@@ -34,7 +29,7 @@ export const retry = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A,
  * activity's own failure is returned as it is.
  */
 const retryStorage = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  effect.pipe(Effect.sandbox, Effect.retry({ schedule, while: (c) => tagOf(c) === "PersistenceError" }), Effect.unsandbox)
+  effect.pipe(Effect.sandbox, Effect.retry({ schedule: Retry.storage, while: (c) => tagOf(c) === "PersistenceError" }), Effect.unsandbox)
 
 /** The engine below, with its idempotent storage writes retried. */
 export const layer: Layer.Layer<WorkflowEngine.WorkflowEngine, never, WorkflowEngine.WorkflowEngine> = Layer.effect(

@@ -1,0 +1,66 @@
+/**
+ * The workspace test command (`pnpm test`, called by .ci/run; tooling/scripts/test.ts):
+ *
+ * 1. typechecks and lints every project (Nx), unless `--no-checks`;
+ * 2. runs every vitest project once (vitest's global setup finds the test Postgres:
+ *    TEST_DATABASE_URL, else the local server, else one embedded Postgres);
+ * 3. runs the integration projects once more on the newest embedded Postgres (18,
+ *    a fresh data directory) in WORKFLOW_MODE (default durable): one matrix cell;
+ * 4. prints the totals of 2 and 3 (a failed typecheck or lint is one more failure) as
+ *    its last line: `N passed, N failed, N skipped`. Exit code 1 when anything failed.
+ */
+import { Command, Options } from "@effect/cli"
+import { Command as Process } from "@effect/platform"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Cause, Effect, Exit } from "effect"
+import { mkdirSync } from "node:fs"
+import * as path from "node:path"
+import * as Matrix from "./Matrix.js"
+import * as Vitest from "./Vitest.js"
+
+const root = Vitest.workspaceRoot
+
+/** `nx run-many -t typecheck lint`; whether it passed. */
+const checks = Process.make("npx", "nx", "run-many", "-t", "typecheck", "lint").pipe(
+  Process.workingDirectory(root),
+  // Nx runs package scripts with `pnpm run` after stripping node_modules from PATH: offer the workspace's pnpm
+  Process.env({
+    NX_DAEMON: "false",
+    PATH: [path.join(root, "tooling/scripts/bin"), process.env.PATH].join(path.delimiter)
+  }),
+  Process.stdin("inherit"),
+  Process.stdout("inherit"),
+  Process.stderr("inherit"),
+  Process.exitCode,
+  Effect.map((code) => code === 0),
+  Effect.orElseSucceed(() => false)
+)
+
+export const test = Command.make("test", {
+  noChecks: Options.boolean("no-checks").pipe(Options.withDescription("skip typecheck and lint"))
+}, ({ noChecks }) =>
+  Effect.gen(function*() {
+    mkdirSync(path.join(root, ".data"), { recursive: true })
+    const checked = noChecks || (yield* checks)
+    if (!checked) console.error("typecheck/lint failed")
+    const all = yield* Vitest.run({ reportFile: path.join(root, ".data", "test-results.json") })
+    if (all.error !== undefined) console.error(all.error)
+
+    // The integration projects on the newest embedded Postgres, in this run's engine mode.
+    const mode = (process.env.WORKFLOW_MODE ?? "").trim().toLowerCase() === "memory" ? "memory" : "durable"
+    const cells = yield* Matrix.runCells([{ major: 18, mode }], console.log)
+    console.log(`\n${Matrix.formatTable(cells)}\n`)
+
+    const totals = Vitest.totals([all, ...cells, { passed: 0, failed: checked ? 0 : 1, skipped: 0 }])
+    console.log(Vitest.formatTotals(totals))
+    process.exitCode = totals.failed > 0 ? 1 : 0
+  })).pipe(Command.withDescription("typecheck, lint, every test suite, and one matrix cell; then the totals"))
+
+export const main = (argv: ReadonlyArray<string>): void =>
+  Command.run(test, { name: "test", version: "0.1.0" })(argv).pipe(
+    Effect.provide(NodeContext.layer),
+    NodeRuntime.runMain({
+      teardown: (exit, onExit) =>
+        onExit(Exit.isSuccess(exit) ? Number(process.exitCode ?? 0) : Cause.isInterruptedOnly(exit.cause) ? 130 : 1)
+    })
+  )
