@@ -4,6 +4,9 @@
  * runtime's health and runs groups, `PublishOntology` typed by its own schemas
  * (`client.workflows.PublishOntology({ payload })`), and the domain's read routes.
  */
+// the API's type names RequestGuard's errors: in scope here, the declaration build (tsc) can name them
+// through the package entry (runtime-core exports no deep paths)
+import type { RequestGuard as _RequestGuard } from "@duraflow/runtime-core"
 import { RunsApi } from "@duraflow/runtime-core"
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
