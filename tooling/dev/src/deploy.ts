@@ -18,8 +18,8 @@ import { Args, Command as Cli, Options, ValidationError } from "@effect/cli"
 import { Command } from "@effect/platform"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
-import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { delimiter, join, relative, resolve } from "node:path"
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs"
+import { delimiter, dirname, join, relative, resolve, sep } from "node:path"
 
 const root = resolve(import.meta.dirname, "../../..")
 const pnpmBin = join(root, "node_modules/pnpm/bin/pnpm.cjs")
@@ -33,6 +33,7 @@ interface Manifest {
   readonly type?: string
   readonly dependencies?: Record<string, string>
   readonly peerDependencies?: Record<string, string>
+  readonly peerDependenciesMeta?: Record<string, { readonly optional?: boolean }>
   readonly publishConfig?: { readonly exports?: unknown }
 }
 
@@ -92,6 +93,40 @@ const prune = (dir: string): number => {
     }
   }
   return removed
+}
+
+/** The `.pnpm` entry (a folder of `store`) a package link points to, if it is a link into it. */
+const entryOf = (store: string, link: string): string | undefined => {
+  if (!lstatSync(link).isSymbolicLink()) return undefined
+  const target = relative(store, resolve(dirname(link), readlinkSync(link)))
+  return target.startsWith("..") ? undefined : target.split(sep)[0]
+}
+
+/** The package links in a node_modules folder (scoped ones included). */
+const links = (dir: string): Array<string> =>
+  existsSync(dir)
+    ? readdirSync(dir).filter((n) => n !== ".pnpm" && n !== ".bin").flatMap((n) =>
+      n.startsWith("@") ? readdirSync(join(dir, n)).map((m) => join(dir, n, m)) : [join(dir, n)]
+    )
+    : []
+
+/** Removes the `.pnpm` entries no package link leads to from the app (mark and sweep). */
+const sweep = (out: string) => {
+  const store = join(out, "node_modules", ".pnpm")
+  const reached = new Set<string>()
+  const queue = links(join(out, "node_modules")).flatMap((l) => entryOf(store, l) ?? [])
+  while (queue.length > 0) {
+    const entry = queue.pop()!
+    if (reached.has(entry)) continue
+    reached.add(entry)
+    for (const link of links(join(store, entry, "node_modules"))) {
+      const next = entryOf(store, link)
+      if (next !== undefined && !reached.has(next)) queue.push(next)
+    }
+  }
+  for (const entry of readdirSync(store)) {
+    if (entry !== "node_modules" && entry !== "lock.yaml" && !reached.has(entry)) rmSync(join(store, entry), { recursive: true, force: true })
+  }
 }
 
 /** Disk usage of `dir` in bytes, like `du -s` (hard links counted once, symlinks not followed). */
@@ -171,8 +206,13 @@ const deploy = (appName: string, out: string) =>
           if (!existsSync(join(dir, "dist", "index.js"))) throw new Error(`@duraflow/${name}: dist/index.js is missing`)
           replaceFile(join(dir, "package.json"), toJson(publishedManifest(source.manifest, projects)))
           rmSync(join(dir, "src"), { recursive: true, force: true })
+          // optional peers (runtime-core's tsx, for its test helpers) the app does not depend on itself
+          const optional = Object.entries<{ optional?: boolean }>(source.manifest.peerDependenciesMeta ?? {})
+            .filter(([peer, meta]) => meta.optional === true && !(peer in (app.manifest.dependencies ?? {})))
+          for (const [peer] of optional) rmSync(join(store, entry, "node_modules", peer), { force: true })
         }
       }
+      sweep(out)
       // pnpm's bookkeeping: a copy of the whole workspace's lockfile (workspace: specifiers, other apps)
       rmSync(join(store, "lock.yaml"), { force: true })
       rmSync(join(out, "node_modules", ".modules.yaml"), { force: true })
