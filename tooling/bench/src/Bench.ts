@@ -1,0 +1,148 @@
+/**
+ * The benchmark's parent: per rep, one cell per system (ceiling, then A B C D,
+ * interleaved), each on a fresh database `bench_<system>_<pid>_<rep>` and in its
+ * own child process (`worker.ts`); commits per workflow from
+ * `pg_stat_database.xact_commit` of that database; a progress line per cell and
+ * the markdown table at the end.
+ */
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import pg from "pg"
+import * as Cell from "./Cell.js"
+import * as Stats from "./Stats.js"
+
+export interface Options {
+  readonly n: number
+  readonly sequential: number
+  readonly reps: number
+  readonly connections: number
+  readonly databaseUrl: string
+  readonly systems: ReadonlyArray<Cell.System>
+}
+
+export interface Measured extends Cell.Result {
+  readonly rep: number
+  /** xact_commit of the cell's database over the child's whole life (startup included) per workflow */
+  readonly commitsPerWorkflow: number
+}
+
+const workerPath = fileURLToPath(new URL("./worker.ts", import.meta.url))
+
+const databaseUrl = (admin: string, database: string) => {
+  const url = new URL(admin)
+  url.pathname = `/${database}`
+  return url.toString()
+}
+
+const runChild = (request: Cell.Request): Promise<Cell.Result> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", workerPath], {
+      env: { ...process.env, [Cell.REQUEST_ENV]: JSON.stringify(request) },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk) => (stdout += chunk))
+    child.stderr.on("data", (chunk) => (stderr += chunk))
+    child.on("error", reject)
+    child.on("close", (code) => {
+      const line = stdout.split("\n").find((l) => l.startsWith(Cell.RESULT_MARKER))
+      if (code === 0 && line) return resolve(JSON.parse(line.slice(Cell.RESULT_MARKER.length)) as Cell.Result)
+      reject(new Error(`${request.system} cell exited with ${code}:\n${(stderr || stdout).trim().split("\n").slice(-20).join("\n")}`))
+    })
+  })
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+const commits = async (admin: pg.Client, database: string): Promise<number> => {
+  await admin.query("SELECT pg_stat_clear_snapshot()")
+  const { rows } = await admin.query<{ commits: string }>(
+    "SELECT xact_commit::text AS commits FROM pg_stat_database WHERE datname = $1",
+    [database]
+  )
+  return Number(rows[0]?.commits ?? 0)
+}
+
+/** One cell: create its database, run the child, count the commits, drop the database. */
+const runCell = async (
+  admin: pg.Client,
+  options: Options,
+  system: Cell.System | "ceiling",
+  rep: number
+): Promise<Measured> => {
+  const database = `bench_${system.replace("-", "_")}_${process.pid}_${rep}`
+  await admin.query(`CREATE DATABASE ${database}`)
+  try {
+    const before = await commits(admin, database)
+    const result = await runChild({
+      system,
+      url: databaseUrl(options.databaseUrl, database),
+      n: options.n,
+      sequential: options.sequential,
+      connections: options.connections
+    })
+    // the child's backends have exited; give them a moment to flush their statistics
+    await sleep(1500)
+    const delta = (await commits(admin, database)) - before
+    return { ...result, rep, commitsPerWorkflow: result.workflows > 0 ? delta / result.workflows : 0 }
+  } finally {
+    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
+  }
+}
+
+const label = (system: Cell.System | "ceiling") => system === "ceiling" ? "postgres ceiling" : system
+
+export const progressLine = (m: Measured, reps: number, ceiling: number | undefined): string =>
+  m.system === "ceiling"
+    ? `[rep ${m.rep}/${reps}] ${label(m.system).padEnd(16)} ${m.throughput.toFixed(0)} commits/s (single-row INSERT per transaction)`
+    : `[rep ${m.rep}/${reps}] ${label(m.system).padEnd(16)} ${m.throughput.toFixed(1)} wf/s` +
+      (ceiling ? ` (${(m.throughput / ceiling).toFixed(3)} of ceiling)` : "") +
+      `  p50 ${m.p50.toFixed(0)} ms  p99 ${m.p99.toFixed(0)} ms  sequential p50 ${m.sequentialP50.toFixed(1)} ms` +
+      `  peak RSS ${m.peakRssMb.toFixed(0)} MB  CPU ${m.cpuMsPerWorkflow.toFixed(2)} ms/wf` +
+      `  commits ${m.commitsPerWorkflow.toFixed(1)}/wf  rows ok`
+
+export const run = async (options: Options, print: (line: string) => void): Promise<ReadonlyArray<Measured>> => {
+  const admin = new pg.Client({ connectionString: options.databaseUrl })
+  await admin.connect()
+  const results: Array<Measured> = []
+  try {
+    for (let rep = 1; rep <= options.reps; rep++) {
+      const ceiling = await runCell(admin, options, "ceiling", rep)
+      results.push(ceiling)
+      print(progressLine(ceiling, options.reps, undefined))
+      for (const system of options.systems) {
+        const m = await runCell(admin, options, system, rep)
+        results.push(m)
+        print(progressLine(m, options.reps, ceiling.throughput))
+      }
+    }
+  } finally {
+    await admin.end()
+  }
+  return results
+}
+
+/** The markdown table: one row per system, each figure the median (min-max) over reps. */
+export const table = (results: ReadonlyArray<Measured>, options: Options): string => {
+  const ceilingByRep = new Map(results.filter((r) => r.system === "ceiling").map((r) => [r.rep, r.throughput]))
+  const lines = [
+    `| system | throughput, ${options.n} at once (wf/s) | fraction of PG ceiling | p50 (ms) | p99 (ms) ` +
+    `| sequential p50 of ${options.sequential} (ms) | peak RSS (MB) | node CPU per wf (ms) | commits per wf |`,
+    "|---|---|---|---|---|---|---|---|---|"
+  ]
+  for (const system of options.systems) {
+    const rs = results.filter((r) => r.system === system)
+    const col = (f: (r: Measured) => number, digits = 1) => Stats.summary(rs.map(f), digits)
+    lines.push(
+      `| ${Cell.systemLabels[system]} | ${col((r) => r.throughput)} | ` +
+        `${col((r) => r.throughput / (ceilingByRep.get(r.rep) ?? Number.NaN), 3)} | ${col((r) => r.p50, 0)} | ` +
+        `${col((r) => r.p99, 0)} | ${col((r) => r.sequentialP50)} | ${col((r) => r.peakRssMb, 0)} | ` +
+        `${col((r) => r.cpuMsPerWorkflow, 2)} | ${col((r) => r.commitsPerWorkflow)} |`
+    )
+  }
+  lines.push(
+    `| Postgres commit ceiling (${options.connections} connections, single-row INSERT per transaction, commits/s) | ` +
+      `${Stats.summary([...ceilingByRep.values()], 0)} | 1 | | | | | | |`
+  )
+  return lines.join("\n")
+}

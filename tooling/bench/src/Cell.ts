@@ -1,0 +1,57 @@
+/** What the parent asks a cell's child process to do, and what the child answers. */
+
+export const systems = ["durable", "durable-tx", "memory", "dbos"] as const
+export type System = (typeof systems)[number]
+
+export const systemLabels: Record<System, string> = {
+  "durable": "duraflow durable",
+  "durable-tx": "duraflow durable, transactional activities",
+  "memory": "duraflow memory engine",
+  "dbos": "DBOS Transact"
+}
+
+export interface Request {
+  readonly system: System | "ceiling"
+  readonly url: string
+  /** workflows started at once */
+  readonly n: number
+  /** workflows run one after another, afterwards */
+  readonly sequential: number
+  /** ceiling only: connections and transactions */
+  readonly connections: number
+}
+
+export interface Result {
+  readonly system: System | "ceiling"
+  /** workflows per second (ceiling: transactions per second) */
+  readonly throughput: number
+  readonly p50: number
+  readonly p99: number
+  readonly sequentialP50: number
+  readonly peakRssMb: number
+  /** node CPU (user + system) per workflow over both phases, ms */
+  readonly cpuMsPerWorkflow: number
+  readonly workflows: number
+}
+
+export const REQUEST_ENV = "BENCH_CELL"
+export const RESULT_MARKER = "BENCH_RESULT "
+
+/** The one table every system's steps upsert into (duraflow: prefix `bench`, table `steps`). */
+export const STEPS_TABLE = "bench_steps"
+export const STEPS_DDL = `CREATE TABLE ${STEPS_TABLE} (
+  workflow_id text NOT NULL,
+  step integer NOT NULL,
+  counter integer NOT NULL DEFAULT 1,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (workflow_id, step)
+)`
+/** $1 workflow id, $2 step: the step's one write. */
+export const UPSERT = `INSERT INTO ${STEPS_TABLE} (workflow_id, step) VALUES ($1, $2)
+  ON CONFLICT (workflow_id, step) DO UPDATE SET counter = ${STEPS_TABLE}.counter + 1, updated_at = now()`
+
+/** A system ready to run the bench workflow: `run` resolves when the workflow `id` has finished. */
+export interface Runner {
+  readonly run: (id: string) => Promise<void>
+  readonly stop: () => Promise<void>
+}

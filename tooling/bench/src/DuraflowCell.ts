@@ -1,0 +1,57 @@
+/** A duraflow cell: the bench workflow on runtime-core's AppRuntime, as an app wires it (in-process, no HTTP). */
+import { AppRuntime, Database, TablePrefix, TransactionalActivity, WorkflowLayer } from "@duraflow/runtime-core"
+import { SqlClient } from "@effect/sql"
+import { Activity, Workflow } from "@effect/workflow"
+import { Effect, Layer, ManagedRuntime, Redacted, Schema } from "effect"
+import * as Cell from "./Cell.js"
+
+const prefix = TablePrefix.unsafeMake("bench")
+
+const BenchWorkflow = Workflow.make({
+  name: "Bench",
+  payload: { id: Schema.String },
+  idempotencyKey: ({ id }) => id
+})
+
+const upsert = (id: string, step: number) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(Cell.UPSERT, [id, step])).pipe(Effect.asVoid)
+
+/** The activities need the app's SqlClient: re-provided from the runtime's context. */
+const sqlDependency = Layer.effect(SqlClient.SqlClient, SqlClient.SqlClient)
+
+const plainLayer = WorkflowLayer.make(BenchWorkflow, {
+  dependencies: sqlDependency,
+  execute: ({ id }) =>
+    Effect.gen(function*() {
+      for (const step of [1, 2, 3]) {
+        yield* Activity.make({ name: `step-${step}`, execute: Effect.orDie(upsert(id, step)) })
+      }
+    })
+})
+
+const transactionalLayer = WorkflowLayer.make(BenchWorkflow, {
+  dependencies: sqlDependency,
+  execute: ({ id }) =>
+    Effect.gen(function*() {
+      for (const step of [1, 2, 3]) {
+        yield* TransactionalActivity.make({ name: `step-${step}`, execute: upsert(id, step) })
+      }
+    })
+})
+
+export const start = async (req: Cell.Request): Promise<Cell.Runner> => {
+  // the engine is chosen by WORKFLOW_MODE, as in an app
+  process.env.WORKFLOW_MODE = req.system === "memory" ? "memory" : "durable"
+  const runtime = AppRuntime.layer({
+    prefix,
+    migrations: [{ id: 1, name: "create steps", sql: () => Cell.STEPS_DDL }],
+    workflows: req.system === "durable-tx" ? transactionalLayer : plainLayer
+  }).pipe(Layer.provideMerge(Database.layer({ url: Redacted.make(req.url), applicationName: "bench" })))
+  const managed = ManagedRuntime.make(runtime)
+  await managed.runPromise(Effect.void)
+  return {
+    run: (id) => managed.runPromise(BenchWorkflow.execute({ id })),
+    stop: () => managed.dispose()
+  }
+}
+
