@@ -18,6 +18,8 @@ export interface Options {
   readonly connections: number
   readonly databaseUrl: string
   readonly systems: ReadonlyArray<Cell.System>
+  /** a cell taking longer is killed and the run fails (seconds) */
+  readonly timeout: number
 }
 
 export interface Measured extends Cell.Result {
@@ -34,7 +36,7 @@ const databaseUrl = (admin: string, database: string) => {
   return url.toString()
 }
 
-const runChild = (request: Cell.Request): Promise<Cell.Result> =>
+const runChild = (request: Cell.Request, timeoutSeconds: number): Promise<Cell.Result> =>
   new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", workerPath], {
       env: { ...process.env, [Cell.REQUEST_ENV]: JSON.stringify(request) },
@@ -44,8 +46,13 @@ const runChild = (request: Cell.Request): Promise<Cell.Result> =>
     let stderr = ""
     child.stdout.on("data", (chunk) => (stdout += chunk))
     child.stderr.on("data", (chunk) => (stderr += chunk))
+    const timer = setTimeout(() => {
+      stderr += `\nkilled: the cell took longer than ${timeoutSeconds} s (--timeout)`
+      child.kill("SIGKILL")
+    }, timeoutSeconds * 1000)
     child.on("error", reject)
     child.on("close", (code) => {
+      clearTimeout(timer)
       const line = stdout.split("\n").find((l) => l.startsWith(Cell.RESULT_MARKER))
       if (code === 0 && line) return resolve(JSON.parse(line.slice(Cell.RESULT_MARKER.length)) as Cell.Result)
       reject(new Error(`${request.system} cell exited with ${code}:\n${(stderr || stdout).trim().split("\n").slice(-20).join("\n")}`))
@@ -80,13 +87,28 @@ const runCell = async (
       n: options.n,
       sequential: options.sequential,
       connections: options.connections
-    })
+    }, options.timeout)
     // the child's backends have exited; give them a moment to flush their statistics
     await sleep(1500)
     const delta = (await commits(admin, database)) - before
     return { ...result, rep, commitsPerWorkflow: result.workflows > 0 ? delta / result.workflows : 0 }
   } finally {
     await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
+  }
+}
+
+/** After an interruption (Ctrl-C): drop this process's cell databases that are still there, none other. */
+export const dropOwnDatabases = async (adminUrl: string): Promise<void> => {
+  const admin = new pg.Client({ connectionString: adminUrl })
+  await admin.connect()
+  try {
+    const { rows } = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'")
+    const own = new RegExp(`^bench_[a-z_]+_${process.pid}_\\d+$`)
+    for (const { datname } of rows) {
+      if (own.test(datname)) await admin.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`)
+    }
+  } finally {
+    await admin.end()
   }
 }
 

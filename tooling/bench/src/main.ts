@@ -11,6 +11,7 @@
  *   --reps 3            repetitions (interleaved)
  *   --connections 10    connections of the Postgres ceiling measurement
  *   --systems a,b       only these systems (durable, durable-tx, memory, dbos)
+ *   --timeout 600       seconds a cell may take before it is killed (the run then fails)
  *   --database-url      admin URL that may CREATE DATABASE (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
  */
 import { Command, Options, ValidationError } from "@effect/cli"
@@ -31,6 +32,7 @@ const options = {
   sequential: positive("sequential", 50, "workflows run one at a time afterwards"),
   reps: positive("reps", 3, "repetitions, systems interleaved in each"),
   connections: positive("connections", 10, "connections of the Postgres commit ceiling measurement"),
+  timeout: positive("timeout", 600, "seconds a cell may take before it is killed and the run fails"),
   systems: Options.text("systems").pipe(
     Options.withDefault(Cell.systems.join(",")),
     Options.filterMap((raw) => {
@@ -55,7 +57,9 @@ const bench = Command.make("bench", options, (args) =>
       `Benchmark: ${args.systems.join(", ")}; ${args.n} started at once, ${args.sequential} sequential, ` +
         `${args.reps} reps; Postgres ceiling on ${args.connections} connections`
     )
-    const results = yield* Effect.promise(() => Bench.run(args, print))
+    const results = yield* Effect.promise(() => Bench.run(args, print)).pipe(
+      Effect.onInterrupt(() => Effect.promise(() => Bench.dropOwnDatabases(args.databaseUrl).catch(() => undefined)))
+    )
     print("")
     print(Bench.table(results, args))
   })).pipe(Command.withDescription("duraflow against DBOS Transact on the same workflow and Postgres"))

@@ -74,7 +74,7 @@ const checkRows = async (url: string, workflows: number, exactlyOnce: boolean) =
 const ceiling = async (req: Cell.Request) => {
   const pool = new pg.Pool({ connectionString: req.url, max: req.connections })
   await pool.query("CREATE TABLE bench_ceiling (id bigserial PRIMARY KEY, value integer NOT NULL)")
-  const total = Math.max(3000, req.n * 3)
+  const total = Math.max(10_000, req.n * 3)
   let next = 0
   const t0 = now()
   await Promise.all(Array.from({ length: req.connections }, async () => {
