@@ -58,7 +58,9 @@ const bench = Command.make("bench", options, (args) =>
         `${args.reps} reps; Postgres ceiling on ${args.connections} connections`
     )
     const results = yield* Effect.promise(() => Bench.run(args, print)).pipe(
-      Effect.onInterrupt(() => Effect.promise(() => Bench.dropOwnDatabases(args.databaseUrl).catch(() => undefined)))
+      Effect.onExit((exit) =>
+        Exit.isSuccess(exit) ? Effect.void : Effect.promise(() => Bench.dropOwnDatabases(args.databaseUrl).catch(() => undefined))
+      )
     )
     print("")
     print(Bench.table(results, args))
@@ -77,6 +79,14 @@ const program = Command.run(bench, { name: "bench", version: "0.1.0" })(
   Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => void (process.exitCode = 2))),
   Effect.provide(NodeContext.layer)
 )
+
+// Ctrl-C reaches this process twice under `pnpm bench` (the terminal's and tsx's relay), and a
+// SIGINT with no listener kills the process before the interrupted run drops its databases:
+// runMain interrupts on the first, this keeps the rest from killing; a third one quits at once.
+let interrupts = 0
+process.on("SIGINT", () => {
+  if (++interrupts >= 3) process.exit(130)
+})
 
 NodeRuntime.runMain(program, {
   teardown: (exit, onExit) =>
