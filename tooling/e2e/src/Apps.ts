@@ -12,7 +12,7 @@ import { Database, RequestGuard, RunsApi } from "@duraflow/runtime-core"
 import { TestDatabase, TestProcess } from "@duraflow/runtime-core/testing"
 import { FetchHttpClient, HttpApiClient, type HttpClient } from "@effect/platform"
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Data, Duration, Effect, Exit, Layer, ParseResult, Redacted, Schema, type Scope } from "effect"
+import { Data, Duration, Effect, Exit, Layer, ParseResult, Predicate, Redacted, Schedule, Schema, type Scope } from "effect"
 import { request as httpRequest } from "node:http"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
@@ -165,6 +165,24 @@ export const poll = <A, E, R>(
       yield* Effect.sleep(options.interval ?? "250 millis")
     }
   })
+
+const isUnavailable = (e: unknown) => Predicate.isTagged(e, "ServiceUnavailable")
+
+/**
+ * What the API documents for a 503 ("nothing was recorded, retry later"), done
+ * as a client does it: retry `ServiceUnavailable` with backoff (about 30 s in
+ * all), running `on503` for each such answer; any other error, or the last 503,
+ * fails. A start is idempotent by execution id, so a retried start runs once.
+ */
+export const retryUnavailable = (on503: Effect.Effect<void> = Effect.void) =>
+<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  self.pipe(
+    Effect.tapError((e) => isUnavailable(e) ? on503 : Effect.void),
+    Effect.retry({
+      while: isUnavailable,
+      schedule: Schedule.exponential("250 millis", 1.5).pipe(Schedule.jittered, Schedule.upTo("30 seconds"))
+    })
+  )
 
 /** The execution id of a `202` start: `client.workflows.X({ payload }).pipe(executionId)`. */
 export const executionId = Effect.map((started: typeof RunsApi.Started.Type) => started.executionId)
