@@ -3,9 +3,15 @@
  * `patchedDependencies` (root package.json, `patches/`): each test fails on
  * the unpatched package.
  */
-import { Activity } from "@effect/workflow"
+import { Reactivity } from "@effect/experimental"
+import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Schema } from "effect"
+import { Activity, Workflow } from "@effect/workflow"
+import { Context, Effect, Exit, Layer, Schema } from "effect"
+import Pg from "pg"
+import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
+import { TestDatabase } from "../src/testing/index.js"
 
 describe("patches/@effect__workflow@0.19.1.patch", () => {
   it("Activity.make shares one exit schema per (success, error) pair, so Schema's parser cache is hit", () => {
@@ -28,4 +34,49 @@ describe("patches/@effect__workflow@0.19.1.patch", () => {
       expect(yield* decode(Exit.succeed("2"))).toEqual(Exit.succeed(2))
       expect(yield* decode(Exit.succeed("2"))).toEqual(Exit.succeed(2))
     }))
+})
+
+/** A `pg` pool that records the text of every query its clients send. */
+const recordingPool = (url: string, statements: Array<string>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const pool = new Pg.Pool({ connectionString: url, max: 10 })
+      pool.on("connect", (client) => {
+        const query = client.query.bind(client) as (...args: Array<unknown>) => unknown
+        ;(client as { query: unknown }).query = (...args: Array<unknown>) => {
+          const first = args[0]
+          statements.push(typeof first === "string" ? first : String((first as { text?: string })?.text ?? ""))
+          return query(...args)
+        }
+      })
+      return pool
+    }),
+    (pool) => Effect.promise(() => pool.end())
+  )
+
+const Once = Workflow.make({ name: "Once", payload: { id: Schema.String }, idempotencyKey: ({ id }) => id })
+
+describe("patches/@effect__cluster@0.60.2.patch", () => {
+  it.scopedLive("on Postgres, SqlMessageStorage saves a reply and marks its request processed in one statement", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase.make("patch_reply")
+      const statements: Array<string> = []
+      const client = Layer.scopedContext(Effect.map(
+        PgClient.fromPool({ acquire: recordingPool(db.url, statements) }),
+        (pg) => Context.make(PgClient.PgClient, pg).pipe(Context.add(SqlClient.SqlClient, pg))
+      )).pipe(Layer.provide(Reactivity.layer))
+      const runtime = AppRuntime.layer({
+        prefix: TablePrefix.unsafeMake("patch"),
+        migrations: [],
+        workflows: WorkflowLayer.make(Once, {
+          dependencies: Layer.empty,
+          execute: () => Activity.make({ name: "step", success: Schema.Number, execute: Effect.succeed(1) })
+        })
+      })
+      yield* Once.execute({ id: "a" }).pipe(Effect.provide(runtime.pipe(Layer.provideMerge(client))))
+      const replies = statements.filter((s) => /UPDATE "patch_cluster_messages" SET processed = TRUE, last_reply_id/.test(s))
+      // the run's reply and its activity's reply, at least
+      expect(replies.length).toBeGreaterThanOrEqual(2)
+      for (const s of replies) expect(s).toMatch(/^WITH request AS \(UPDATE .* INSERT INTO "patch_cluster_replies"/s)
+    }), 60_000)
 })
