@@ -20,7 +20,12 @@ export interface Options {
   readonly systems: ReadonlyArray<Cell.System>
   /** a cell taking longer is killed and the run fails (seconds) */
   readonly timeout: number
+  /** Node flags of every cell, whatever the system (default: the apps' own, see `appNodeFlags`) */
+  readonly nodeFlags: ReadonlyArray<string>
 }
+
+/** What the apps' Dockerfiles set in NODE_OPTIONS: the cells run with it, every system alike. */
+export const appNodeFlags: ReadonlyArray<string> = ["--max-semi-space-size=64"]
 
 export interface Measured extends Cell.Result {
   readonly rep: number
@@ -36,9 +41,9 @@ const databaseUrl = (admin: string, database: string) => {
   return url.toString()
 }
 
-const runChild = (request: Cell.Request, timeoutSeconds: number): Promise<Cell.Result> =>
+const runChild = (request: Cell.Request, timeoutSeconds: number, nodeFlags: ReadonlyArray<string>): Promise<Cell.Result> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", workerPath], {
+    const child = spawn(process.execPath, [...nodeFlags, "--import", "tsx", workerPath], {
       env: { ...process.env, [Cell.REQUEST_ENV]: JSON.stringify(request) },
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -87,7 +92,7 @@ const runCell = async (
       n: options.n,
       sequential: options.sequential,
       connections: options.connections
-    }, options.timeout)
+    }, options.timeout, options.nodeFlags)
     // the child's backends have exited; give them a moment to flush their statistics
     await sleep(1500)
     const delta = (await commits(admin, database)) - before

@@ -12,6 +12,7 @@
  *   --connections 10    connections of the Postgres ceiling measurement
  *   --systems a,b       only these systems (durable, durable-tx, memory, dbos)
  *   --timeout 600       seconds a cell may take before it is killed (the run then fails)
+ *   --node-flags "..."  Node flags of every cell (default: the apps' own, --max-semi-space-size=64; "" for none)
  *   --database-url      admin URL that may CREATE DATABASE (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
  */
 import { Command, Options, ValidationError } from "@effect/cli"
@@ -43,6 +44,11 @@ const options = {
     }, `--systems takes a comma-separated list of ${Cell.systems.join(", ")}`),
     Options.withDescription(`systems to run, of ${Cell.systems.join(", ")}`)
   ),
+  nodeFlags: Options.text("node-flags").pipe(
+    Options.withDefault(Bench.appNodeFlags.join(" ")),
+    Options.map((raw) => raw.split(/\s+/).filter((flag) => flag !== "")),
+    Options.withDescription("Node flags of every cell, whatever the system (default: those the apps' Dockerfiles set)")
+  ),
   databaseUrl: Options.text("database-url").pipe(
     Options.withFallbackConfig(Config.string("DATABASE_URL")),
     Options.withDefault("postgres://postgres@127.0.0.1:5432/postgres"),
@@ -55,7 +61,8 @@ const bench = Command.make("bench", options, (args) =>
     const print = (line: string) => process.stdout.write(`${line}\n`)
     print(
       `Benchmark: ${args.systems.join(", ")}; ${args.n} started at once, ${args.sequential} sequential, ` +
-        `${args.reps} reps; Postgres ceiling on ${args.connections} connections`
+        `${args.reps} reps; Postgres ceiling on ${args.connections} connections; ` +
+        `node ${args.nodeFlags.length > 0 ? args.nodeFlags.join(" ") : "(no flags)"} for every cell`
     )
     const results = yield* Effect.promise(() => Bench.run(args, print)).pipe(
       Effect.onExit((exit) =>

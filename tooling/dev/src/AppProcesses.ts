@@ -71,7 +71,15 @@ export const ensureFree = (ports: ReadonlyArray<number>) =>
 
 const start = (app: Replica, env: Record<string, string>) =>
   Effect.gen(function*() {
-    const process = yield* Command.make(globalThis.process.execPath, "--import", "tsx", "--import", parentWatch, "src/main.ts").pipe(
+    const process = yield* Command.make(
+      globalThis.process.execPath,
+      "--max-semi-space-size=64", // as the apps' Dockerfiles set it (NODE_OPTIONS)
+      "--import",
+      "tsx",
+      "--import",
+      parentWatch,
+      "src/main.ts"
+    ).pipe(
       Command.workingDirectory(appDir(app.name)),
       Command.env({ ...env, PORT: String(app.port) }),
       Command.start
