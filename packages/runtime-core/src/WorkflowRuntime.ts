@@ -24,6 +24,7 @@ import { Config, Context, Effect, Layer, Option } from "effect"
 import * as ClusterRunner from "./internal/ClusterRunner.js"
 import { InvalidRuntimeConfig } from "./RuntimeError.js"
 import * as DeferredWake from "./internal/DeferredWake.js"
+import * as InlineActivities from "./internal/InlineActivities.js"
 import * as ShardLockStorage from "./internal/ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
 import * as TransientRetry from "./internal/TransientRetry.js"
@@ -52,7 +53,9 @@ export interface DurableOptions {
  * wrapped by `WakeUps`, so clocks, signals and runs started elsewhere resume
  * promptly instead of at the next storage poll, by `TransientRetry`, so a
  * start or a signal does not fail because a connection just died, and by
- * `DeferredWake`, so a signal wakes a run that is still active (a race).
+ * `DeferredWake`, so a signal wakes a run that is still active (a race), and
+ * by `InlineActivities`, so an activity runs in its run's fiber and only its
+ * outcome is written.
  */
 export const layerDurable = (
   prefix: TablePrefix.TablePrefix,
@@ -69,6 +72,7 @@ export const layerDurable = (
   TransientRetry.layer.pipe(
     Layer.provide(WakeUps.layer(prefix)),
     Layer.provide(DeferredWake.layer),
+    Layer.provide(InlineActivities.layer(prefix)),
     Layer.provide(ClusterWorkflowEngine.layer),
     Layer.provideMerge(ClusterRunner.layer(prefix, {
       address: options?.runner,

@@ -75,8 +75,8 @@ describe("patches/@effect__cluster@0.60.2.patch", () => {
       })
       yield* Once.execute({ id: "a" }).pipe(Effect.provide(runtime.pipe(Layer.provideMerge(client))))
       const replies = statements.filter((s) => /UPDATE "patch_cluster_messages" SET processed = TRUE, last_reply_id/.test(s))
-      // the run's reply and its activity's reply, at least
-      expect(replies.length).toBeGreaterThanOrEqual(2)
+      // the run's reply at least (its activity's outcome is runtime-core's own row: InlineActivities)
+      expect(replies.length).toBeGreaterThanOrEqual(1)
       for (const s of replies) expect(s).toMatch(/^WITH request AS \(UPDATE .* INSERT INTO "patch_cluster_replies"/s)
     }), 60_000)
 })

@@ -92,11 +92,19 @@ describe("WorkflowRuntime", () => {
             SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace ORDER BY 1`)
             .map((r) => r.relname)
           expect(tables).toEqual([
+            "rt_activity_exits",
+            "rt_activity_results",
             "rt_cluster_locks",
             "rt_cluster_messages",
             "rt_cluster_migrations",
             "rt_cluster_replies",
-            "rt_cluster_runners"
+            "rt_cluster_runners",
+            "rt_runs",
+            "rt_runtime_migrations"
+          ])
+          // the activity's outcome is one row of runtime-core's (InlineActivities), not a cluster message
+          expect(yield* sql`SELECT activity, attempt, exit FROM rt_activity_exits WHERE execution_id = 'e1'`).toEqual([
+            { activity: "greet", attempt: 1, exit: { _tag: "Success", value: "hello grace" } }
           ])
         }))
     })

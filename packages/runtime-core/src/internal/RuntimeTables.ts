@@ -1,7 +1,8 @@
 /**
  * The tables runtime-core itself owns in every app's prefix, with their own
  * migration ledger (`<prefix>_runtime_migrations`) so their ids never clash
- * with the domain's: the runs ledger and the transactional-activity results.
+ * with the domain's: the runs ledger, the transactional-activity results and
+ * every activity's recorded exit.
  */
 import type { SqlClient } from "@effect/sql"
 import type { Layer } from "effect"
@@ -40,6 +41,21 @@ export const migrations: ReadonlyArray<Migrations.Migration> = [
         attempt integer NOT NULL,
         result jsonb NOT NULL,
         committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (execution_id, activity, attempt)
+      );`
+  },
+  {
+    id: 3,
+    name: "create activity exits",
+    // every activity's recorded outcome on the durable engine (`InlineActivities`)
+    sql: (t) =>
+      `CREATE TABLE ${t("activity_exits")} (
+        execution_id text NOT NULL,
+        activity text NOT NULL,
+        attempt integer NOT NULL,
+        exit jsonb NOT NULL,
+        started_at timestamptz NOT NULL,
+        finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
         PRIMARY KEY (execution_id, activity, attempt)
       );`
   }

@@ -1,0 +1,115 @@
+/**
+ * Activities on the durable engine run in their run's fiber and record one
+ * exit row each (`InlineActivities`): a replay returns the recorded success or
+ * typed failure without running the body again, and when two executions of a
+ * step race, the first recorded exit is what both return.
+ */
+import { SqlClient } from "@effect/sql"
+import { describe, expect, layer } from "@effect/vitest"
+import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
+import { Context, Effect, Either, Exit, Fiber, Layer, Ref, Schema } from "effect"
+import { TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
+import { TestDatabase } from "../src/testing/index.js"
+
+const prefix = TablePrefix.unsafeMake("inl")
+
+/** How many times activity bodies ran in this process. */
+class Runs extends Context.Tag("test/Runs")<Runs, Ref.Ref<number>>() {}
+
+const Go = DurableDeferred.make("go")
+
+const Replayed = Workflow.make({
+  name: "Replayed",
+  payload: { id: Schema.String, fail: Schema.Boolean },
+  success: Schema.String,
+  idempotencyKey: (p) => p.id
+})
+
+const Raced = Workflow.make({ name: "Raced", payload: { id: Schema.String }, success: Schema.Number, idempotencyKey: (p) => p.id })
+
+const RunsLive = Layer.effect(Runs, Ref.make(0))
+const Dependencies = Layer.merge(RunsLive, Layer.effect(SqlClient.SqlClient, SqlClient.SqlClient))
+
+const Workflows = Layer.mergeAll(
+  WorkflowLayer.make(Replayed, {
+    dependencies: Dependencies,
+    signals: [Go],
+    execute: ({ fail }) =>
+      Effect.gen(function*() {
+        const first = yield* Activity.make({
+          name: "count",
+          success: Schema.Number,
+          error: Schema.String,
+          execute: Effect.flatMap(Runs, (runs) => Ref.updateAndGet(runs, (n) => n + 1)).pipe(
+            Effect.flatMap((n) => fail ? Effect.fail(`failed on run ${n}`) : Effect.succeed(n))
+          )
+        }).pipe(Effect.either)
+        // suspends the run: what comes after is a replay
+        yield* DurableDeferred.await(Go)
+        return Either.match(first, { onLeft: (e) => `error: ${e}`, onRight: (n) => `value: ${n}` })
+      })
+  }),
+  WorkflowLayer.make(Raced, {
+    dependencies: Dependencies,
+    execute: () =>
+      Activity.make({
+        name: "raced",
+        success: Schema.Number,
+        // another execution of this very step records its exit first
+        execute: Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const instance = yield* WorkflowEngine.WorkflowInstance
+          yield* Effect.orDie(sql`INSERT INTO inl_activity_exits (execution_id, activity, attempt, exit, started_at)
+            VALUES (${instance.executionId}, 'raced', 1, '{"_tag":"Success","value":41}'::jsonb, now())`)
+          return 42
+        })
+      })
+  }),
+  RunsLive // one counter: layers are shared within a build
+)
+
+const Durable = Workflows.pipe(
+  Layer.provideMerge(WorkflowRuntime.layerDurable(prefix)),
+  Layer.provideMerge(TestDatabase.layer("inline_activities"))
+)
+
+/** Runs the workflow until it suspends on `Go`, signals it, and returns the replay's result. */
+const runWithReplay = (payload: { readonly id: string; readonly fail: boolean }) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const engine = yield* WorkflowEngine.WorkflowEngine
+    const executionId = yield* Replayed.executionId(payload)
+    const fiber = yield* Effect.fork(Replayed.execute(payload))
+    // suspended: the activity's exit is recorded and the run's reply says Suspended
+    while ((yield* engine.poll(Replayed, executionId))?._tag !== "Suspended") yield* Effect.sleep("50 millis")
+    const recorded = yield* sql<{ exit: unknown }>`SELECT exit FROM inl_activity_exits WHERE execution_id = ${executionId}`
+    yield* engine.deferredDone(Go, { workflowName: Replayed.name, executionId, deferredName: Go.name, exit: Exit.void })
+    return { result: yield* Fiber.join(fiber), recorded: recorded.map((r) => r.exit) }
+  })
+
+describe("InlineActivities", () => {
+  layer(Durable, { timeout: 60_000, excludeTestServices: true })((it) => {
+    it.effect("a replay returns the recorded success and does not run the body again", () =>
+      Effect.gen(function*() {
+        const { recorded, result } = yield* runWithReplay({ id: "ok", fail: false })
+        expect(recorded).toEqual([{ _tag: "Success", value: 1 }])
+        expect(result).toBe("value: 1")
+        expect(yield* Ref.get(yield* Runs)).toBe(1)
+      }))
+
+    it.effect("a typed failure is recorded and replayed as the same failure", () =>
+      Effect.gen(function*() {
+        const before = yield* Ref.get(yield* Runs)
+        const { recorded, result } = yield* runWithReplay({ id: "fail", fail: true })
+        const message = `failed on run ${before + 1}`
+        expect(recorded).toEqual([{ _tag: "Failure", cause: { _tag: "Fail", error: message } }])
+        expect(result).toBe(`error: ${message}`)
+        expect(yield* Ref.get(yield* Runs)).toBe(before + 1)
+      }))
+
+    it.effect("two executions of one step: the first recorded exit wins", () =>
+      Effect.gen(function*() {
+        expect(yield* Raced.execute({ id: "r" })).toBe(41)
+      }))
+  })
+})
