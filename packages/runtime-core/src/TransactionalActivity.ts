@@ -2,11 +2,13 @@
  * Activities whose database writes and recorded result commit together.
  *
  * A plain activity is at-least-once: its result is only as durable as the
- * engine's reply write, so after a crash the engine runs the body again and
+ * write of its exit, so after a crash the engine runs the body again and
  * its writes happen twice unless they are idempotent (docs/ARCHITECTURE.md, section 5).
  * A transactional activity runs its body inside ONE Postgres transaction that
- * also inserts its encoded result into `<prefix>_activity_results`, keyed by
- * (execution id, activity name, attempt). When the run is replayed, the
+ * also records its result, keyed by (execution id, activity name, attempt):
+ * on the durable engine as the step's exit row in `<prefix>_activity_exits`
+ * (`InlineActivities`, so nothing is written after the commit), otherwise in
+ * the `ActivityLedger`, `<prefix>_activity_results`. When the run is replayed, the
  * committed result is found and returned and the body does not run again;
  * when the body failed or the process died before commit, nothing it wrote
  * exists. Two executions racing on the same key cannot both commit: the loser
@@ -19,7 +21,8 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, WorkflowEngine } from "@effect/workflow"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Exit, Layer, Option, Schema } from "effect"
+import * as InlineActivities from "./internal/InlineActivities.js"
 import * as Retry from "./Retry.js"
 import * as TablePrefix from "./TablePrefix.js"
 
@@ -87,6 +90,10 @@ export const make = <
     success: options.success,
     error: options.error,
     execute: Effect.gen(function*() {
+      const recording = yield* Effect.serviceOption(InlineActivities.Recording)
+      if (Option.isSome(recording)) {
+        return yield* withExitRow(recording.value, options)
+      }
       // provided by AppRuntime to every workflow; checked here rather than in the type so that
       // domains declare only their own dependencies
       const ledger = yield* Effect.serviceOption(ActivityLedger).pipe(
@@ -107,6 +114,47 @@ export const make = <
       )
     }) as Effect.Effect<Success["Type"], Error["Type"], R | WorkflowEngine.WorkflowInstance>
   })
+
+/**
+ * On the durable engine (`InlineActivities`): the body's writes and the step's
+ * exit row commit in ONE transaction, so the engine writes nothing after it.
+ * The engine looked for a recorded exit just before; a retried transaction
+ * (a database error, or a concurrent execution that committed first: the
+ * primary key) looks again, inside the transaction, and returns what it finds.
+ */
+const withExitRow = <R, A, E>(
+  recording: InlineActivities.Recording["Type"],
+  options: {
+    readonly success?: Schema.Schema.All | undefined
+    readonly error?: Schema.Schema.All | undefined
+    readonly execute: Effect.Effect<A, E | SqlError, R>
+  }
+): Effect.Effect<A, E, R> => {
+  const exitSchema = InlineActivities.exitSchema(options.success ?? Schema.Void, options.error ?? Schema.Never)
+  let tries = 0
+  const once = Effect.gen(function*() {
+    if (tries++ > 0) {
+      const found = yield* recording.lookup
+      if (found !== undefined) {
+        recording.recorded = true
+        const exit: Exit.Exit<A, E> = yield* Effect.orDie(Schema.decodeUnknown(exitSchema)(found.exit))
+        return yield* exit
+      }
+    }
+    const value = yield* options.execute
+    yield* recording.insert(yield* Effect.orDie(Schema.encode(exitSchema)(Exit.succeed(value))))
+    recording.recorded = true
+    return value
+  })
+  return Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(once)).pipe(
+    // @effect/sql turns a failed COMMIT or ROLLBACK into a defect: as transient as any SqlError here
+    Effect.catchAllDefect((defect) => isSqlError(defect) ? Effect.fail(defect) : Effect.die(defect)),
+    // a failed COMMIT may have landed: only the exit row says so, and the next try reads it
+    Effect.tapError(() => Effect.sync(() => (recording.recorded = false))),
+    Effect.retry({ schedule: Retry.transaction, while: isSqlError }),
+    Effect.catchIf(isSqlError, Effect.die)
+  ) as Effect.Effect<A, E, R>
+}
 
 /**
  * A ledger in process memory, for a runtime with no database

@@ -8,7 +8,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, Effect, Either, Exit, Fiber, Layer, Ref, Schema } from "effect"
-import { TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
+import { Migrations, TablePrefix, TransactionalActivity, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
 
 const prefix = TablePrefix.unsafeMake("inl")
@@ -22,6 +22,13 @@ const Replayed = Workflow.make({
   name: "Replayed",
   payload: { id: Schema.String, fail: Schema.Boolean },
   success: Schema.String,
+  idempotencyKey: (p) => p.id
+})
+
+const Transactional = Workflow.make({
+  name: "Transactional",
+  payload: { id: Schema.String },
+  success: Schema.Number,
   idempotencyKey: (p) => p.id
 })
 
@@ -65,11 +72,32 @@ const Workflows = Layer.mergeAll(
         })
       })
   }),
+  WorkflowLayer.make(Transactional, {
+    dependencies: Dependencies,
+    signals: [Go],
+    execute: ({ id }) =>
+      Effect.gen(function*() {
+        const n = yield* TransactionalActivity.make({
+          name: "bump",
+          success: Schema.Number,
+          execute: Effect.gen(function*() {
+            const sql = yield* SqlClient.SqlClient
+            yield* Effect.flatMap(Runs, (runs) => Ref.update(runs, (n) => n + 1))
+            const [row] = yield* sql<{ n: number }>`INSERT INTO inl_counter (id, n) VALUES (${id}, 1)
+              ON CONFLICT (id) DO UPDATE SET n = inl_counter.n + 1 RETURNING n`
+            return row!.n
+          })
+        })
+        yield* DurableDeferred.await(Go)
+        return n
+      })
+  }),
   RunsLive // one counter: layers are shared within a build
 )
 
 const Durable = Workflows.pipe(
   Layer.provideMerge(WorkflowRuntime.layerDurable(prefix)),
+  Layer.provideMerge(Migrations.layer(prefix, [{ id: 1, name: "counter", sql: (t) => `CREATE TABLE ${t("counter")} (id text PRIMARY KEY, n int NOT NULL)` }])),
   Layer.provideMerge(TestDatabase.layer("inline_activities"))
 )
 
@@ -105,6 +133,41 @@ describe("InlineActivities", () => {
         expect(recorded).toEqual([{ _tag: "Failure", cause: { _tag: "Fail", error: message } }])
         expect(result).toBe(`error: ${message}`)
         expect(yield* Ref.get(yield* Runs)).toBe(before + 1)
+      }))
+
+    it.effect("a transactional activity commits its exit row with its writes; a replay runs neither again", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const engine = yield* WorkflowEngine.WorkflowEngine
+        const before = yield* Ref.get(yield* Runs)
+        const executionId = yield* Transactional.executionId({ id: "t" })
+        const fiber = yield* Effect.fork(Transactional.execute({ id: "t" }))
+        while ((yield* engine.poll(Transactional, executionId))?._tag !== "Suspended") yield* Effect.sleep("50 millis")
+        expect(yield* sql`SELECT exit FROM inl_activity_exits WHERE execution_id = ${executionId}`).toEqual([
+          { exit: { _tag: "Success", value: 1 } }
+        ])
+        // the exit row is the only record: nothing in the ActivityLedger's table
+        expect(yield* sql`SELECT 1 FROM inl_activity_results WHERE execution_id = ${executionId}`).toEqual([])
+        yield* engine.deferredDone(Go, { workflowName: Transactional.name, executionId, deferredName: Go.name, exit: Exit.void })
+        expect(yield* Fiber.join(fiber)).toBe(1)
+        expect(yield* Ref.get(yield* Runs)).toBe(before + 1)
+        expect(yield* sql`SELECT n FROM inl_counter WHERE id = 't'`).toEqual([{ n: 1 }])
+      }))
+
+    it.effect("a transactional step an earlier build committed (ActivityLedger only) does not run again", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const before = yield* Ref.get(yield* Runs)
+        const executionId = yield* Transactional.executionId({ id: "legacy" })
+        yield* sql`INSERT INTO inl_activity_results (execution_id, activity, attempt, result)
+          VALUES (${executionId}, 'bump', 1, '7'::jsonb)`
+        const fiber = yield* Effect.fork(Transactional.execute({ id: "legacy" }))
+        const engine = yield* WorkflowEngine.WorkflowEngine
+        while ((yield* engine.poll(Transactional, executionId))?._tag !== "Suspended") yield* Effect.sleep("50 millis")
+        yield* engine.deferredDone(Go, { workflowName: Transactional.name, executionId, deferredName: Go.name, exit: Exit.void })
+        expect(yield* Fiber.join(fiber)).toBe(7)
+        expect(yield* Ref.get(yield* Runs)).toBe(before)
+        expect(yield* sql`SELECT n FROM inl_counter WHERE id = 'legacy'`).toEqual([])
       }))
 
     it.effect("two executions of one step: the first recorded exit wins", () =>

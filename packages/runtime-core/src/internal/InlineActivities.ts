@@ -30,31 +30,48 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
-import { Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import * as Retry from "../Retry.js"
 import * as TablePrefix from "../TablePrefix.js"
 import * as RuntimeTables from "./RuntimeTables.js"
 
 /** The stored form of an activity's exit: `Schema.Exit` of its success and error schemas, one per pair. */
 const exitSchemas = new WeakMap<object, WeakMap<object, Schema.Schema<any, any>>>()
-const storedExit = (activity: Activity.Any): Schema.Schema<any, any> => {
-  let byError = exitSchemas.get(activity.successSchema)
+export const exitSchema = (success: Schema.Schema.All, error: Schema.Schema.All): Schema.Schema<any, any> => {
+  let byError = exitSchemas.get(success)
   if (byError === undefined) {
     byError = new WeakMap()
-    exitSchemas.set(activity.successSchema, byError)
+    exitSchemas.set(success, byError)
   }
-  let schema = byError.get(activity.errorSchema)
+  let schema = byError.get(error)
   if (schema === undefined) {
     // context-free, as the engine's own exit schemas (`Activity.make` takes context-free schemas)
-    schema = Schema.Exit({
-      success: activity.successSchema,
-      failure: activity.errorSchema,
-      defect: Schema.Defect
-    }) as unknown as Schema.Schema<any, any>
-    byError.set(activity.errorSchema, schema)
+    schema = Schema.Exit({ success, failure: error, defect: Schema.Defect }) as unknown as Schema.Schema<any, any>
+    byError.set(error, schema)
   }
   return schema
 }
+
+export interface Key {
+  readonly executionId: string
+  readonly activity: string
+  readonly attempt: number
+}
+
+/**
+ * Given to an activity's body while it runs inline. `TransactionalActivity`
+ * uses it to commit the exit row in its own transaction, with the body's
+ * writes, and marks it `recorded` so that the engine does not write it again.
+ */
+export class Recording extends Context.Tag("@duraflow/runtime-core/InlineActivities/Recording")<Recording, {
+  readonly key: Key
+  readonly startedAt: Date
+  /** The recorded exit of this step (also one a transactional activity of an earlier build committed). */
+  readonly lookup: Effect.Effect<{ readonly exit: unknown } | undefined, SqlError>
+  /** INSERTs the exit row (plain INSERT: a row already there is a unique violation). */
+  readonly insert: (encodedExit: unknown) => Effect.Effect<void, SqlError>
+  recorded: boolean
+}>() {}
 
 /** Wraps the engine in context: `activityExecute` runs inline and records the exit. */
 export const layer = (
@@ -66,11 +83,18 @@ export const layer = (
       const engine = yield* WorkflowEngine.WorkflowEngine
       const sql = yield* SqlClient.SqlClient
       const table = sql(TablePrefix.table(prefix, "activity_exits"))
+      const results = sql(TablePrefix.table(prefix, "activity_results"))
 
+      // a transactional activity that a build before InlineActivities committed has its result
+      // in `activity_results` only: it counts as recorded, so the body does not run again
       const recorded = (executionId: string, activity: string, attempt: number) =>
         Effect.map(
           sql<{ exit: unknown }>`SELECT exit FROM ${table}
-            WHERE execution_id = ${executionId} AND activity = ${activity} AND attempt = ${attempt}`,
+            WHERE execution_id = ${executionId} AND activity = ${activity} AND attempt = ${attempt}
+            UNION ALL
+            SELECT jsonb_build_object('_tag', 'Success', 'value', result) FROM ${results}
+            WHERE execution_id = ${executionId} AND activity = ${activity} AND attempt = ${attempt}
+            LIMIT 1`,
           (rows) => rows[0]
         )
 
@@ -94,7 +118,7 @@ export const layer = (
         activityExecute: (activity, attempt) =>
           Effect.gen(function*() {
             const instance = yield* WorkflowEngine.WorkflowInstance
-            const schema = storedExit(activity)
+            const schema = exitSchema(activity.successSchema, activity.errorSchema)
             const executionId = instance.executionId
             const found = yield* durably(recorded(executionId, activity.name, attempt))
             if (found !== undefined) {
@@ -103,12 +127,24 @@ export const layer = (
             const activityInstance = WorkflowEngine.WorkflowInstance.initial(instance.workflow, executionId)
             activityInstance.interrupted = instance.interrupted
             const startedAt = new Date()
+            const recording = Recording.of({
+              key: { executionId, activity: activity.name, attempt },
+              startedAt,
+              lookup: recorded(executionId, activity.name, attempt),
+              insert: (encodedExit) =>
+                sql`INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
+                  VALUES (${executionId}, ${activity.name}, ${attempt}, ${JSON.stringify(encodedExit)}::jsonb, ${startedAt})`
+                  .pipe(Effect.asVoid),
+              recorded: false
+            })
             const result = yield* activity.execute.pipe(
               Workflow.intoResult,
               Effect.provideService(WorkflowEngine.WorkflowInstance, activityInstance),
-              Effect.provideService(Activity.CurrentAttempt, attempt)
+              Effect.provideService(Activity.CurrentAttempt, attempt),
+              Effect.provideService(Recording, recording)
             )
-            if (result._tag === "Suspended") return result
+            // suspended: nothing to record; recorded: a transactional activity committed it
+            if (result._tag === "Suspended" || recording.recorded) return result
             const encoded = yield* Effect.orDie(Schema.encode(schema)(result.exit))
             const earlier = yield* durably(record(executionId, activity.name, attempt, startedAt, encoded))
             if (earlier === undefined) return result
