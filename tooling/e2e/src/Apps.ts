@@ -351,7 +351,7 @@ export const tableNames: Effect.Effect<ReadonlyArray<string>, SqlError.SqlError,
  */
 export const isDomainTable = (name: string): boolean =>
   /^(ontology|knowledge)_/.test(name) &&
-  !/^(ontology|knowledge)_(runs|activity_results|migrations|runtime_migrations|cluster_.*)$/.test(name)
+  !/^(ontology|knowledge)_(runs|activity_exits|activity_results|migrations|runtime_migrations|cluster_.*)$/.test(name)
 
 /** `table -> row count` for every public table passing `filter`. */
 export const rowCounts = (filter: (table: string) => boolean = () => true) =>
