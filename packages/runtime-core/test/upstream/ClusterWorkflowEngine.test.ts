@@ -31,7 +31,7 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import type { TablePrefix } from "../../src/index.js"
 import { TestDatabase } from "../../src/testing/index.js"
-import { durableEngine, eventually, freshPrefix, journal, replies, REQUEST, requests } from "./harness.js"
+import { durableEngine, eventually, freshPrefix, journal, type MessageRow, replies, REQUEST, requests } from "./harness.js"
 
 /** Durable sleeps upstream lets pass with `TestClock.adjust("10 seconds")`: real time here. */
 const SHORT_SLEEP = Duration.seconds(1)
@@ -378,7 +378,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           const journalLength = (yield* journal(prefix)).length
           yield* ShardedDeferredWorkflow.execute(payload).pipe(Effect.fork)
           // upstream: TestClock.adjust(1)
-          const activityEnvelope = (rows: ReadonlyArray<{ kind: number; entity_type: string; tag: string | null }>) =>
+          const activityEnvelope = (rows: ReadonlyArray<MessageRow>) =>
             rows.find((envelope) =>
               Number(envelope.kind) === REQUEST &&
               envelope.entity_type === "Workflow/ShardedDeferredWorkflow" &&
@@ -390,7 +390,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           )
           const envelope = activityEnvelope((yield* journal(prefix)).slice(journalLength))
           assert.exists(envelope)
-          assert.strictEqual(shardGroupOf(envelope as { shard_id: string }), "workflow")
+          assert.strictEqual(shardGroupOf(envelope!), "workflow")
         })
       ))
 
@@ -446,7 +446,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           )
           yield* Fiber.join(fiber)
 
-          const findRun = (rows: ReadonlyArray<{ kind: number; entity_type: string; tag: string | null }>, entityType: string) =>
+          const findRun = (rows: ReadonlyArray<MessageRow>, entityType: string) =>
             rows.find(
               (envelope) =>
                 Number(envelope.kind) === REQUEST &&
@@ -454,12 +454,12 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
                 envelope.tag === "run"
             )
           const rows = yield* journal(prefix)
-          const parentRun = findRun(rows, "Workflow/DiscardParentWorkflow") as { entity_id: string } | undefined
-          const childRun = findRun(rows, "Workflow/DiscardChildWorkflow") as { payload: string } | undefined
+          const parentRun = findRun(rows, "Workflow/DiscardParentWorkflow")
+          const childRun = findRun(rows, "Workflow/DiscardChildWorkflow")
           assert.exists(parentRun, "expected a run envelope for the parent workflow")
           assert.exists(childRun, "expected a run envelope for the child workflow")
 
-          const childPayload = JSON.parse(childRun!.payload) as Record<string, unknown>
+          const childPayload = JSON.parse(childRun!.payload!) as Record<string, unknown>
           const parent = childPayload["~@effect/workflow/parent"] as
             | { workflowName: string; executionId: string }
             | undefined
