@@ -18,9 +18,11 @@ export const freshPrefix = (base: string): TablePrefix.TablePrefix =>
 
 /**
  * The durable engine as apps get it (`WorkflowRuntime.layerDurable`), with the
- * sharding settings of upstream's `TestShardingConfig` that matter here: the
- * `workflow` shard group is available and assigned to this runner, and the
- * storage poll interval is upstream's 5 s (wake-ups do not wait for it).
+ * sharding settings of upstream's `TestShardingConfig`: the `workflow` shard
+ * group is available and assigned to this runner, the storage poll interval is
+ * upstream's 5 s (wake-ups do not wait for it), and entities are not waited
+ * for at shutdown (`entityTerminationTimeout: 0`; ours is 5 s), so a test that
+ * leaves a run in the middle of an activity ends at once.
  */
 export const durableEngine = (prefix: TablePrefix.TablePrefix) =>
   WorkflowRuntime.layerDurable(prefix, {
@@ -29,6 +31,7 @@ export const durableEngine = (prefix: TablePrefix.TablePrefix) =>
       availableShardGroups: ["default", "workflow"],
       assignedShardGroups: ["default", "workflow"],
       entityMailboxCapacity: 10,
+      entityTerminationTimeout: 0,
       entityMessagePollInterval: Duration.seconds(5),
       sendRetryInterval: Duration.millis(100)
     }
