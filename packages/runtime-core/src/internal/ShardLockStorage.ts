@@ -210,10 +210,16 @@ export const make = Effect.fnUntraced(function*(prefix: TablePrefix.TablePrefix,
   // loop keeps running until its scope closes, and must not see itself vanish meanwhile
   // (it would re-assign shards it is releasing anyway, and warn of "no healthy runners").
   let left = false
+  // the runner this process registered last: its view of the ring when it leaves before
+  // ever reading the ring (stopped right after it started), instead of an empty one
+  let registered: Runner.Runner | undefined
 
   const getRunners = Effect.suspend(() => {
     const now = Date.now()
-    if (left && cache) return Effect.succeed(cache.runners)
+    if (left) {
+      const view: Array<[Runner.Runner, boolean]> = cache ? cache.runners : registered ? [[registered, true]] : []
+      return Effect.succeed(view)
+    }
     if (cache && !dirty && !cache.others && now - cache.at < idleRefreshMs) return Effect.succeed(cache.runners)
     dirty = false
     return readRunners.pipe(
@@ -240,12 +246,19 @@ export const make = Effect.fnUntraced(function*(prefix: TablePrefix.TablePrefix,
     register: (runner, healthy) =>
       Effect.gen(function*() {
         const machineId = yield* base.register(runner, healthy)
+        registered = runner
         if (self && !Equal.equals(self.address, runner.address)) {
           yield* withSession((q) => q(`SELECT pg_advisory_unlock(${space}, ${self!.key})`))
           present = false
         }
         self = { address: runner.address, key: TablePrefix.RUNNER_LOCK_BASE + machineId }
         yield* withSession(() => Effect.void)
+        // Unregistered while this registration was in flight: the runner is shutting down
+        // (Sharding unregisters only then) and `unregister` dropped `self` or released the
+        // presence lock it found. Nothing is held and nothing conflicts, so this is not the
+        // "address in use" case below (which a runner stopped right after it started, e.g. a
+        // short test, used to log as an ERROR).
+        if (left) return machineId
         if (!present) {
           // two live processes with one address would share a machine id (and its snowflakes): refuse
           yield* Effect.logError(
