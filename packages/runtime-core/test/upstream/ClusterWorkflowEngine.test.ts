@@ -23,6 +23,7 @@
  *   stored envelope too (and checked against `Workflow.executionId`).
  */
 import { ClusterSchema } from "@effect/cluster"
+import { SqlClient } from "@effect/sql"
 import { assert, describe, expect, layer } from "@effect/vitest"
 import { Activity, DurableClock, DurableDeferred, Workflow } from "@effect/workflow"
 import { WorkflowEngine, WorkflowInstance } from "@effect/workflow/WorkflowEngine"
@@ -31,7 +32,7 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import type { TablePrefix } from "../../src/index.js"
 import { TestDatabase } from "../../src/testing/index.js"
-import { durableEngine, eventually, freshPrefix, journal, type MessageRow, replies, REQUEST, requests } from "./harness.js"
+import { durableEngine, eventually, freshPrefix, journal, type MessageRow, replies, REQUEST, storedSteps } from "./harness.js"
 
 /** Durable sleeps upstream lets pass with `TestClock.adjust("10 seconds")`: real time here. */
 const SHORT_SLEEP = Duration.seconds(1)
@@ -63,7 +64,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           // - 1 sleep activity
           // - 1 durable clock run
           // - 1 durable clock deferred set
-          expect((yield* requests(prefix)).length).toEqual(9)
+          expect((yield* storedSteps(prefix))).toEqual(9)
 
           // normal finalizer should run even after suspension
           expect(flags.get("finalizer")).toBeTruthy()
@@ -84,7 +85,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           })
 
           // - 1 DurableDeferred set
-          expect((yield* requests(prefix)).length).toEqual(10)
+          expect((yield* storedSteps(prefix))).toEqual(10)
 
           // upstream: TestClock 10 s to let the client's suspend polling complete
           expect(yield* Fiber.join(fiber)).toBeUndefined()
@@ -100,7 +101,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
             id: "test-email-1",
             to: "bob@example.com"
           })
-          expect((yield* requests(prefix)).length).toEqual(10)
+          expect((yield* storedSteps(prefix))).toEqual(10)
 
           // test poll
           expect(yield* EmailWorkflow.poll(executionId)).toEqual(new Workflow.Complete({ exit: Exit.void }))
@@ -131,14 +132,14 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           // - 1 durable clock run
           // - 1 durable clock deferred set
           // - 1 interrupt signal set
-          expect((yield* requests(prefix)).length).toEqual(10)
+          expect((yield* storedSteps(prefix))).toEqual(10)
           // upstream: TestClock 5 s, pollStorage, TestClock 5 s: the interrupt has been handled
           yield* eventually(
             Effect.map(EmailWorkflow.poll(executionId), (r) => r?._tag === "Complete"),
             "the interrupted workflow completed"
           )
           // - clock cleared
-          expect((yield* requests(prefix)).length).toEqual(9)
+          expect((yield* storedSteps(prefix))).toEqual(9)
 
           const result = yield* replies(prefix, envelope.request_id)
           const reply = result[0]!
@@ -377,20 +378,26 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
 
           const journalLength = (yield* journal(prefix)).length
           yield* ShardedDeferredWorkflow.execute(payload).pipe(Effect.fork)
-          // upstream: TestClock.adjust(1)
-          const activityEnvelope = (rows: ReadonlyArray<MessageRow>) =>
-            rows.find((envelope) =>
-              Number(envelope.kind) === REQUEST &&
-              envelope.entity_type === "Workflow/ShardedDeferredWorkflow" &&
-              envelope.tag === "activity"
-            )
+          // upstream: TestClock.adjust(1), then the activity's envelope is on the workflow shard
+          // group. Here the activity runs in its run (which is on that group) and records its exit
           yield* eventually(
-            Effect.map(journal(prefix), (rows) => activityEnvelope(rows.slice(journalLength)) !== undefined),
-            "the activity's envelope is stored"
+            Effect.flatMap(SqlClient.SqlClient, (sql) =>
+              sql`SELECT 1 FROM ${sql(`${prefix}_activity_exits`)}
+                WHERE execution_id = ${executionId} AND activity = 'ShardedActivity'`).pipe(
+                Effect.orDie,
+                Effect.map((rows) => rows.length === 1)
+              ),
+            "the activity's exit is recorded"
           )
-          const envelope = activityEnvelope((yield* journal(prefix)).slice(journalLength))
-          assert.exists(envelope)
-          assert.strictEqual(shardGroupOf(envelope!), "workflow")
+          const rows = (yield* journal(prefix)).slice(journalLength)
+          assert.isUndefined(rows.find((envelope) => envelope.tag === "activity"))
+          const run = rows.find((envelope) =>
+            Number(envelope.kind) === REQUEST &&
+            envelope.entity_type === "Workflow/ShardedDeferredWorkflow" &&
+            envelope.tag === "run"
+          )
+          assert.exists(run)
+          assert.strictEqual(shardGroupOf(run!), "workflow")
         })
       ))
 

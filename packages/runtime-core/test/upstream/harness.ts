@@ -68,6 +68,20 @@ export const journal = (prefix: TablePrefix.TablePrefix) =>
 export const requests = (prefix: TablePrefix.TablePrefix) =>
   Effect.map(journal(prefix), (rows) => rows.filter((r) => Number(r.kind) === REQUEST))
 
+/**
+ * Upstream's request count: the stored Request envelopes plus the activity
+ * attempts runtime-core records as exit rows (`InlineActivities`: an activity
+ * runs in its run's fiber and stores one `<prefix>_activity_exits` row, where
+ * the library stores an `activity` request and its reply).
+ */
+export const storedSteps = (prefix: TablePrefix.TablePrefix) =>
+  Effect.flatMap(requests(prefix), (rows) =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${prefix}_activity_exits`)}`).pipe(
+        Effect.orDie,
+        Effect.map(([row]) => rows.length + row!.n)
+      ))
+
 /** The stored replies to one request, oldest first, as `Reply.ReplyEncoded` (SqlMessageStorage's `replyFromRow`). */
 export const replies = (prefix: TablePrefix.TablePrefix, requestId: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
