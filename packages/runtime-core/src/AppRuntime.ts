@@ -24,6 +24,7 @@ import { InvalidRuntimeConfig } from "./RuntimeError.js"
 import * as RunStore from "./internal/RunStore.js"
 import * as RuntimeTables from "./internal/RuntimeTables.js"
 import type * as TablePrefix from "./TablePrefix.js"
+import * as Retention from "./Retention.js"
 import * as TransactionalActivity from "./TransactionalActivity.js"
 import * as WorkflowRegistry from "./internal/WorkflowRegistry.js"
 import * as WorkflowRuntime from "./WorkflowRuntime.js"
@@ -46,13 +47,19 @@ export type Provided =
 /** The app's runs ledger, newest first, as `GET /runs` serves it: for tests and operator tools. */
 export const listRuns = (options: RunStore.ListOptions) => Effect.flatMap(RunStore.RunStore, (runs) => runs.list(options))
 
+/** The durable engine's retention sweeper (`RUNS_RETENTION`); the memory engine keeps nothing to delete. */
+const retention = (prefix: TablePrefix.TablePrefix) =>
+  Layer.unwrapEffect(Effect.map(WorkflowRuntime.WorkflowRuntime, (runtime) =>
+    runtime.mode === "durable" ? Retention.layerConfig(prefix) : Layer.empty))
+
 /** The runtime on a given `SqlClient`; the engine is chosen by `WORKFLOW_MODE`. */
 export const layer = <E, R>(options: Options<E, R>) =>
   options.workflows.pipe(
     Layer.provideMerge(Layer.mergeAll(
       RunStore.layer(options.prefix),
       WorkflowRegistry.layer,
-      TransactionalActivity.layer(options.prefix)
+      TransactionalActivity.layer(options.prefix),
+      retention(options.prefix)
     )),
     Layer.provideMerge(WorkflowRuntime.layerConfig(options.prefix, { sharding: options.sharding })),
     Layer.provideMerge(Layer.merge(RuntimeTables.layer(options.prefix), Migrations.layer(options.prefix, options.migrations)))

@@ -128,6 +128,9 @@ export const lockSpace = (prefix: TablePrefix): number => {
  */
 export const SCHEMA_LOCK_KEY = -1
 
+/** Held (per transaction) by the replica deleting expired runs (`Retention`): one at a time. */
+export const RETENTION_LOCK_KEY = -2
+
 /**
  * Runner presence locks use `RUNNER_LOCK_BASE + machineId`: far above any
  * shard index (shard groups x shards per group), so they never clash either.
