@@ -9,6 +9,7 @@
 export * as AppRuntime from "./AppRuntime.js"
 export * as AppServer from "./AppServer.js"
 export * as Database from "./Database.js"
+export * as Doctor from "./Doctor.js"
 export * as Migrations from "./Migrations.js"
 export * as Provisioning from "./Provisioning.js"
 export * as RequestGuard from "./RequestGuard.js"

@@ -1,0 +1,129 @@
+/**
+ * `Doctor` on a clean shared database (every check ok), then with each fault
+ * planted, one at a time: a foreign-owned table inside a prefix, PUBLIC and
+ * cross-prefix grants, two prefixes whose lock key spaces collide, a stuck
+ * run, and a one-key advisory lock. Each is reported by its check, by name.
+ */
+import { SqlClient } from "@effect/sql"
+import { describe, expect, layer } from "@effect/vitest"
+import { Workflow } from "@effect/workflow"
+import { Effect, Either, Layer, Schema } from "effect"
+import { Doctor, Migrations, TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
+import * as RuntimeTables from "../src/internal/RuntimeTables.js"
+import { TestDatabase } from "../src/testing/index.js"
+
+const alpha = TablePrefix.unsafeMake("alpha")
+const beta = TablePrefix.unsafeMake("beta")
+
+const Noop = Workflow.make({ name: "Noop", payload: { id: Schema.String }, idempotencyKey: (p) => p.id })
+
+// alpha: a real durable engine (cluster tables, shard and presence locks); beta: its runtime tables and a domain table
+const Setup = WorkflowLayer.make(Noop, { dependencies: Layer.empty, execute: () => Effect.void }).pipe(
+  Layer.provideMerge(WorkflowRuntime.layerDurable(alpha)),
+  Layer.provideMerge(Layer.mergeAll(
+    RuntimeTables.layer(beta),
+    Migrations.layer(beta, [{ id: 1, name: "things", sql: (t) => `CREATE TABLE ${t("things")} (id int PRIMARY KEY)` }])
+  )),
+  Layer.provideMerge(TestDatabase.layer("doctor"))
+)
+
+const verdictOf = (check: Doctor.Verdict["check"]) =>
+  Effect.map(Doctor.run, ({ verdicts }) => verdicts.find((v) => v.check === check)!)
+
+/** Runs `plant`, then `undo` whatever happens: each fault is checked on its own. */
+const withFault = <A, E, R>(plant: string, undo: string, body: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.acquireUseRelease(sql.unsafe(plant), () => body, () => Effect.orDie(sql.unsafe(undo))))
+
+/** Two valid prefixes with the same lock key space (31-bit FNV-1a: a birthday search finds one quickly). */
+const collidingPrefixes = (): [string, string] => {
+  const seen = new Map<number, string>()
+  for (let i = 0;; i++) {
+    const prefix = `c${i.toString(36)}`
+    const valid = TablePrefix.validate(prefix)
+    if (Either.isLeft(valid)) continue // a reserved word ("case")
+    const space = TablePrefix.lockSpace(valid.right)
+    const other = seen.get(space)
+    if (other !== undefined) return [other, prefix]
+    seen.set(space, prefix)
+  }
+}
+
+const role = `doctor_${Math.random().toString(36).slice(2, 8)}`
+
+describe("Doctor", () => {
+  layer(Setup, { timeout: 120_000, excludeTestServices: true })((it) => {
+    it.effect("a clean shared database: every check ok", () =>
+      Effect.gen(function*() {
+        const { prefixes, verdicts } = yield* Doctor.run
+        expect(prefixes).toEqual(["alpha", "beta"])
+        for (const v of verdicts) expect(v, v.details.join("; ")).toMatchObject({ ok: true })
+        expect(verdicts.map((v) => v.check)).toEqual(["relations", "lock-spaces", "advisory-locks", "grants", "stuck-runs"])
+      }))
+
+    it.effect("a table inside a prefix owned by another role", () =>
+      withFault(
+        `CREATE ROLE ${role}; CREATE TABLE alpha_foreign (id int); ALTER TABLE alpha_foreign OWNER TO ${role}`,
+        `DROP TABLE alpha_foreign; DROP ROLE ${role}`,
+        Effect.gen(function*() {
+          const v = yield* verdictOf("relations")
+          expect(v.ok).toBe(false)
+          expect(v.details.join("\n")).toMatch(new RegExp(`alpha: its relations have 2 owners \\(.*${role}`))
+        })
+      ))
+
+    it.effect("a table in no prefix", () =>
+      withFault(`CREATE TABLE stray (id int)`, `DROP TABLE stray`, Effect.gen(function*() {
+        const v = yield* verdictOf("relations")
+        expect(v.ok).toBe(false)
+        expect(v.details).toContainEqual(expect.stringMatching(/^stray: belongs to no app's prefix/))
+      })))
+
+    it.effect("PUBLIC privileges, and a role with privileges in two apps", () =>
+      withFault(
+        `CREATE ROLE ${role}; GRANT SELECT ON beta_things TO PUBLIC; GRANT SELECT ON alpha_runs, beta_things TO ${role}`,
+        `REVOKE ALL ON beta_things FROM PUBLIC; REVOKE ALL ON alpha_runs, beta_things FROM ${role}; DROP ROLE ${role}`,
+        Effect.gen(function*() {
+          const v = yield* verdictOf("grants")
+          expect(v.ok).toBe(false)
+          expect(v.details).toContain("beta_things: privileges granted to PUBLIC")
+          expect(v.details).toContain(`role ${role}: privileges on the relations of alpha and beta`)
+        })
+      ))
+
+    it.effect("two prefixes whose lock key spaces collide", () => {
+      const [a, b] = collidingPrefixes()
+      return withFault(
+        `CREATE TABLE ${a}_runtime_migrations (id int); CREATE TABLE ${b}_runtime_migrations (id int)`,
+        `DROP TABLE ${a}_runtime_migrations; DROP TABLE ${b}_runtime_migrations`,
+        Effect.gen(function*() {
+          const v = yield* verdictOf("lock-spaces")
+          expect(v.ok).toBe(false)
+          expect(v.details.join("\n")).toContain(`${a} and ${b}: the same advisory-lock key space`)
+        })
+      )
+    })
+
+    it.effect("a run the ledger calls running, with no engine request", () =>
+      withFault(
+        `INSERT INTO alpha_runs (execution_id, workflow, status, updated_at) VALUES ('ghost', 'Noop', 'running', now() - interval '5 minutes')`,
+        `DELETE FROM alpha_runs WHERE execution_id = 'ghost'`,
+        Effect.gen(function*() {
+          const v = yield* verdictOf("stuck-runs")
+          expect(v.ok).toBe(false)
+          expect(v.details).toContain("alpha: run Noop/ghost is 'running' but the engine has no request for it")
+        })
+      ))
+
+    it.effect("a one-key advisory lock", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const other = yield* sql.reserve
+        yield* other.executeRaw(`SELECT pg_advisory_lock(42)`, [])
+        const v = yield* verdictOf("advisory-locks")
+        yield* other.executeRaw(`SELECT pg_advisory_unlock(42)`, [])
+        expect(v.ok).toBe(false)
+        expect(v.details.join("\n")).toMatch(/a one-key advisory lock, outside every app's key space/)
+      }).pipe(Effect.scoped))
+  })
+})
