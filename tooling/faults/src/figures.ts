@@ -12,8 +12,10 @@
  * - replicas (`ReplicaFigures`): takeover after SIGKILL [all resumed < 5 s],
  *   SIGTERM to exit [< 5 s idle], failed requests in a rolling deploy [0],
  *   one app's throughput with 1, 2 and 3 replicas
+ * - retention (`RetentionFigures`): 100k expired runs swept, rows left per run
+ *   [0], live runs' p99 before and during the sweep
  *
- * `-- --only=replicas` (or `--only=crash`) runs one part.
+ * `-- --only=replicas` (or `--only=crash`, `--only=retention`) runs one part.
  * Postgres: TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres);
  * every scenario uses a fresh database that is dropped afterwards.
  */
@@ -28,6 +30,7 @@ import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Approval, Await } from "./FaultApp.js"
 import * as ReplicaFigures from "./ReplicaFigures.js"
+import * as RetentionFigures from "./RetentionFigures.js"
 
 const faultApp = fileURLToPath(new URL("./FaultApp.ts", import.meta.url))
 
@@ -199,6 +202,7 @@ const program = Effect.gen(function*() {
   const rows: Array<[string, string, string]> = []
   if (only === undefined || only === "crash") rows.push(...(yield* crashRows))
   if (only === undefined || only === "replicas") rows.push(...(yield* replicaRows))
+  if (only === undefined || only === "retention") rows.push(...(yield* RetentionFigures.rows))
   const width = Math.max(...rows.map((r) => r[0].length))
   yield* Console.log(`\n${"figure".padEnd(width)}  ${"value".padStart(10)}  target`)
   for (const [name, value, target] of rows) yield* Console.log(`${name.padEnd(width)}  ${value.padStart(10)}  ${target}`)
