@@ -1,0 +1,113 @@
+/**
+ * `duraflow`: the operator's command line for the apps on one database.
+ *
+ *   duraflow apps   [DATABASE_URL] [--json]   the apps (prefixes), their live replicas and runs by status
+ *   duraflow doctor [DATABASE_URL] [--json]   can the apps collide? one verdict per check (`Doctor`)
+ *
+ * DATABASE_URL may be given as an argument or in the environment; a read-only
+ * role is enough. A table by default, `--json` for scripts. Exit codes: 0 ok,
+ * 1 a check failed (doctor) or the database could not be read, 2 usage.
+ */
+import { Database, Doctor, TablePrefix } from "@duraflow/runtime-core"
+import { Args, Command, Options } from "@effect/cli"
+import { SqlClient } from "@effect/sql"
+import { Config, Console, Data, Effect, Option, Redacted } from "effect"
+
+export class Usage extends Data.TaggedError("Usage")<{ readonly problem: string }> {}
+/** The command ran and its answer is "no" (a failed check): exit 1 after printing it. */
+export class Unhealthy extends Data.TaggedError("Unhealthy")<{ readonly problem: string }> {}
+
+const databaseUrl = Args.text({ name: "DATABASE_URL" }).pipe(
+  Args.withDescription("the database (default: the DATABASE_URL variable)"),
+  Args.optional
+)
+const json = Options.boolean("json").pipe(Options.withDescription("print JSON instead of a table"))
+
+/** Runs `effect` on the database given as argument or `DATABASE_URL`. */
+const onDatabase = <A, E>(arg: Option.Option<string>, effect: Effect.Effect<A, E, SqlClient.SqlClient>) =>
+  Effect.gen(function*() {
+    const fromEnv = yield* Config.option(Config.string("DATABASE_URL"))
+    const chosen = Option.orElse(arg, () => fromEnv)
+    if (Option.isNone(chosen) || chosen.value === "") {
+      return yield* new Usage({ problem: "no database: give DATABASE_URL as an argument or in the environment" })
+    }
+    return yield* Effect.provide(
+      effect,
+      Database.layer({ url: Redacted.make(chosen.value), applicationName: "duraflow-cli", maxConnections: 2 })
+    )
+  })
+
+/** A plain text table: a header row, then one row per entry, columns padded. */
+export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))
+  const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n")
+}
+
+export interface AppInfo {
+  readonly prefix: string
+  /** runners holding their presence lock now (live processes of the app) */
+  readonly replicas: number
+  readonly runs: Record<string, number>
+}
+
+const appInfo = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const space = TablePrefix.lockSpace(prefix as TablePrefix.TablePrefix)
+    const [live] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks
+      WHERE locktype = 'advisory' AND objsubid = 2 AND classid::bigint = ${space}
+        AND objid::bigint >= ${TablePrefix.RUNNER_LOCK_BASE}
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
+    const [ledger] = yield* sql<{ exists: boolean }>`SELECT to_regclass(${`public.${prefix}_runs`}) IS NOT NULL AS exists`
+    const runs: Record<string, number> = {}
+    if (ledger?.exists) {
+      for (const row of yield* sql<{ status: string; n: number }>`
+        SELECT status, count(*)::int AS n FROM ${sql(`${prefix}_runs`)} GROUP BY status ORDER BY status`) {
+        runs[row.status] = row.n
+      }
+    }
+    return { prefix, replicas: live?.n ?? 0, runs } satisfies AppInfo
+  })
+
+export const apps = Command.make("apps", { databaseUrl, json }, (args) =>
+  onDatabase(args.databaseUrl, Effect.flatMap(Doctor.prefixes, (prefixes) => Effect.forEach(prefixes, appInfo))).pipe(
+    Effect.flatMap((infos) =>
+      args.json
+        ? Console.log(JSON.stringify(infos, null, 2))
+        : Console.log(infos.length === 0 ? "no duraflow apps on this database" : table(
+          ["prefix", "replicas", "running", "suspended", "succeeded", "failed", "cancelled"],
+          infos.map((a) => [
+            a.prefix,
+            String(a.replicas),
+            ...["running", "suspended", "succeeded", "failed", "cancelled"].map((s) => String(a.runs[s] ?? 0))
+          ])
+        ))
+    )
+  )).pipe(Command.withDescription("The apps on a database: prefix, live replicas, runs by status"))
+
+export const doctor = Command.make("doctor", { databaseUrl, json }, (args) =>
+  onDatabase(args.databaseUrl, Doctor.run).pipe(
+    Effect.tap(({ prefixes, verdicts }) =>
+      args.json
+        ? Console.log(JSON.stringify({ prefixes, ok: verdicts.every((v) => v.ok), verdicts }, null, 2))
+        : Console.log(
+          `apps: ${prefixes.length === 0 ? "none" : prefixes.join(", ")}\n` +
+            table(
+              ["check", "verdict", "details"],
+              verdicts.flatMap((v) =>
+                v.details.map((d, i) => i === 0 ? [v.check, v.ok ? "ok" : "FAIL", d] : ["", "", d])
+              )
+            )
+        )
+    ),
+    Effect.flatMap(({ verdicts }) => {
+      const failed = verdicts.filter((v) => !v.ok).map((v) => v.check)
+      return failed.length === 0 ? Effect.void : new Unhealthy({ problem: `failed: ${failed.join(", ")}` })
+    })
+  )).pipe(Command.withDescription("Checks that the apps on a database cannot collide; exit 1 on any failure"))
+
+export const duraflow = Command.make("duraflow").pipe(
+  Command.withDescription("Operate the duraflow apps on a database"),
+  Command.withSubcommands([apps, doctor])
+)

@@ -1,0 +1,74 @@
+/**
+ * The `duraflow` command as an operator runs it: a child process against a
+ * real database, reading its output and exit code.
+ */
+import { TablePrefix } from "@duraflow/runtime-core"
+import { TestDatabase } from "@duraflow/runtime-core/testing"
+import { SqlClient } from "@effect/sql"
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { spawnSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
+
+const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+
+/** `duraflow ...args`: stdout, stderr and the exit code. */
+const duraflow = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+  Effect.sync(() => {
+    const { DATABASE_URL: _, ...rest } = process.env
+    const r = spawnSync(process.execPath, ["--import", "tsx", main, ...args], { env: { ...rest, ...env }, encoding: "utf8" })
+    return { stdout: r.stdout, stderr: r.stderr, code: r.status }
+  })
+
+describe("duraflow", () => {
+  layer(TestDatabase.layer("cli"), { timeout: 120_000, excludeTestServices: true })((it) => {
+    it.effect("apps and doctor on a database with one app; doctor fails, naming the fault, once one is planted", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { url } = yield* TestDatabase.TestDatabase
+        yield* sql.unsafe(`
+          CREATE TABLE shop_runtime_migrations (id int PRIMARY KEY);
+          CREATE TABLE shop_runs (execution_id text PRIMARY KEY, workflow text, status text, updated_at timestamptz DEFAULT now());
+          INSERT INTO shop_runs (execution_id, workflow, status) VALUES ('a', 'W', 'succeeded'), ('b', 'W', 'succeeded'), ('c', 'W', 'running')`)
+
+        // a live replica holds its presence lock in the app's key space
+        const replica = yield* sql.reserve
+        const presence = `${TablePrefix.lockSpace(TablePrefix.unsafeMake("shop"))}, ${TablePrefix.RUNNER_LOCK_BASE + 1}`
+        yield* replica.executeRaw(`SELECT pg_advisory_lock(${presence})`, [])
+        const apps = yield* duraflow(["apps", url, "--json"])
+        expect(apps.code).toBe(0)
+        expect(JSON.parse(apps.stdout)).toEqual([{ prefix: "shop", replicas: 1, runs: { running: 1, succeeded: 2 } }])
+        const appsTable = yield* duraflow(["apps"], { DATABASE_URL: url })
+        expect(appsTable.stdout).toMatch(/^prefix\s+replicas\s+running.*\n-+.*\nshop\s+1\s+1\s+0\s+2\s+0\s+0$/m)
+        yield* replica.executeRaw(`SELECT pg_advisory_unlock(${presence})`, [])
+
+        const clean = yield* duraflow(["doctor", url])
+        expect(clean.code).toBe(0)
+        expect(clean.stdout).toContain("apps: shop")
+        for (const check of ["relations", "lock-spaces", "advisory-locks", "grants", "stuck-runs"]) {
+          expect(clean.stdout).toMatch(new RegExp(`^${check}\\s+ok\\s`, "m"))
+        }
+        expect(JSON.parse((yield* duraflow(["doctor", url, "--json"])).stdout)).toMatchObject({ prefixes: ["shop"], ok: true })
+
+        yield* sql.unsafe(`GRANT SELECT ON shop_runs TO PUBLIC`)
+        const sick = yield* duraflow(["doctor", url])
+        expect(sick.code).toBe(1)
+        expect(sick.stdout).toMatch(/^grants\s+FAIL\s+shop_runs: privileges granted to PUBLIC$/m)
+        expect(sick.stderr).toContain("failed: grants")
+        const sickJson = JSON.parse((yield* duraflow(["doctor", url, "--json"])).stdout)
+        expect(sickJson.ok).toBe(false)
+        yield* sql.unsafe(`REVOKE ALL ON shop_runs FROM PUBLIC`)
+      }).pipe(Effect.scoped))
+
+    it.effect("no database given: a usage error (exit 2); an unreachable one: exit 1 with the reason", () =>
+      Effect.gen(function*() {
+        const none = yield* duraflow(["doctor"])
+        expect(none.code).toBe(2)
+        expect(none.stderr).toContain("no database: give DATABASE_URL")
+        const down = yield* duraflow(["apps", "postgres://postgres@127.0.0.1:1/nowhere"])
+        expect(down.code).toBe(1)
+        expect(down.stderr).toMatch(/127\.0\.0\.1:1/)
+        expect(down.stderr).not.toMatch(/\n\s+at /)
+      }))
+  })
+})
