@@ -3,15 +3,17 @@
  *
  *   duraflow apps   [DATABASE_URL] [--json]   the apps (prefixes), their live replicas and runs by status
  *   duraflow doctor [DATABASE_URL] [--json]   can the apps collide? one verdict per check (`Doctor`)
+ *   duraflow retention [DATABASE_URL] --prefix P [--older-than "14 days"] [--json]
+ *                                             delete one app's expired finished runs now (`Retention`)
  *
  * DATABASE_URL may be given as an argument or in the environment; a read-only
  * role is enough. A table by default, `--json` for scripts. Exit codes: 0 ok,
  * 1 a check failed (doctor) or the database could not be read, 2 usage.
  */
-import { Database, Doctor, TablePrefix } from "@duraflow/runtime-core"
+import { Database, Doctor, Retention, TablePrefix } from "@duraflow/runtime-core"
 import { Args, Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
-import { Config, Console, Data, Effect, Option, Redacted } from "effect"
+import { Config, Console, Data, Duration, Effect, Option, Redacted } from "effect"
 
 export class Usage extends Data.TaggedError("Usage")<{ readonly problem: string }> {}
 /** The command ran and its answer is "no" (a failed check): exit 1 after printing it. */
@@ -107,7 +109,44 @@ export const doctor = Command.make("doctor", { databaseUrl, json }, (args) =>
     })
   )).pipe(Command.withDescription("Checks that the apps on a database cannot collide; exit 1 on any failure"))
 
+export const retention = Command.make("retention", {
+  databaseUrl,
+  json,
+  prefix: Options.text("prefix").pipe(Options.withDescription("the app whose expired runs to delete")),
+  olderThan: Options.text("older-than").pipe(
+    Options.withDefault("14 days"),
+    Options.withDescription("finished runs whose last update is older than this (a duration)")
+  )
+}, (args) =>
+  Effect.gen(function*() {
+    const prefix = yield* TablePrefix.make(args.prefix).pipe(Effect.mapError((e) => new Usage({ problem: e.message })))
+    const age = yield* Option.match(Duration.decodeUnknown(args.olderThan), {
+      onNone: () => new Usage({ problem: `--older-than: expected a duration such as "14 days", got ${JSON.stringify(args.olderThan)}` }),
+      onSome: Effect.succeed
+    })
+    const total = { runs: 0, messages: 0, replies: 0, activities: 0, batches: 0 }
+    yield* onDatabase(args.databaseUrl, Effect.gen(function*() {
+      while (true) {
+        const batch = yield* Retention.sweepBatch(prefix, { age })
+        if (!batch.locked) return yield* new Unhealthy({ problem: `another process of ${prefix} is sweeping now; try again later` })
+        total.runs += batch.runs
+        total.messages += batch.messages
+        total.replies += batch.replies
+        total.activities += batch.activities
+        total.batches++
+        // a progress line on stderr (stdout stays the result)
+        if (!args.json) process.stderr.write(`\rdeleted ${total.runs} runs in ${total.batches} batches...`)
+        if (batch.runs < 1000) break
+      }
+      if (!args.json) process.stderr.write("\n")
+    }))
+    yield* Console.log(args.json ? JSON.stringify({ prefix, olderThan: Duration.format(age), ...total }) : table(
+      ["prefix", "older than", "runs", "messages", "replies", "activity rows"],
+      [[prefix, Duration.format(age), String(total.runs), String(total.messages), String(total.replies), String(total.activities)]]
+    ))
+  })).pipe(Command.withDescription("Deletes one app's finished runs older than --older-than, with every row they own"))
+
 export const duraflow = Command.make("duraflow").pipe(
   Command.withDescription("Operate the duraflow apps on a database"),
-  Command.withSubcommands([apps, doctor])
+  Command.withSubcommands([apps, doctor, retention])
 )

@@ -60,6 +60,35 @@ describe("duraflow", () => {
         yield* sql.unsafe(`REVOKE ALL ON shop_runs FROM PUBLIC`)
       }).pipe(Effect.scoped))
 
+    it.effect("retention deletes one app's expired finished runs with their rows, and nothing else", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { url } = yield* TestDatabase.TestDatabase
+        yield* sql.unsafe(`
+          CREATE TABLE store_runtime_migrations (id int PRIMARY KEY);
+          CREATE TABLE store_runs (execution_id text PRIMARY KEY, workflow text, status text, updated_at timestamptz DEFAULT now());
+          CREATE TABLE store_cluster_messages (id bigint PRIMARY KEY, entity_id text NOT NULL);
+          CREATE TABLE store_cluster_replies (id bigint PRIMARY KEY, request_id bigint NOT NULL);
+          CREATE TABLE store_activity_exits (execution_id text, activity text);
+          CREATE TABLE store_activity_results (execution_id text, activity text);
+          INSERT INTO store_runs (execution_id, workflow, status, updated_at) VALUES
+            ('old1', 'W', 'succeeded', now() - interval '30 days'), ('old2', 'W', 'failed', now() - interval '30 days'),
+            ('oldlive', 'W', 'suspended', now() - interval '30 days');
+          INSERT INTO store_cluster_messages VALUES (1, 'old1'), (2, 'old2'), (3, 'oldlive');
+          INSERT INTO store_cluster_replies VALUES (11, 1), (12, 2);
+          INSERT INTO store_activity_exits VALUES ('old1', 's'), ('oldlive', 's')`)
+        const swept = yield* duraflow(["retention", url, "--prefix", "store", "--older-than", "7 days", "--json"])
+        expect(swept.code).toBe(0)
+        expect(JSON.parse(swept.stdout)).toMatchObject({ prefix: "store", runs: 2, messages: 2, replies: 2, activities: 1 })
+        expect(yield* sql`SELECT execution_id FROM store_runs WHERE updated_at < now() - interval '7 days'`).toEqual([
+          { execution_id: "oldlive" }
+        ])
+        expect(yield* sql`SELECT entity_id FROM store_cluster_messages`).toEqual([{ entity_id: "oldlive" }])
+        const bad = yield* duraflow(["retention", url, "--prefix", "Bad-Prefix"])
+        expect(bad.code).toBe(2)
+        expect(bad.stderr).toMatch(/Invalid table prefix "Bad-Prefix"/)
+      }))
+
     it.effect("no database given: a usage error (exit 2); an unreachable one: exit 1 with the reason", () =>
       Effect.gen(function*() {
         const none = yield* duraflow(["doctor"])
