@@ -10,7 +10,7 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import { ConfigProvider, Duration, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import { AppRuntime, Retention, TablePrefix, WorkflowLayer } from "../src/index.js"
-import { TestDatabase } from "../src/testing/index.js"
+import { ExpiredRuns, TestDatabase } from "../src/testing/index.js"
 
 const prefix = TablePrefix.unsafeMake("ret")
 const Go = DurableDeferred.make("go")
@@ -89,17 +89,7 @@ describe("Retention", () => {
         const expired = finished.slice(10)
         yield* sql.unsafe(`UPDATE ret_runs SET updated_at = now() - interval '13 days' WHERE execution_id = ANY($1::text[])`, [young])
         // and 100k synthetic expired runs, each with a ledger row, a message, a reply and an activity exit
-        yield* sql.unsafe(`
-          INSERT INTO ret_runs (execution_id, workflow, status, updated_at)
-            SELECT 'syn-' || i, 'Job', CASE WHEN i % 2 = 0 THEN 'succeeded' ELSE 'failed' END, now() - interval '20 days'
-            FROM generate_series(1, ${EXPIRED}) i;
-          INSERT INTO ret_cluster_messages (id, message_id, shard_id, entity_type, entity_id, kind, tag, payload, headers, request_id, processed)
-            SELECT 9000000000 + i, 'Workflow/Job/syn-' || i || '/run/', 'default:1', 'Workflow/Job', 'syn-' || i, 0, 'run', '{}', '{}', 9000000000 + i, true
-            FROM generate_series(1, ${EXPIRED}) i;
-          INSERT INTO ret_cluster_replies (id, kind, request_id, payload)
-            SELECT 9500000000 + i, 0, 9000000000 + i, '{}' FROM generate_series(1, ${EXPIRED}) i;
-          INSERT INTO ret_activity_exits (execution_id, activity, attempt, exit, started_at)
-            SELECT 'syn-' || i, 'work', 1, '{"_tag":"Success"}', now() FROM generate_series(1, ${EXPIRED}) i;`)
+        yield* ExpiredRuns.seed(prefix, { count: EXPIRED, tag: "syn", workflow: "Job", ageDays: 20 })
 
         // the sweep runs while the live run goes on: it is signalled halfway
         const t0 = Date.now()
@@ -113,12 +103,7 @@ describe("Retention", () => {
 
         // nothing is left of an expired run; young and live runs keep every row
         expect(yield* rowsOf(expired)).toBe(0)
-        const [synthetic] = yield* sql<{ n: number }>`SELECT (
-          (SELECT count(*) FROM ret_runs WHERE execution_id LIKE 'syn-%')
-          + (SELECT count(*) FROM ret_cluster_messages WHERE entity_id LIKE 'syn-%')
-          + (SELECT count(*) FROM ret_cluster_replies WHERE id BETWEEN 9500000001 AND ${9_500_000_000 + EXPIRED})
-          + (SELECT count(*) FROM ret_activity_exits WHERE execution_id LIKE 'syn-%'))::int AS n`
-        expect(synthetic!.n).toBe(0)
+        expect(yield* ExpiredRuns.rowsLeft(prefix, { count: EXPIRED, tag: "syn" })).toBe(0)
         expect((yield* sql.unsafe(`SELECT 1 FROM ret_runs WHERE execution_id = ANY($1::text[])`, [young])).length).toBe(10)
         expect(yield* rowsOf(young)).toBeGreaterThanOrEqual(10 * 4)
         // the live run finished after the sweep picked its batch: it is young now, and kept

@@ -5,8 +5,7 @@
  * rows left per expired run.
  */
 import { AppRuntime, Database, Retention, TablePrefix, WorkflowLayer } from "@duraflow/runtime-core"
-import { TestDatabase } from "@duraflow/runtime-core/testing"
-import { SqlClient } from "@effect/sql"
+import { ExpiredRuns, TestDatabase } from "@duraflow/runtime-core/testing"
 import { Activity, Workflow } from "@effect/workflow"
 import { ConfigProvider, Duration, Effect, Fiber, Layer, Redacted, Schema } from "effect"
 
@@ -39,18 +38,7 @@ export const rows = Effect.scoped(Effect.gen(function*() {
     )
   )
   return yield* Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql.unsafe(`
-      INSERT INTO keep_runs (execution_id, workflow, status, updated_at)
-        SELECT 'old-' || i, 'Live', 'succeeded', now() - interval '30 days' FROM generate_series(1, ${EXPIRED}) i;
-      INSERT INTO keep_cluster_messages (id, message_id, shard_id, entity_type, entity_id, kind, tag, payload, headers, request_id, processed)
-        SELECT 9000000000 + i, 'Workflow/Live/old-' || i || '/run/', 'default:1', 'Workflow/Live', 'old-' || i, 0, 'run', '{}', '{}', 9000000000 + i, true
-        FROM generate_series(1, ${EXPIRED}) i;
-      INSERT INTO keep_cluster_replies (id, kind, request_id, payload)
-        SELECT 9500000000 + i, 0, 9000000000 + i, '{}' FROM generate_series(1, ${EXPIRED}) i;
-      INSERT INTO keep_activity_exits (execution_id, activity, attempt, exit, started_at)
-        SELECT 'old-' || i, 'step', 1, '{"_tag":"Success"}', now() FROM generate_series(1, ${EXPIRED}) i;
-      ANALYZE;`)
+    yield* ExpiredRuns.seed(prefix, { count: EXPIRED, tag: "old", workflow: "Live", ageDays: 30 })
     yield* liveRuns("warm", 20)
     const before = yield* liveRuns("before", 200)
     const t0 = performance.now()
@@ -59,14 +47,10 @@ export const rows = Effect.scoped(Effect.gen(function*() {
     while (sweep.unsafePoll() === null) during.push(...(yield* liveRuns(`during-${during.length}`, 20)))
     const total = yield* Fiber.join(sweep)
     const sweepMs = performance.now() - t0
-    const [left] = yield* sql<{ n: number }>`SELECT (
-      (SELECT count(*) FROM keep_runs WHERE execution_id LIKE 'old-%')
-      + (SELECT count(*) FROM keep_cluster_messages WHERE entity_id LIKE 'old-%')
-      + (SELECT count(*) FROM keep_cluster_replies WHERE id BETWEEN 9500000001 AND ${9_500_000_000 + EXPIRED})
-      + (SELECT count(*) FROM keep_activity_exits WHERE execution_id LIKE 'old-%'))::int AS n`
+    const left = yield* ExpiredRuns.rowsLeft(prefix, { count: EXPIRED, tag: "old" })
     return [
       [`retention: ${EXPIRED} expired runs swept (${total.batches} batches)`, `${(sweepMs / 1000).toFixed(1)} s`, ""],
-      ["retention: rows left per expired run", (left!.n / EXPIRED).toFixed(2), "0"],
+      ["retention: rows left per expired run", (left / EXPIRED).toFixed(2), "0"],
       ["retention: live run p99 before the sweep (n=200)", `${Math.round(pct(before, 99))} ms`, ""],
       [`retention: live run p99 during the sweep (n=${during.length})`, `${Math.round(pct(during, 99))} ms`, "close to before"]
     ] as Array<[string, string, string]>
