@@ -13,9 +13,9 @@
  * execution in the `RunStore`, when the app provides them (the runs HTTP API
  * does); without them it is a plain pre-provided `toLayer`.
  */
-import { WorkflowEngine } from "@effect/workflow"
-import type { DurableDeferred, Workflow } from "@effect/workflow"
-import { Cause, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Workflow, WorkflowEngine } from "@effect/workflow"
+import type { DurableDeferred } from "@effect/workflow"
+import { Cause, Context, Effect, Exit, Layer, Option, Schema } from "effect"
 import type { Scope } from "effect"
 import { RunStore } from "./internal/RunStore.js"
 import { WorkflowRegistry } from "./internal/WorkflowRegistry.js"
@@ -50,10 +50,26 @@ const tracked = <A, E, R>(
         Effect.retry(Retry.ledger),
         Effect.catchAllCause((cause) => Effect.logWarning("Could not record workflow run status", cause))
       )
+    // A cancelled run ends at once whenever the engine runs it again (a replay after a signal,
+    // a clock, a resume, a restart): marked interrupted, the engine stores it as complete
+    // (interrupted) and never resumes it again.
+    const unlessCancelled = Effect.flatMap(
+      runs.status(workflow.name, executionId).pipe(Effect.retry(Retry.ledger), Effect.orElseSucceed(() => Option.none())),
+      (status) =>
+        Option.contains(status, "cancelled")
+          ? Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (instance) => {
+            if (Option.isSome(instance)) {
+              instance.value.interrupted = true
+              instance.value.suspended = false
+            }
+            return Effect.interrupt
+          })
+          : run
+    )
     return Effect.zipRight(
       record(Effect.flatMap(encodeJson(workflow.payloadSchema, payload), (p) =>
         runs.running(workflow.name, executionId, p))),
-      Effect.onExit(run, (exit) =>
+      Effect.onExit(unlessCancelled, (exit) =>
         Exit.match(exit, {
           onSuccess: (value) =>
             record(Effect.flatMap(encodeJson(workflow.successSchema, value), (result) =>
@@ -65,6 +81,11 @@ const tracked = <A, E, R>(
                 return Option.isSome(instance) && instance.value.suspended
                   ? record(runs.suspended(workflow.name, executionId))
                   : Effect.void
+              }
+              // a workflow annotated SuspendOnFailure is suspended by the engine when it fails:
+              // an operator fixes the cause and resumes it (POST .../resume)
+              if (Context.get(workflow.annotations, Workflow.SuspendOnFailure)) {
+                return record(runs.suspended(workflow.name, executionId))
               }
               const error = Option.match(Cause.failureOption(cause), {
                 onNone: () => Effect.succeed({ defect: Cause.pretty(cause) }),

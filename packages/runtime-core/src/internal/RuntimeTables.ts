@@ -42,6 +42,17 @@ export const migrations: ReadonlyArray<Migrations.Migration> = [
         committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
         PRIMARY KEY (execution_id, activity, attempt)
       );`
+  },
+  {
+    id: 3,
+    name: "runs: cancelled, retry links",
+    // the CHECK of migration 1 is Postgres' default name <table>_status_check
+    sql: (t) =>
+      `ALTER TABLE ${t("runs")} DROP CONSTRAINT ${t("runs_status_check")};
+      ALTER TABLE ${t("runs")} ADD CONSTRAINT ${t("runs_status_check")}
+        CHECK (status IN ('running', 'suspended', 'succeeded', 'failed', 'cancelled'));
+      ALTER TABLE ${t("runs")} ADD COLUMN retry_of text, ADD COLUMN retried_by text,
+        ADD COLUMN attempt integer NOT NULL DEFAULT 1;`
   }
 ]
 
