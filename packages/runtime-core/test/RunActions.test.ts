@@ -63,6 +63,15 @@ const Steps = Workflow.make({
   idempotencyKey: ({ id }) => id
 })
 
+/** Busy in an activity for a minute (it notes when it starts and when it is interrupted). */
+const Busy = Workflow.make({
+  name: "Busy",
+  payload: { id: Schema.String },
+  success: Schema.String,
+  idempotencyKey: ({ id }) => id
+})
+const busy = { started: new Set<string>(), interrupted: new Set<string>() }
+
 const attemptWhileBroken = (id: string) =>
   Activity.make({
     name: "attempt",
@@ -78,6 +87,19 @@ const Workflows = Layer.mergeAll(
     execute: () => Effect.map(DurableDeferred.await(Go), ({ word }) => word)
   }),
   WorkflowLayer.make(Fragile, { dependencies: SwitchesLive, execute: ({ id }) => attemptWhileBroken(id) }),
+  WorkflowLayer.make(Busy, {
+    dependencies: Layer.empty,
+    execute: ({ id }) =>
+      Activity.make({
+        name: "work",
+        success: Schema.String,
+        execute: Effect.sync(() => busy.started.add(id)).pipe(
+          Effect.zipRight(Effect.sleep("60 seconds")),
+          Effect.as("worked"),
+          Effect.onInterrupt(() => Effect.sync(() => busy.interrupted.add(id)))
+        )
+      })
+  }),
   WorkflowLayer.make(Patient, { dependencies: SwitchesLive, execute: ({ id }) => attemptWhileBroken(id) }),
   WorkflowLayer.make(Steps, {
     dependencies: SwitchesLive,
@@ -102,7 +124,7 @@ const Workflows = Layer.mergeAll(
   })
 ).pipe(Layer.provide(SwitchesLive))
 
-const Api = RunsApi.make("actions", [RunsApi.withSignals(Wait, { go: Go }), Fragile, Patient, RunsApi.withSignals(Steps, { go: Go })])
+const Api = RunsApi.make("actions", [RunsApi.withSignals(Wait, { go: Go }), Fragile, Patient, Busy, RunsApi.withSignals(Steps, { go: Go })])
 
 const config = (mode: "durable" | "memory") =>
   Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["WORKFLOW_MODE", mode], ["DURAFLOW_OPERATOR_TOKEN", TOKEN]])))
@@ -203,6 +225,29 @@ const actions = (
       const run = yield* operator.runs.get({ path })
       expect(run.status).toBe("cancelled")
       expect(run.result).toBeUndefined()
+    }))
+
+  it.effect("cancel a running run: its activity is interrupted, the engine ends it, the ledger keeps it cancelled", () =>
+    Effect.gen(function*() {
+      const operator = yield* client(true)
+      const { executionId } = yield* operator.workflows.Busy({ payload: { id: id("busy") } })
+      yield* Effect.sync(() => busy.started.has(id("busy"))).pipe(
+        Effect.filterOrFail((started) => started),
+        Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("30 seconds")))
+      )
+      expect((yield* operator.runs.get({ path: { workflow: "Busy", executionId } })).status).toBe("running")
+      expect((yield* operator.runs.cancel({ path: { workflow: "Busy", executionId } })).status).toBe("cancelled")
+      const engine = yield* WorkflowEngine.WorkflowEngine
+      const ended = yield* engine.poll(Busy, executionId).pipe(
+        Effect.filterOrFail((r) => r?._tag === "Complete"),
+        Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("30 seconds")))
+      )
+      expect(ended?._tag === "Complete" && Exit.isInterrupted(ended.exit)).toBe(true)
+      yield* Effect.sync(() => busy.interrupted.has(id("busy"))).pipe(
+        Effect.filterOrFail((interrupted) => interrupted),
+        Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("30 seconds")))
+      )
+      expect((yield* operator.runs.get({ path: { workflow: "Busy", executionId } })).status).toBe("cancelled")
     }))
 
   it.effect("retry a failed run: a new linked run with the same payload; again: the same new run", () =>
@@ -346,16 +391,6 @@ describe("run actions", () => {
   describe("durable engine", () => {
     layer(Durable, { timeout: 120_000, excludeTestServices: true })((it) => {
       actions(it, "durable")
-
-      it.effect("cancel a running run: its activity is interrupted where it runs, and it stays cancelled", () =>
-        Effect.gen(function*() {
-          const operator = yield* client(true)
-              // a run stuck in an activity that retries for ever is running, not suspended
-          switches.broken.add("durable-running")
-          const { executionId } = yield* operator.workflows.Fragile({ payload: { id: "durable-running" } })
-          yield* untilStatus("Fragile", executionId, "failed")
-          expect(yield* failureTag(operator.runs.cancel({ path: { workflow: "Fragile", executionId } }))).toBe("RunConflict")
-        }))
 
       it.effect("every status the new routes send is documented for them", () =>
         Effect.gen(function*() {

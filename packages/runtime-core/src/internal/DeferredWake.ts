@@ -213,7 +213,11 @@ const make = (options: { readonly resumeAfterPreempt: boolean; readonly log?: St
             : Effect.orDie(Schema.decodeUnknown(deferred.exitSchema)(early)) as Effect.Effect<Exit.Exit<any, any>>
           return Effect.tap(read, (exit) => {
             if (exit !== undefined) run.resolved.add(deferred.name)
-            log?.signal(instance.workflow.name, instance.executionId, deferred.name, { awaited: true })
+            // a clock the memory engine completed itself is seen here, when the replay reads it
+            log?.signal(instance.workflow.name, instance.executionId, deferred.name, {
+              awaited: true,
+              ...(exit === undefined ? {} : { received: {} })
+            })
           })
         }),
 

@@ -57,8 +57,9 @@ const outcomeOf = (reply: any): Pick<ActivityAttempt, "outcome" | "result" | "er
   if (result?._tag === "Suspended") return { outcome: "suspended" }
   const exit = result?.exit
   if (exit?._tag === "Success") return { outcome: "succeeded", result: exit.value }
+  // an encoded Cause: a typed failure is { _tag: "Fail", error }
   const cause = exit?.cause
-  return { outcome: "failed", error: cause?._tag === "Fail" ? cause.failure : cause }
+  return { outcome: "failed", error: cause?._tag === "Fail" ? cause.error : cause }
 }
 
 /** The steps with each activity's attempts (in order) at its first attempt's place. */
