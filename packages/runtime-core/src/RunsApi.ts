@@ -168,6 +168,11 @@ const WorkflowName = Schema.String.pipe(Schema.maxLength(200))
 const ExecutionId = Schema.String.pipe(Schema.maxLength(200))
 const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500))
 
+/** A time in ISO 8601 that Postgres can hold (years 1 to 9999). */
+const Instant = Schema.Date.pipe(
+  Schema.filter((d) => d.getUTCFullYear() >= 1 && d.getUTCFullYear() <= 9999, { message: () => "a date between years 1 and 9999" })
+)
+
 const RunPath = Schema.Struct({ workflow: WorkflowName, executionId: ExecutionId })
 
 export class HealthGroup extends HttpApiGroup.make("health")
@@ -194,9 +199,9 @@ export class RunsGroup extends HttpApiGroup.make("runs")
         /** The `cursor` of the last run of the previous page. */
         cursor: Schema.optional(Schema.String.pipe(Schema.maxLength(1000))),
         /** Started at or after (ISO 8601). */
-        since: Schema.optional(Schema.Date),
+        since: Schema.optional(Instant),
         /** Started before (ISO 8601). */
-        until: Schema.optional(Schema.Date)
+        until: Schema.optional(Instant)
       }))
       .addSuccess(Schema.Array(Run))
       .addError(InvalidCursor, { status: 400 })

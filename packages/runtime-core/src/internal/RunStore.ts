@@ -103,7 +103,7 @@ const decodeCursor = (kind: "pg" | "mem", cursor: string) =>
     const [k, position, ...rest] = text.split("|")
     const executionId = rest.join("|")
     const valid = k === kind && position !== undefined && executionId !== "" &&
-      (kind === "pg" ? !Number.isNaN(Date.parse(position)) : /^\d+$/.test(position))
+      (kind === "pg" ? /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/.test(position) : /^\d+$/.test(position))
     return valid
       ? Effect.succeed({ position: position!, executionId })
       : Effect.fail(new InvalidCursor({ message: "Not a cursor of this list; pass the `cursor` of a listed run" }))
