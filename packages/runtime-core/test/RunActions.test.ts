@@ -72,6 +72,20 @@ const Busy = Workflow.make({
 })
 const busy = { started: new Set<string>(), interrupted: new Set<string>() }
 
+/** Runs `Child` and answers its result. */
+const Parent = Workflow.make({
+  name: "Parent",
+  payload: { id: Schema.String },
+  success: Schema.String,
+  idempotencyKey: ({ id }) => id
+})
+const Child = Workflow.make({
+  name: "Child",
+  payload: { id: Schema.String },
+  success: Schema.String,
+  idempotencyKey: ({ id }) => `child-${id}`
+})
+
 const attemptWhileBroken = (id: string) =>
   Activity.make({
     name: "attempt",
@@ -100,6 +114,8 @@ const Workflows = Layer.mergeAll(
         )
       })
   }),
+  WorkflowLayer.make(Parent, { dependencies: Layer.empty, execute: ({ id }) => Child.execute({ id }) }),
+  WorkflowLayer.make(Child, { dependencies: Layer.empty, execute: ({ id }) => Effect.succeed(`child of ${id}`) }),
   WorkflowLayer.make(Patient, { dependencies: SwitchesLive, execute: ({ id }) => attemptWhileBroken(id) }),
   WorkflowLayer.make(Steps, {
     dependencies: SwitchesLive,
@@ -124,7 +140,7 @@ const Workflows = Layer.mergeAll(
   })
 ).pipe(Layer.provide(SwitchesLive))
 
-const Api = RunsApi.make("actions", [RunsApi.withSignals(Wait, { go: Go }), Fragile, Patient, Busy, RunsApi.withSignals(Steps, { go: Go })])
+const Api = RunsApi.make("actions", [RunsApi.withSignals(Wait, { go: Go }), Fragile, Patient, Busy, Parent, Child, RunsApi.withSignals(Steps, { go: Go })])
 
 const config = (mode: "durable" | "memory") =>
   Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["WORKFLOW_MODE", mode], ["DURAFLOW_OPERATOR_TOKEN", TOKEN]])))
@@ -348,6 +364,17 @@ const actions = (
       expect(sleep).toMatchObject({ name: "nap", woken: true })
       expect(Date.parse(sleep.wakeUpAt)).toBeGreaterThan(Date.parse(activity.attempts[0]!.startedAt))
       expect(signal).toMatchObject({ name: "go", received: true, value: { word: "done" } })
+    }))
+
+  it.effect("the steps of a run that started a child run name the child", () =>
+    Effect.gen(function*() {
+      const operator = yield* client(true)
+      const { executionId } = yield* operator.workflows.Parent({ payload: { id: id("parent") } })
+      expect((yield* untilStatus("Parent", executionId, "succeeded")).result).toBe(`child of ${id("parent")}`)
+      const childId = yield* Child.executionId({ id: id("parent") })
+      const { steps } = yield* operator.runs.steps({ path: { workflow: "Parent", executionId } })
+      expect(steps).toEqual([expect.objectContaining({ _tag: "ChildRun", workflow: "Child", executionId: childId })])
+      expect((yield* operator.runs.get({ path: { workflow: "Child", executionId: childId } })).status).toBe("succeeded")
     }))
 
   it.effect("cursor pagination: every run exactly once, newest first; filters by workflow, status and time", () =>

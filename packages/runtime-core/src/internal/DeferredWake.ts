@@ -222,6 +222,14 @@ const make = (options: { readonly resumeAfterPreempt: boolean; readonly log?: St
         }),
 
       ...(log === undefined ? {} : {
+        // a run starting a child: the caller's instance is in context
+        execute: (workflow, options) =>
+          Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (caller) => {
+            if (Option.isSome(caller) && caller.value.executionId !== options.executionId) {
+              log.child(caller.value.workflow.name, caller.value.executionId, workflow.name, options.executionId)
+            }
+            return engine.execute(workflow, options)
+          }),
         scheduleClock: (workflow, options) =>
           Effect.zipLeft(
             engine.scheduleClock(workflow, options),

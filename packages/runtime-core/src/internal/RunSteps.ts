@@ -206,6 +206,7 @@ export class StepLog extends Context.Tag("@duraflow/runtime-core/StepLog")<StepL
     name: string,
     change: { readonly awaited?: boolean; readonly received?: { readonly value?: unknown; readonly error?: unknown } }
   ) => void
+  readonly child: (workflow: string, executionId: string, childWorkflow: string, childExecutionId: string) => void
   readonly read: (workflow: string, executionId: string) => Option.Option<RunSteps>
 }>() {}
 
@@ -274,6 +275,12 @@ export const makeStepLog = () => {
       const i = run.steps.findIndex((s) => "_tag" in s && s._tag === "Signal" && s.name === name)
       if (i >= 0) run.steps[i] = next
       else run.steps.push(next)
+    },
+    child: (workflow, executionId, childWorkflow, childExecutionId) => {
+      const run = of(workflow, executionId)
+      // a replay starts its children again (idempotently): listed once
+      if (run.steps.some((s) => "_tag" in s && s._tag === "ChildRun" && s.executionId === childExecutionId)) return
+      run.steps.push(new ChildRunStep({ workflow: childWorkflow, executionId: childExecutionId, startedAt: now() }))
     },
     read: (workflow, executionId) =>
       Option.map(
