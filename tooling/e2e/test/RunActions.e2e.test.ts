@@ -10,13 +10,16 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Either } from "effect"
 import {
+  allReady,
   awaitRun,
   executionId,
+  freePort,
   operatorClient,
   poll,
   publishSample,
   sampleDocuments,
   startBoth,
+  startReplicas,
   withApps
 } from "../src/Apps.js"
 
@@ -88,6 +91,50 @@ describe("run actions through an app", () => {
           // a cancelled run reads no signals and cannot be cancelled again: 409
           const again = yield* Effect.either(operator.runs.cancel({ path: { workflow: "IngestDocument", executionId: waitingId } }))
           expect(Either.isLeft(again) && again.left._tag).toBe("RunConflict")
+        })
+      ), 240_000)
+
+    it.scoped("cancel through one replica: runs active on the other are interrupted there and store nothing", () =>
+      withApps((apps) =>
+        Effect.gen(function*() {
+          const db = yield* TestDatabase.TestDatabase
+          const sql = yield* SqlClient.SqlClient
+          const ontology = yield* Effect.flatMap(freePort, (port) =>
+            apps.start("ontology", { databaseUrl: db.url, port, mode: "durable" }))
+          const replicas = yield* startReplicas(apps, "knowledge", 2, {
+            databaseUrl: db.url,
+            mode: "durable",
+            ontologyUrl: ontology.baseUrl,
+            operatorToken: TOKEN
+          })
+          yield* allReady(replicas)
+          yield* publishSample(ontology)
+          yield* ontology.process.kill("SIGKILL")
+
+          // 16 runs spread over both replicas' shards (all on one: 1 in 2^15), all waiting for the ontology app
+          const documents = sampleDocuments(8).flatMap((d) =>
+            [1, 2].map((copy) => ({ ...d, documentId: `replicas-${copy}-${d.documentId}` }))
+          )
+          const ids = yield* Effect.forEach(documents, (d) =>
+            replicas[0]!.client.workflows.IngestDocument({ payload: d }).pipe(executionId))
+          yield* Effect.forEach(replicas, (r) => r.process.waitFor((l) => l.includes("retrying"), "60 seconds"))
+          const operator = yield* operatorClient(replicas[0]!, "knowledge", TOKEN)
+          for (const id of ids) {
+            const run = yield* operator.runs.cancel({ path: { workflow: "IngestDocument", executionId: id } })
+            expect(run.status).toBe("cancelled")
+          }
+
+          // the ontology app is back: a new ingest succeeds; the cancelled runs stored nothing
+          yield* apps.start("ontology", { databaseUrl: db.url, port: ontology.port, mode: "durable" })
+          const later = yield* replicas[1]!.client.workflows.IngestDocument({ payload: sampleDocuments(1)[0]! }).pipe(executionId)
+          expect((yield* awaitRun(replicas[1]!, "IngestDocument", later)).status).toBe("succeeded")
+          for (const id of ids) {
+            expect((yield* replicas[1]!.client.runs.get({ path: { workflow: "IngestDocument", executionId: id } })).status)
+              .toBe("cancelled")
+          }
+          const stored = yield* sql<{ id: string }>`
+            SELECT id FROM knowledge_documents WHERE id IN ${sql.in(documents.map((d) => d.documentId))}`
+          expect(stored).toEqual([])
         })
       ), 240_000)
   })
