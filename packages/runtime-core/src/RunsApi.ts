@@ -30,7 +30,7 @@
  * a 503; the answers every route may give (`RequestGuard`) are declared on the
  * whole API.
  */
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
 import { Context, Schema } from "effect"
 import * as Readiness from "./internal/Readiness.js"
@@ -168,6 +168,27 @@ const WorkflowName = Schema.String.pipe(Schema.maxLength(200))
 const ExecutionId = Schema.String.pipe(Schema.maxLength(200))
 const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500))
 
+/**
+ * The operator routes in the OpenAPI document: a bearer token (`operatorToken`),
+ * optional (`{}`) because an app without `DURAFLOW_OPERATOR_TOKEN` needs none.
+ */
+const operatorSecurity = { security: [{ operatorToken: [] }, {}] }
+
+const withOperatorScheme = (spec: Record<string, any>): Record<string, any> => ({
+  ...spec,
+  components: {
+    ...spec.components,
+    securitySchemes: {
+      ...spec.components?.securitySchemes,
+      operatorToken: {
+        type: "http",
+        scheme: "bearer",
+        description: "The app's DURAFLOW_OPERATOR_TOKEN; needed by cancel, resume, retry and signals when the app has one"
+      }
+    }
+  }
+})
+
 /** A time in ISO 8601 that Postgres can hold (years 1 to 9999). */
 const Instant = Schema.Date.pipe(
   Schema.filter((d) => d.getUTCFullYear() >= 1 && d.getUTCFullYear() <= 9999, { message: () => "a date between years 1 and 9999" })
@@ -210,6 +231,7 @@ export class RunsGroup extends HttpApiGroup.make("runs")
   .add(
     HttpApiEndpoint.post("cancel", "/runs/:workflow/:executionId/cancel")
       .setPath(RunPath)
+      .annotate(OpenApi.Override, operatorSecurity)
       .addSuccess(Run)
       .addError(UnknownWorkflow)
       .addError(RunNotFound)
@@ -220,6 +242,7 @@ export class RunsGroup extends HttpApiGroup.make("runs")
   .add(
     HttpApiEndpoint.post("resume", "/runs/:workflow/:executionId/resume")
       .setPath(RunPath)
+      .annotate(OpenApi.Override, operatorSecurity)
       .addSuccess(Resumed, { status: 202 })
       .addError(UnknownWorkflow)
       .addError(RunNotFound)
@@ -230,6 +253,7 @@ export class RunsGroup extends HttpApiGroup.make("runs")
   .add(
     HttpApiEndpoint.post("retry", "/runs/:workflow/:executionId/retry")
       .setPath(RunPath)
+      .annotate(OpenApi.Override, operatorSecurity)
       .addSuccess(Retried, { status: 202 })
       .addError(UnknownWorkflow)
       .addError(RunNotFound)
@@ -417,6 +441,7 @@ export const workflowsGroup = <const Ws extends ReadonlyArray<Declared>>(
           .setPath(Schema.Struct({ executionId: ExecutionId }))
           .setPayload(deferred.successSchema)
           .addSuccess(Delivered, { status: 202 })
+          .annotate(OpenApi.Override, operatorSecurity)
           .addError(MalformedPayload)
           .addError(RunNotFound)
           .addError(RunConflict)
@@ -443,3 +468,4 @@ export const make = <const Id extends string, const Ws extends ReadonlyArray<Dec
     .addError(RequestGuard.PayloadTooLarge)
     .addError(RequestGuard.UnsupportedMediaType)
     .addError(RequestGuard.InternalError)
+    .annotate(OpenApi.Transform, withOperatorScheme)

@@ -423,6 +423,13 @@ describe("run actions", () => {
         Effect.gen(function*() {
           const url = yield* baseUrl
           const doc = yield* Effect.promise(() => fetch(`${url}/openapi.json`).then((r) => r.json() as Promise<any>))
+          // the operator routes declare the (optional) bearer token
+          expect(doc.components.securitySchemes.operatorToken).toMatchObject({ type: "http", scheme: "bearer" })
+          for (const route of ["cancel", "resume", "retry"]) {
+            expect(doc.paths[`/runs/{workflow}/{executionId}/${route}`].post.security).toEqual([{ operatorToken: [] }, {}])
+          }
+          expect(doc.paths["/runs/Wait/{executionId}/signals/go"].post.security).toEqual([{ operatorToken: [] }, {}])
+          expect(doc.paths["/runs/Wait"].post.security).toEqual([])
           const cases: Array<[route: string, method: string, path: string, token: boolean]> = [
             ["/runs/{workflow}/{executionId}/cancel", "post", "/runs/Wait/nope/cancel", true],
             ["/runs/{workflow}/{executionId}/cancel", "post", "/runs/Wait/nope/cancel", false],
