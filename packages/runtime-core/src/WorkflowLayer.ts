@@ -20,6 +20,7 @@ import type { Scope } from "effect"
 import { RunStore } from "./internal/RunStore.js"
 import { WorkflowRegistry } from "./internal/WorkflowRegistry.js"
 import * as Retry from "./Retry.js"
+import { defectMessage } from "./RuntimeError.js"
 
 /** What the engine itself provides to a running workflow. */
 export type EngineProvided<Name extends string> =
@@ -88,7 +89,11 @@ const tracked = <A, E, R>(
                 return record(runs.suspended(workflow.name, executionId))
               }
               const error = Option.match(Cause.failureOption(cause), {
-                onNone: () => Effect.succeed({ defect: Cause.pretty(cause) }),
+                // no stack in the record: it is served by the runs API (the log has the cause)
+                onNone: () =>
+                  Effect.logError(`Run ${executionId} of ${workflow.name} died`, cause).pipe(
+                    Effect.as({ defect: defectMessage(cause) })
+                  ),
                 onSome: (e) => encodeJson(workflow.errorSchema, e)
               })
               return record(Effect.flatMap(error, (e) =>

@@ -86,6 +86,14 @@ const Child = Workflow.make({
   idempotencyKey: ({ id }) => `child-${id}`
 })
 
+/** Dies (a bug): its record names the defect without a stack. */
+const Crash = Workflow.make({
+  name: "Crash",
+  payload: { id: Schema.String },
+  success: Schema.String,
+  idempotencyKey: ({ id }) => id
+})
+
 const attemptWhileBroken = (id: string) =>
   Activity.make({
     name: "attempt",
@@ -116,6 +124,10 @@ const Workflows = Layer.mergeAll(
   }),
   WorkflowLayer.make(Parent, { dependencies: Layer.empty, execute: ({ id }) => Child.execute({ id }) }),
   WorkflowLayer.make(Child, { dependencies: Layer.empty, execute: ({ id }) => Effect.succeed(`child of ${id}`) }),
+  WorkflowLayer.make(Crash, {
+    dependencies: Layer.empty,
+    execute: () => Effect.die(new Error("secret internals at /srv/app.ts:42"))
+  }),
   WorkflowLayer.make(Patient, { dependencies: SwitchesLive, execute: ({ id }) => attemptWhileBroken(id) }),
   WorkflowLayer.make(Steps, {
     dependencies: SwitchesLive,
@@ -140,7 +152,7 @@ const Workflows = Layer.mergeAll(
   })
 ).pipe(Layer.provide(SwitchesLive))
 
-const Api = RunsApi.make("actions", [RunsApi.withSignals(Wait, { go: Go }), Fragile, Patient, Busy, Parent, Child, RunsApi.withSignals(Steps, { go: Go })])
+const Api = RunsApi.make("actions", [RunsApi.withSignals(Wait, { go: Go }), Fragile, Patient, Busy, Parent, Child, Crash, RunsApi.withSignals(Steps, { go: Go })])
 
 const config = (mode: "durable" | "memory") =>
   Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["WORKFLOW_MODE", mode], ["DURAFLOW_OPERATOR_TOKEN", TOKEN]])))
@@ -375,6 +387,17 @@ const actions = (
       const { steps } = yield* operator.runs.steps({ path: { workflow: "Parent", executionId } })
       expect(steps).toEqual([expect.objectContaining({ _tag: "ChildRun", workflow: "Child", executionId: childId })])
       expect((yield* operator.runs.get({ path: { workflow: "Child", executionId: childId } })).status).toBe("succeeded")
+    }))
+
+  it.effect("a run that died records the defect without a stack trace, and can be retried", () =>
+    Effect.gen(function*() {
+      const operator = yield* client(true)
+      const { executionId } = yield* operator.workflows.Crash({ payload: { id: id("crash") } })
+      const failed = yield* untilStatus("Crash", executionId, "failed")
+      expect(failed.error).toEqual({ defect: "Error: secret internals at /srv/app.ts:42" })
+      expect(JSON.stringify(failed)).not.toMatch(/\n\s+at /)
+      const retried = yield* operator.runs.retry({ path: { workflow: "Crash", executionId } })
+      expect((yield* untilStatus("Crash", retried.executionId, "failed")).retryOf).toBe(executionId)
     }))
 
   it.effect("cursor pagination: every run exactly once, newest first; filters by workflow, status and time", () =>

@@ -40,6 +40,7 @@
 import { WorkflowEngine } from "@effect/workflow"
 import type { Workflow } from "@effect/workflow"
 import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
+import { defectMessage } from "../RuntimeError.js"
 import { makeStepLog, StepLog } from "./RunSteps.js"
 
 /** Wakes active runs for completions this process's engine did not see. */
@@ -266,7 +267,7 @@ const make = (options: { readonly resumeAfterPreempt: boolean; readonly log?: St
                     onSuccess: (value) => ({ outcome: "succeeded", result: encoded(activity.successSchema, value) }),
                     onFailure: (cause) =>
                       Option.match(Cause.failureOption(cause), {
-                        onNone: () => ({ outcome: "failed", error: { defect: Cause.pretty(cause) } }),
+                        onNone: () => ({ outcome: "failed", error: { defect: defectMessage(cause) } }),
                         onSome: (e) => ({ outcome: "failed", error: encoded(activity.errorSchema, e) })
                       })
                   })
