@@ -11,7 +11,9 @@
  *
  * It also registers the workflow in the `WorkflowRegistry` and records each
  * execution in the `RunStore`, when the app provides them (the runs HTTP API
- * does); without them it is a plain pre-provided `toLayer`.
+ * does); without them it is a plain pre-provided `toLayer`. Each execution
+ * first reads its ledger status: a run an operator cancelled ends at once,
+ * whatever made the engine run it again.
  */
 import { Workflow, WorkflowEngine } from "@effect/workflow"
 import type { DurableDeferred } from "@effect/workflow"
