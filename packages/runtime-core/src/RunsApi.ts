@@ -9,6 +9,16 @@
  * - `GET  /runs?workflow=&status=&limit=`   recent runs, newest first
  * - `POST /runs/{workflow}/{executionId}/signals/{name}`  complete a deferred the
  *   workflow declared as a signal, with the JSON body as its value
+ * - `POST /runs/{workflow}/{executionId}/cancel`   cancel a running or suspended run
+ * - `POST /runs/{workflow}/{executionId}/resume`   resume a suspended run now
+ * - `POST /runs/{workflow}/{executionId}/retry`    a failed or cancelled run again, as a new linked run
+ * - `GET  /runs/{workflow}/{executionId}/steps`    its activities, sleeps, signals and child runs
+ *
+ * Operator routes (cancel, resume, retry and signals) answer 401 without
+ * `Authorization: Bearer <token>` when the app has an operator token
+ * (`DURAFLOW_OPERATOR_TOKEN`); an action that does not apply to the run's
+ * status (cancelling a finished run, signalling one) is a 409 `RunConflict`
+ * with the reason.
  *
  * The start, status and signal routes are typed per workflow (`workflowsGroup`,
  * as @effect/workflow's `WorkflowProxy.toHttpApiGroup` does): one endpoint per
@@ -20,14 +30,14 @@
  * a 503; the answers every route may give (`RequestGuard`) are declared on the
  * whole API.
  */
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
 import { Context, Schema } from "effect"
 import * as Readiness from "./internal/Readiness.js"
 import * as RequestGuard from "./RequestGuard.js"
-import { Run, RunStatus } from "./internal/RunStore.js"
+import { InvalidCursor, Run, RunStatus } from "./internal/RunStore.js"
 
-export { Run, RunStatus }
+export { InvalidCursor, Run, RunStatus }
 
 /**
  * One problem with a payload. Named `PayloadIssue`: a schema named `Issue`
@@ -64,6 +74,19 @@ export class UnknownSignal extends Schema.TaggedError<UnknownSignal>()("UnknownS
   message: Schema.String
 }, HttpApiSchema.annotations({ status: 404 })) {}
 
+/** The action does not apply to the run as it is now (its `status`), e.g. a signal to a finished run. */
+export class RunConflict extends Schema.TaggedError<RunConflict>()("RunConflict", {
+  workflow: Schema.String,
+  executionId: Schema.String,
+  status: RunStatus,
+  message: Schema.String
+}, HttpApiSchema.annotations({ status: 409, description: "The action does not apply to the run's status" })) {}
+
+/** An operator route without the operator token (`Authorization: Bearer <DURAFLOW_OPERATOR_TOKEN>`). */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
+  message: Schema.String
+}, HttpApiSchema.annotations({ status: 401, description: "Missing or wrong operator token (Authorization: Bearer)" })) {}
+
 export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()("ServiceUnavailable", {
   message: Schema.String
 }, HttpApiSchema.annotations({ status: 503 })) {}
@@ -82,10 +105,96 @@ export class Unhealthy extends Schema.TaggedError<Unhealthy>()("Unhealthy", {
 
 export const Started = Schema.Struct({ executionId: Schema.String })
 export const Delivered = Schema.Struct({ delivered: Schema.Literal(true) })
+export const Resumed = Schema.Struct({ resumed: Schema.Literal(true) })
+/** The new run a retry started, and the run it retries. */
+export const Retried = Schema.Struct({ executionId: Schema.String, retryOf: Schema.String, attempt: Schema.Int })
+
+/** One attempt of an activity: when it started and ended, and how. */
+export class ActivityAttempt extends Schema.Class<ActivityAttempt>("ActivityAttempt")({
+  attempt: Schema.Int,
+  startedAt: Schema.String,
+  endedAt: Schema.optional(Schema.String),
+  outcome: Schema.Literal("running", "succeeded", "failed", "suspended"),
+  result: Schema.optional(Schema.Unknown),
+  error: Schema.optional(Schema.Unknown)
+}) {}
+
+export class ActivityStep extends Schema.TaggedClass<ActivityStep>()("Activity", {
+  name: Schema.String,
+  attempts: Schema.Array(ActivityAttempt)
+}) {}
+
+/** A durable sleep (`DurableClock.sleep`): when it was scheduled and when it wakes (or woke) the run. */
+export class SleepStep extends Schema.TaggedClass<SleepStep>()("Sleep", {
+  name: Schema.String,
+  scheduledAt: Schema.optional(Schema.String),
+  wakeUpAt: Schema.String,
+  woken: Schema.Boolean
+}) {}
+
+/** A signal (a `DurableDeferred`): awaited by the run, received (with its value) or both. */
+export class SignalStep extends Schema.TaggedClass<SignalStep>()("Signal", {
+  name: Schema.String,
+  /** Known for runs the memory engine runs; the durable engine does not store awaits. */
+  awaited: Schema.optional(Schema.Boolean),
+  received: Schema.Boolean,
+  receivedAt: Schema.optional(Schema.String),
+  value: Schema.optional(Schema.Unknown),
+  error: Schema.optional(Schema.Unknown)
+}) {}
+
+export class ChildRunStep extends Schema.TaggedClass<ChildRunStep>()("ChildRun", {
+  workflow: Schema.String,
+  executionId: Schema.String,
+  startedAt: Schema.optional(Schema.String)
+}) {}
+
+export const Step = Schema.Union(ActivityStep, SleepStep, SignalStep, ChildRunStep)
+export type Step = typeof Step.Type
+
+/**
+ * A run's steps in the order they began. `source` says where they were read:
+ * `engine-storage` (the durable engine's own tables, complete and durable) or
+ * `process-memory` (the memory engine: what this process saw, gone on restart).
+ */
+export class RunSteps extends Schema.Class<RunSteps>("RunSteps")({
+  workflow: Schema.String,
+  executionId: Schema.String,
+  source: Schema.Literal("engine-storage", "process-memory"),
+  steps: Schema.Array(Step)
+}) {}
 
 const WorkflowName = Schema.String.pipe(Schema.maxLength(200))
 const ExecutionId = Schema.String.pipe(Schema.maxLength(200))
 const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500))
+
+/**
+ * The operator routes in the OpenAPI document: a bearer token (`operatorToken`),
+ * optional (`{}`) because an app without `DURAFLOW_OPERATOR_TOKEN` needs none.
+ */
+const operatorSecurity = { security: [{ operatorToken: [] }, {}] }
+
+const withOperatorScheme = (spec: Record<string, any>): Record<string, any> => ({
+  ...spec,
+  components: {
+    ...spec.components,
+    securitySchemes: {
+      ...spec.components?.securitySchemes,
+      operatorToken: {
+        type: "http",
+        scheme: "bearer",
+        description: "The app's DURAFLOW_OPERATOR_TOKEN; needed by cancel, resume, retry and signals when the app has one"
+      }
+    }
+  }
+})
+
+/** A time in ISO 8601 that Postgres can hold (years 1 to 9999). */
+const Instant = Schema.Date.pipe(
+  Schema.filter((d) => d.getUTCFullYear() >= 1 && d.getUTCFullYear() <= 9999, { message: () => "a date between years 1 and 9999" })
+)
+
+const RunPath = Schema.Struct({ workflow: WorkflowName, executionId: ExecutionId })
 
 export class HealthGroup extends HttpApiGroup.make("health")
   .add(HttpApiEndpoint.get("health", "/health").addSuccess(Health).addError(Unhealthy))
@@ -96,7 +205,7 @@ export class HealthGroup extends HttpApiGroup.make("health")
 export class RunsGroup extends HttpApiGroup.make("runs")
   .add(
     HttpApiEndpoint.get("get", "/runs/:workflow/:executionId")
-      .setPath(Schema.Struct({ workflow: WorkflowName, executionId: ExecutionId }))
+      .setPath(RunPath)
       .addSuccess(Run)
       .addError(UnknownWorkflow)
       .addError(RunNotFound)
@@ -107,9 +216,57 @@ export class RunsGroup extends HttpApiGroup.make("runs")
       .setUrlParams(Schema.Struct({
         workflow: Schema.optional(WorkflowName),
         status: Schema.optional(RunStatus),
-        limit: Schema.optional(Limit)
+        limit: Schema.optional(Limit),
+        /** The `cursor` of the last run of the previous page. */
+        cursor: Schema.optional(Schema.String.pipe(Schema.maxLength(1000))),
+        /** Started at or after (ISO 8601). */
+        since: Schema.optional(Instant),
+        /** Started before (ISO 8601). */
+        until: Schema.optional(Instant)
       }))
       .addSuccess(Schema.Array(Run))
+      .addError(InvalidCursor, { status: 400 })
+      .addError(ServiceUnavailable)
+  )
+  .add(
+    HttpApiEndpoint.post("cancel", "/runs/:workflow/:executionId/cancel")
+      .setPath(RunPath)
+      .annotate(OpenApi.Override, operatorSecurity)
+      .addSuccess(Run)
+      .addError(UnknownWorkflow)
+      .addError(RunNotFound)
+      .addError(RunConflict)
+      .addError(Unauthorized)
+      .addError(ServiceUnavailable)
+  )
+  .add(
+    HttpApiEndpoint.post("resume", "/runs/:workflow/:executionId/resume")
+      .setPath(RunPath)
+      .annotate(OpenApi.Override, operatorSecurity)
+      .addSuccess(Resumed, { status: 202 })
+      .addError(UnknownWorkflow)
+      .addError(RunNotFound)
+      .addError(RunConflict)
+      .addError(Unauthorized)
+      .addError(ServiceUnavailable)
+  )
+  .add(
+    HttpApiEndpoint.post("retry", "/runs/:workflow/:executionId/retry")
+      .setPath(RunPath)
+      .annotate(OpenApi.Override, operatorSecurity)
+      .addSuccess(Retried, { status: 202 })
+      .addError(UnknownWorkflow)
+      .addError(RunNotFound)
+      .addError(RunConflict)
+      .addError(Unauthorized)
+      .addError(ServiceUnavailable)
+  )
+  .add(
+    HttpApiEndpoint.get("steps", "/runs/:workflow/:executionId/steps")
+      .setPath(RunPath)
+      .addSuccess(RunSteps)
+      .addError(UnknownWorkflow)
+      .addError(RunNotFound)
       .addError(ServiceUnavailable)
   )
 {}
@@ -162,6 +319,9 @@ export interface RunOf<P, A, E> {
   readonly payload?: P | undefined
   readonly result?: A | undefined
   readonly error?: E | typeof Defect.Type | undefined
+  readonly retryOf?: string | undefined
+  readonly retriedBy?: string | undefined
+  readonly attempt?: number | undefined
   readonly createdAt: string
   readonly updatedAt: string
 }
@@ -175,6 +335,9 @@ export const runOf = (workflow: Workflow.Any) =>
     payload: Schema.optional(workflow.payloadSchema),
     result: Schema.optional(workflow.successSchema),
     error: Schema.optional(Schema.Union(workflow.errorSchema, Defect)),
+    retryOf: Schema.optional(Schema.String),
+    retriedBy: Schema.optional(Schema.String),
+    attempt: Schema.optional(Schema.Int),
     createdAt: Schema.String,
     updatedAt: Schema.String
   }).annotations({ identifier: `${workflow.name}Run` })
@@ -191,15 +354,17 @@ type SignalEndpoints<Name extends string, S> = {
       A["Type"],
       never,
       typeof Delivered.Type,
-      MalformedPayload | RunNotFound | ServiceUnavailable,
+      MalformedPayload | RunNotFound | RunConflict | Unauthorized | ServiceUnavailable,
       A["Context"],
       never
     >
     : never
 }[keyof S & string]
 
-/** The endpoints `workflowsGroup` derives from one declared workflow. */
-export type Endpoints<D> = WorkflowOf<D> extends Workflow.Workflow<infer Name, infer P, infer A, infer E> ?
+/** The endpoints `workflowsGroup` derives from each declared workflow (distributed over a union of them). */
+export type Endpoints<D> = D extends unknown ? EndpointsOf<D> : never
+
+type EndpointsOf<D> = WorkflowOf<D> extends Workflow.Workflow<infer Name, infer P, infer A, infer E> ?
     | HttpApiEndpoint.HttpApiEndpoint<
       Name,
       "POST",
@@ -276,8 +441,11 @@ export const workflowsGroup = <const Ws extends ReadonlyArray<Declared>>(
           .setPath(Schema.Struct({ executionId: ExecutionId }))
           .setPayload(deferred.successSchema)
           .addSuccess(Delivered, { status: 202 })
+          .annotate(OpenApi.Override, operatorSecurity)
           .addError(MalformedPayload)
           .addError(RunNotFound)
+          .addError(RunConflict)
+          .addError(Unauthorized)
           .addError(ServiceUnavailable)
           .annotate(Route, route("signal", deferred.name))
       )
@@ -300,3 +468,4 @@ export const make = <const Id extends string, const Ws extends ReadonlyArray<Dec
     .addError(RequestGuard.PayloadTooLarge)
     .addError(RequestGuard.UnsupportedMediaType)
     .addError(RequestGuard.InternalError)
+    .annotate(OpenApi.Transform, withOperatorScheme)

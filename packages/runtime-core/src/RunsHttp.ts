@@ -19,24 +19,29 @@ import { SqlClient } from "@effect/sql"
 import type { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
-import { Cause, Context, Duration, Effect, Exit, Layer, Option, ParseResult, Schema } from "effect"
+import { Cause, Config, Context, Duration, Effect, Exit, Layer, Option, ParseResult, Redacted, Schema } from "effect"
+import { createHash, timingSafeEqual } from "node:crypto"
 import * as Readiness from "./internal/Readiness.js"
 import type * as RequestGuard from "./RequestGuard.js"
 import * as Retry from "./Retry.js"
-import { Run, RunStore } from "./internal/RunStore.js"
+import * as RunSteps from "./internal/RunSteps.js"
+import { isFinished, type RetryLink, Run, RunStore } from "./internal/RunStore.js"
 import {
   Health,
   type HealthGroup,
   MalformedPayload,
   PayloadIssue,
   Route,
+  RunConflict,
   RunNotFound,
   type RunsGroup,
   ServiceUnavailable,
+  Unauthorized,
   Unhealthy,
   UnknownSignal,
   UnknownWorkflow
 } from "./RunsApi.js"
+import * as RunsApi from "./RunsApi.js"
 import * as TablePrefix from "./TablePrefix.js"
 import { type Entry, WorkflowRegistry } from "./internal/WorkflowRegistry.js"
 import { WorkflowRuntime } from "./WorkflowRuntime.js"
@@ -55,6 +60,47 @@ export const unavailable = (e: unknown) =>
 
 const runNotFound = (workflow: string, executionId: string) =>
   new RunNotFound({ workflow, executionId, message: `No run ${executionId} of ${workflow}` })
+
+const conflict = (run: Run, message: string) =>
+  new RunConflict({ workflow: run.workflow, executionId: run.executionId, status: run.status, message })
+
+/**
+ * `DURAFLOW_OPERATOR_TOKEN`: when set (and not empty), the operator routes (cancel,
+ * resume, retry and signals) need `Authorization: Bearer <token>`; unset, they are open.
+ */
+export const operatorTokenConfig: Config.Config<Option.Option<Redacted.Redacted>> = Config.option(
+  Config.redacted("DURAFLOW_OPERATOR_TOKEN")
+).pipe(Config.map(Option.filter((token) => Redacted.value(token).trim() !== "")))
+
+/** Checks a request for the operator token (compared in constant time), when one is configured. */
+const makeOperatorGuard = Effect.map(operatorTokenConfig, (token) => {
+  const digest = (s: string) => createHash("sha256").update(s, "utf8").digest()
+  const expected = Option.map(token, (t) => digest(Redacted.value(t).trim()))
+  return (request: HttpServerRequest.HttpServerRequest): Effect.Effect<void, Unauthorized> =>
+    Effect.suspend(() => {
+      if (Option.isNone(expected)) return Effect.void
+      const given = /^Bearer\s+(\S+)\s*$/i.exec(request.headers["authorization"] ?? "")?.[1]
+      return given !== undefined && timingSafeEqual(digest(given), expected.value)
+        ? Effect.void
+        : Effect.fail(
+          new Unauthorized({ message: "This route needs the operator token: Authorization: Bearer <DURAFLOW_OPERATOR_TOKEN>" })
+        )
+    })
+})
+
+/** The suffix of a retry's execution id: `<first run's id>-retry-<n>` for the n-th retry. */
+const RETRY_SUFFIX = /-retry-\d+$/
+
+/**
+ * The execution id of the retry of `run`. Workflows derive execution ids from the
+ * payload's idempotency key, so the same payload again would give the old id and no
+ * new run: a retry's id is the first run's id with `-retry-<n>` (n = attempt - 1).
+ * Deterministic, so two retries of one run racing start one new run.
+ */
+export const retryExecutionId = (run: { readonly executionId: string; readonly attempt?: number | undefined }) => {
+  const attempt = (run.attempt ?? 1) + 1
+  return { executionId: `${run.executionId.replace(RETRY_SUFFIX, "")}-retry-${attempt - 1}`, attempt }
+}
 
 const lookup = (registry: WorkflowRegistry["Type"], name: string) =>
   Option.match(registry.get(name), {
@@ -184,14 +230,17 @@ const makeStart = Effect.gen(function*() {
     onSome: (sql) => (sql as unknown as Partial<PgClient.PgClient>).config?.maxConnections ?? 10
   })
   const turns = yield* Effect.makeSemaphore(Math.max(1, poolSize - 2))
-  return (workflow: Workflow.Any, executionId: string, payload: unknown, raw: unknown) => {
+  return (workflow: Workflow.Any, executionId: string, payload: unknown, raw: unknown, retry?: RetryLink) => {
     // schemas registered at runtime carry no static context: the cast only says so
     const execute = engine.execute(workflow as Workflow.Workflow<string, any, any, any>, {
       executionId,
       payload,
       discard: true
     }) as Effect.Effect<string>
-    const record = store.running(workflow.name, executionId, raw)
+    const record = Effect.zipRight(
+      store.running(workflow.name, executionId, raw, retry),
+      retry === undefined ? Effect.void : store.retried(workflow.name, retry.of, executionId)
+    )
     const attempt = Option.isSome(maybeSql) && runtime.mode === "durable"
       ? turns.withPermits(1)(maybeSql.value.withTransaction(Effect.gen(function*() {
         const sql = maybeSql.value
@@ -228,7 +277,12 @@ const makeStart = Effect.gen(function*() {
   }
 })
 
-/** Completes a signal of a run the ledger knows. */
+/**
+ * Completes a signal of a run the ledger knows and that may still read it: a
+ * finished or cancelled run is a 409. A run that has not reached its await yet
+ * may be signalled (the deferred keeps the value until the await reads it);
+ * a signal the workflow does not declare has no route (404 `UnknownSignal`).
+ */
 const makeSignal = Effect.gen(function*() {
   const store = yield* RunStore
   const engine = yield* WorkflowEngine.WorkflowEngine
@@ -237,6 +291,9 @@ const makeSignal = Effect.gen(function*() {
       const value = yield* decodePayload(entry.name, deferred.successSchema, body)
       const run = yield* store.get(entry.name, executionId).pipe(Effect.catchAll(unavailable))
       if (Option.isNone(run)) return yield* runNotFound(entry.name, executionId)
+      if (isFinished(run.value.status)) {
+        return yield* conflict(run.value, `Run ${executionId} is ${run.value.status}: it reads no more signals`)
+      }
       yield* engine.deferredDone(deferred as DurableDeferred.DurableDeferred<Schema.Schema.Any>, {
         workflowName: entry.name,
         executionId,
@@ -247,7 +304,23 @@ const makeSignal = Effect.gen(function*() {
     })
 })
 
-/** The `runs` group's handlers for `api` (any API that includes `RunsGroup`). */
+/** The workflows' engine, for runs whose schemas it already decoded with (the cast only says so). */
+type AnyWorkflow = Workflow.Workflow<string, any, any, any>
+
+/**
+ * The `runs` group's handlers for `api` (any API that includes `RunsGroup`):
+ * reading runs, and the operator's actions on one run.
+ *
+ * - cancel: the ledger says `cancelled` first (final: no transition overwrites
+ *   it), then the engine interrupts the run (`WorkflowEngine.interrupt`; an
+ *   active run is interrupted where it runs, `DeferredWake`). Whatever runs it
+ *   again later (a signal, a clock, a resume, a restart) finds it cancelled and
+ *   ends it at once (`WorkflowLayer`).
+ * - resume: a suspended run runs again now (`WorkflowEngine.resume`).
+ * - retry: a failed or cancelled run's payload starts a new run, linked both
+ *   ways (`retryOf` / `retriedBy`) and started like any run (atomically with its
+ *   ledger row); retrying the same run again answers the same new run.
+ */
 export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR>(
   api: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>
 ) =>
@@ -255,17 +328,87 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
     Effect.gen(function*() {
       const registry = yield* WorkflowRegistry
       const store = yield* RunStore
+      const engine = yield* WorkflowEngine.WorkflowEngine
+      const runtime = yield* WorkflowRuntime
+      const maybeSql = yield* Effect.serviceOption(SqlClient.SqlClient)
+      const stepLog = yield* Effect.serviceOption(RunSteps.StepLog)
+      const guard = yield* makeOperatorGuard.pipe(Effect.orDie)
+      const start = yield* makeStart
+      const find = (name: string, executionId: string) =>
+        Effect.gen(function*() {
+          const entry = yield* lookup(registry, name)
+          const run = yield* store.get(entry.name, executionId).pipe(Effect.catchAll(unavailable))
+          if (Option.isNone(run)) return yield* runNotFound(entry.name, executionId)
+          return { entry, run: run.value }
+        })
       return handlers
-        .handle("get", ({ path }) =>
+        .handle("get", ({ path }) => Effect.map(find(path.workflow, path.executionId), ({ run }) => run))
+        .handle("list", ({ urlParams }) =>
+          store.list(urlParams).pipe(Effect.catchTag("SqlError", unavailable)))
+        .handle("cancel", ({ path, request }) =>
           Effect.gen(function*() {
-            const { workflow } = yield* lookup(registry, path.workflow)
-            const run = yield* store.get(workflow.name, path.executionId).pipe(Effect.catchAll(unavailable))
-            return yield* Option.match(run, {
-              onNone: () => Effect.fail(runNotFound(workflow.name, path.executionId)),
-              onSome: Effect.succeed
-            })
+            yield* guard(request)
+            const { entry, run } = yield* find(path.workflow, path.executionId)
+            if (isFinished(run.status)) {
+              return yield* conflict(run, `Run ${run.executionId} is ${run.status}: only a running or suspended run can be cancelled`)
+            }
+            const cancelled = yield* store.cancel(entry.name, run.executionId).pipe(Effect.catchAll(unavailable))
+            if (!cancelled) {
+              // it finished meanwhile
+              const now = yield* find(entry.name, run.executionId)
+              return yield* conflict(now.run, `Run ${run.executionId} is ${now.run.status}: only a running or suspended run can be cancelled`)
+            }
+            yield* engine.interrupt(entry.workflow as AnyWorkflow, run.executionId)
+            return (yield* find(entry.name, run.executionId)).run
           }))
-        .handle("list", ({ urlParams }) => store.list(urlParams).pipe(Effect.catchAll(unavailable)))
+        .handle("resume", ({ path, request }) =>
+          Effect.gen(function*() {
+            yield* guard(request)
+            const { entry, run } = yield* find(path.workflow, path.executionId)
+            if (run.status !== "suspended") {
+              return yield* conflict(run, `Run ${run.executionId} is ${run.status}: only a suspended run can be resumed`)
+            }
+            yield* engine.resume(entry.workflow as AnyWorkflow, run.executionId)
+            return { resumed: true as const }
+          }))
+        .handle("retry", ({ path, request }) =>
+          Effect.gen(function*() {
+            yield* guard(request)
+            const { entry, run } = yield* find(path.workflow, path.executionId)
+            if (run.status !== "failed" && run.status !== "cancelled") {
+              return yield* conflict(run, `Run ${run.executionId} is ${run.status}: only a failed or cancelled run can be retried`)
+            }
+            const next = retryExecutionId(run)
+            if (run.retriedBy !== undefined) {
+              // already retried: the same answer again
+              return { executionId: run.retriedBy, retryOf: run.executionId, attempt: next.attempt }
+            }
+            const payload = yield* Schema.decodeUnknown(entry.workflow.payloadSchema as unknown as Schema.Schema<unknown, unknown>)(
+              run.payload
+            ).pipe(
+              Effect.mapError(() => conflict(run, `Run ${run.executionId} has no payload this app can decode: it cannot be retried`))
+            )
+            yield* start(entry.workflow, next.executionId, payload, run.payload, {
+              of: run.executionId,
+              attempt: next.attempt
+            })
+            return { executionId: next.executionId, retryOf: run.executionId, attempt: next.attempt }
+          }))
+        .handle("steps", ({ path }) =>
+          Effect.gen(function*() {
+            const { entry, run } = yield* find(path.workflow, path.executionId)
+            if (runtime.mode === "durable" && Option.isSome(maybeSql)) {
+              return yield* RunSteps.fromStorage(runtime.prefix, entry.name, run.executionId).pipe(
+                Effect.provideService(SqlClient.SqlClient, maybeSql.value),
+                Effect.catchAll(unavailable)
+              )
+            }
+            return Option.flatMap(stepLog, (log) => log.read(entry.name, run.executionId)).pipe(
+              Option.getOrElse(() =>
+                new RunsApi.RunSteps({ workflow: entry.name, executionId: run.executionId, source: "process-memory", steps: [] })
+              )
+            )
+          }))
     }))
 
 const declaredRoutes = (api: HttpApi.HttpApi.Any) => {
@@ -324,6 +467,7 @@ export const layerWorkflows = <Id extends string, Groups extends HttpApiGroup.Ht
       yield* checkDeclared(api, registry)
       const start = yield* makeStart
       const signal = yield* makeSignal
+      const guard = yield* makeOperatorGuard.pipe(Effect.orDie)
       for (const { endpoint, route } of declaredRoutes(api)) {
         const entry = Option.getOrThrow(registry.get(route.workflow))
         const workflow = entry.workflow
@@ -349,7 +493,10 @@ export const layerWorkflows = <Id extends string, Groups extends HttpApiGroup.Ht
           handlers = handlers.handleRaw(
             endpoint.name,
             ({ path, request }: { path: { executionId: string }; request: HttpServerRequest.HttpServerRequest }) =>
-              Effect.flatMap(readJson(workflow.name, request), (body) => signal(entry, deferred, path.executionId, body))
+              guard(request).pipe(
+                Effect.zipRight(readJson(workflow.name, request)),
+                Effect.flatMap((body) => signal(entry, deferred, path.executionId, body))
+              )
           )
         }
       }

@@ -2,7 +2,7 @@
  * Every error runtime-core can raise, in one place, so that apps can match on
  * `_tag` and users read one message that names the culprit and the rule.
  */
-import { Schema } from "effect"
+import { Cause, Schema } from "effect"
 
 /** A table prefix broke one of the naming rules (see `TablePrefix`). */
 export class InvalidTablePrefix extends Schema.TaggedError<InvalidTablePrefix>()("InvalidTablePrefix", {
@@ -106,3 +106,14 @@ export type MigrationError =
   | MigrationUnknown
   | MigrationOutsidePrefix
   | MigrationFailed
+
+/**
+ * What a run's record says about a defect: the error's name and message, never
+ * its stack (as `Schema.Defect` encodes it in the engine's storage). The
+ * cause with its stack goes to the log.
+ */
+export const defectMessage = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+  return text.slice(0, 2000)
+}

@@ -11,15 +11,18 @@
  *
  * It also registers the workflow in the `WorkflowRegistry` and records each
  * execution in the `RunStore`, when the app provides them (the runs HTTP API
- * does); without them it is a plain pre-provided `toLayer`.
+ * does); without them it is a plain pre-provided `toLayer`. Each execution
+ * first reads its ledger status: a run an operator cancelled ends at once,
+ * whatever made the engine run it again.
  */
-import { WorkflowEngine } from "@effect/workflow"
-import type { DurableDeferred, Workflow } from "@effect/workflow"
-import { Cause, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Workflow, WorkflowEngine } from "@effect/workflow"
+import type { DurableDeferred } from "@effect/workflow"
+import { Cause, Context, Effect, Exit, Layer, Option, Schema } from "effect"
 import type { Scope } from "effect"
 import { RunStore } from "./internal/RunStore.js"
 import { WorkflowRegistry } from "./internal/WorkflowRegistry.js"
 import * as Retry from "./Retry.js"
+import { defectMessage } from "./RuntimeError.js"
 
 /** What the engine itself provides to a running workflow. */
 export type EngineProvided<Name extends string> =
@@ -50,10 +53,26 @@ const tracked = <A, E, R>(
         Effect.retry(Retry.ledger),
         Effect.catchAllCause((cause) => Effect.logWarning("Could not record workflow run status", cause))
       )
+    // A cancelled run ends at once whenever the engine runs it again (a replay after a signal,
+    // a clock, a resume, a restart): marked interrupted, the engine stores it as complete
+    // (interrupted) and never resumes it again.
+    const unlessCancelled = Effect.flatMap(
+      runs.status(workflow.name, executionId).pipe(Effect.retry(Retry.ledger), Effect.orElseSucceed(() => Option.none())),
+      (status) =>
+        Option.contains(status, "cancelled")
+          ? Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (instance) => {
+            if (Option.isSome(instance)) {
+              instance.value.interrupted = true
+              instance.value.suspended = false
+            }
+            return Effect.interrupt
+          })
+          : run
+    )
     return Effect.zipRight(
       record(Effect.flatMap(encodeJson(workflow.payloadSchema, payload), (p) =>
         runs.running(workflow.name, executionId, p))),
-      Effect.onExit(run, (exit) =>
+      Effect.onExit(unlessCancelled, (exit) =>
         Exit.match(exit, {
           onSuccess: (value) =>
             record(Effect.flatMap(encodeJson(workflow.successSchema, value), (result) =>
@@ -66,8 +85,17 @@ const tracked = <A, E, R>(
                   ? record(runs.suspended(workflow.name, executionId))
                   : Effect.void
               }
+              // a workflow annotated SuspendOnFailure is suspended by the engine when it fails:
+              // an operator fixes the cause and resumes it (POST .../resume)
+              if (Context.get(workflow.annotations, Workflow.SuspendOnFailure)) {
+                return record(runs.suspended(workflow.name, executionId))
+              }
               const error = Option.match(Cause.failureOption(cause), {
-                onNone: () => Effect.succeed({ defect: Cause.pretty(cause) }),
+                // no stack in the record: it is served by the runs API (the log has the cause)
+                onNone: () =>
+                  Effect.logError(`Run ${executionId} of ${workflow.name} died`, cause).pipe(
+                    Effect.as({ defect: defectMessage(cause) })
+                  ),
                 onSome: (e) => encodeJson(workflow.errorSchema, e)
               })
               return record(Effect.flatMap(error, (e) =>

@@ -216,7 +216,11 @@ describe("runs HTTP API", () => {
           "/runs/Wait",
           "/runs/Wait/{executionId}",
           "/runs/Wait/{executionId}/signals/go",
-          "/runs/{workflow}/{executionId}"
+          "/runs/{workflow}/{executionId}",
+          "/runs/{workflow}/{executionId}/cancel",
+          "/runs/{workflow}/{executionId}/resume",
+          "/runs/{workflow}/{executionId}/retry",
+          "/runs/{workflow}/{executionId}/steps"
         ])
         // what Shout takes, from its own payload schema
         const start = doc.body.paths["/runs/Shout"].post
@@ -343,6 +347,12 @@ describe("runs HTTP API", () => {
           ["/runs/{workflow}/{executionId}", "get", "/runs/Nope/x"],
           ["/runs/{workflow}/{executionId}", "get", "/runs/Wait/x/"],
           ["/runs/{workflow}/{executionId}", "get", `/runs/${"n".repeat(201)}/x`],
+          ["/runs/{workflow}/{executionId}/cancel", "post", "/runs/Wait/nope/cancel", { method: "POST" }],
+          ["/runs/{workflow}/{executionId}/cancel", "post", "/runs/Nope/nope/cancel", { method: "POST" }],
+          ["/runs/{workflow}/{executionId}/resume", "post", "/runs/Wait/nope/resume", { method: "POST" }],
+          ["/runs/{workflow}/{executionId}/retry", "post", "/runs/Wait/nope/retry", { method: "POST" }],
+          ["/runs/{workflow}/{executionId}/steps", "get", "/runs/Wait/nope/steps"],
+          ["/runs", "get", "/runs?cursor=bad"],
           ["/boom", "get", "/boom"]
         ]
         const seen = new Set<string>()

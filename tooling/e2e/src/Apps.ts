@@ -10,7 +10,7 @@ import { KnowledgeApi, SampleDocuments } from "@duraflow/knowledge"
 import { OntologyApi, SampleOntology } from "@duraflow/ontology"
 import { Database, RequestGuard, RunsApi } from "@duraflow/runtime-core"
 import { TestDatabase, TestProcess } from "@duraflow/runtime-core/testing"
-import { FetchHttpClient, HttpApiClient, type HttpClient } from "@effect/platform"
+import { FetchHttpClient, HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Data, Duration, Effect, Exit, Layer, ParseResult, Predicate, Redacted, Schedule, Schema, type Scope } from "effect"
 import { request as httpRequest } from "node:http"
@@ -24,9 +24,20 @@ export class E2EError extends Data.TaggedError("E2EError")<{ readonly message: s
 
 const appDir = (name: string) => fileURLToPath(new URL(`../../../apps/${name}/`, import.meta.url))
 
+/** How a client changes its requests (e.g. the operator token: `HttpClient.mapRequest(bearerToken(...))`). */
+type Transform = (client: HttpClient.HttpClient) => HttpClient.HttpClient
+
 export const Apps = {
-  ontology: { dir: appDir("ontology-server"), client: (baseUrl: string) => HttpApiClient.make(OntologyApi.OntologyApi, { baseUrl }) },
-  knowledge: { dir: appDir("knowledge-server"), client: (baseUrl: string) => HttpApiClient.make(KnowledgeApi.KnowledgeApi, { baseUrl }) }
+  ontology: {
+    dir: appDir("ontology-server"),
+    client: (baseUrl: string, transformClient?: Transform) =>
+      HttpApiClient.make(OntologyApi.OntologyApi, { baseUrl, ...(transformClient ? { transformClient } : {}) })
+  },
+  knowledge: {
+    dir: appDir("knowledge-server"),
+    client: (baseUrl: string, transformClient?: Transform) =>
+      HttpApiClient.make(KnowledgeApi.KnowledgeApi, { baseUrl, ...(transformClient ? { transformClient } : {}) })
+  }
 } as const
 export type AppName = keyof typeof Apps
 /** The client of an app's exported API (both have the runtime's `health` and `runs` groups). */
@@ -53,6 +64,8 @@ export interface StartOptions {
   readonly mode?: "durable" | "memory"
   /** knowledge only */
   readonly ontologyUrl?: string | undefined
+  /** `DURAFLOW_OPERATOR_TOKEN`: the operator routes (cancel, resume, retry, signals) then need it */
+  readonly operatorToken?: string | undefined
 }
 
 export interface RunningApp<K extends AppName = AppName> {
@@ -82,6 +95,7 @@ export class AppSet {
           PORT: String(options.port),
           WORKFLOW_MODE: options.mode ?? defaultMode,
           ONTOLOGY_URL: options.ontologyUrl,
+          DURAFLOW_OPERATOR_TOKEN: options.operatorToken,
           // inherited values must not leak into the apps
           TEST_DATABASE_URL: undefined
         }
@@ -125,15 +139,32 @@ export const startReplicas = <K extends AppName>(
   options: Omit<StartOptions, "port">
 ) => Effect.forEach(Array.from({ length: count }), () => Effect.flatMap(freePort, (port) => apps.start(app, { ...options, port })), { concurrency: count })
 
+/** The client of an app's API that sends `Authorization: Bearer <token>` (for the operator routes). */
+export const operatorClient = <K extends AppName>(app: RunningApp<K>, app_: K, token: string): Effect.Effect<AppClient<K>> =>
+  (Apps[app_].client as (baseUrl: string, transform: Transform) => Effect.Effect<AppClient<K>, never, HttpClient.HttpClient>)(
+    app.baseUrl,
+    HttpClient.mapRequest(HttpClientRequest.bearerToken(token))
+  ).pipe(Effect.provide(FetchHttpClient.layer))
+
 /** Starts the ontology and knowledge apps (in parallel) on one database. */
-export const startBoth = (apps: AppSet, databaseUrl: string, options: { readonly mode?: "durable" | "memory" } = {}) =>
+export const startBoth = (
+  apps: AppSet,
+  databaseUrl: string,
+  options: { readonly mode?: "durable" | "memory"; readonly operatorToken?: string | undefined } = {}
+) =>
   Effect.gen(function*() {
     const [ontologyPort, knowledgePort] = yield* Effect.all([freePort, freePort])
     if (ontologyPort === knowledgePort) return yield* new E2EError({ message: "the OS handed out the same port twice" })
     const mode = options.mode ?? defaultMode
     const [ontology, knowledge] = yield* Effect.all([
-      apps.start("ontology", { databaseUrl, port: ontologyPort, mode }),
-      apps.start("knowledge", { databaseUrl, port: knowledgePort, mode, ontologyUrl: `http://127.0.0.1:${ontologyPort}` })
+      apps.start("ontology", { databaseUrl, port: ontologyPort, mode, operatorToken: options.operatorToken }),
+      apps.start("knowledge", {
+        databaseUrl,
+        port: knowledgePort,
+        mode,
+        ontologyUrl: `http://127.0.0.1:${ontologyPort}`,
+        operatorToken: options.operatorToken
+      })
     ], { concurrency: 2 })
     return { ontology, knowledge }
   })
@@ -187,9 +218,9 @@ export const retryUnavailable = (on503: Effect.Effect<void> = Effect.void) =>
 /** The execution id of a `202` start: `client.workflows.X({ payload }).pipe(executionId)`. */
 export const executionId = Effect.map((started: typeof RunsApi.Started.Type) => started.executionId)
 
-const terminal = (run: RunsApi.Run) => run.status === "succeeded" || run.status === "failed"
+const terminal = (run: RunsApi.Run) => run.status === "succeeded" || run.status === "failed" || run.status === "cancelled"
 
-/** Polls `GET /runs/{workflow}/{executionId}` until the run is succeeded or failed. */
+/** Polls `GET /runs/{workflow}/{executionId}` until the run is succeeded, failed or cancelled. */
 export const awaitRun = (app: RunningApp, workflow: string, executionId: string, timeout: Duration.DurationInput = "120 seconds") =>
   poll(`run ${workflow}/${executionId} to finish`, app.client.runs.get({ path: { workflow, executionId } }), terminal, { timeout })
 

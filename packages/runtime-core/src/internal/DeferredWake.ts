@@ -39,7 +39,9 @@
  */
 import { WorkflowEngine } from "@effect/workflow"
 import type { Workflow } from "@effect/workflow"
-import { Cause, Context, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
+import { defectMessage } from "../RuntimeError.js"
+import { makeStepLog, StepLog } from "./RunSteps.js"
 
 /** Wakes active runs for completions this process's engine did not see. */
 export class DeferredWake extends Context.Tag("@duraflow/runtime-core/DeferredWake")<DeferredWake, {
@@ -48,6 +50,12 @@ export class DeferredWake extends Context.Tag("@duraflow/runtime-core/DeferredWa
    * already stored): preempt the run if it is active here and awaits it.
    */
   readonly completedElsewhere: (workflowName: string, executionId: string, deferredName: string) => Effect.Effect<void>
+  /**
+   * The run was cancelled (by this process or another): if it is active here, its fiber is
+   * interrupted as the engine's own interruption does it (the run is stored complete,
+   * interrupted, and not resumed). Does not wait for the run to unwind.
+   */
+  readonly cancelled: (workflowName: string, executionId: string) => Effect.Effect<void>
 }>() {}
 
 type Instance = WorkflowEngine.WorkflowInstance["Type"]
@@ -67,9 +75,17 @@ interface ActiveRun {
 
 const keyOf = (workflowName: string, executionId: string) => `${workflowName}\u0000${executionId}`
 
-const make = (options: { readonly resumeAfterPreempt: boolean }) =>
+/** A value as JSON for the step log, through its schema when it has one. */
+const encoded = (schema: Schema.Schema.All, value: unknown): unknown =>
+  Option.getOrElse(
+    Schema.encodeUnknownOption(schema as Schema.Schema<unknown, unknown>)(value),
+    () => String(value)
+  )
+
+const make = (options: { readonly resumeAfterPreempt: boolean; readonly log?: StepLog["Type"] | undefined }) =>
   Effect.gen(function*() {
     const engine = yield* WorkflowEngine.WorkflowEngine
+    const log = options.log
     const active = new Map<string, ActiveRun>()
     // encoded exits of completions that reached an active run, per execution; kept while
     // its runs suspend (the replay may read them), dropped once a run of it ends otherwise
@@ -162,6 +178,18 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
       ) as Effect.Effect<void>
     }
 
+    const cancelActive = (workflowName: string, executionId: string) =>
+      Effect.suspend(() => {
+        const run = active.get(keyOf(workflowName, executionId))
+        if (!run || run.fiber.unsafePoll()) return Effect.void
+        run.preempted = undefined
+        for (const i of run.instances) {
+          i.interrupted = true
+          i.suspended = false
+        }
+        return Effect.asVoid(Fiber.interruptFork(run.fiber))
+      })
+
     const wakes = (run: ActiveRun, deferredName: string) =>
       run.awaited.has(deferredName) && !run.resolved.has(deferredName)
 
@@ -186,19 +214,77 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
             : Effect.orDie(Schema.decodeUnknown(deferred.exitSchema)(early)) as Effect.Effect<Exit.Exit<any, any>>
           return Effect.tap(read, (exit) => {
             if (exit !== undefined) run.resolved.add(deferred.name)
+            // a clock the memory engine completed itself is seen here, when the replay reads it
+            log?.signal(instance.workflow.name, instance.executionId, deferred.name, {
+              awaited: true,
+              ...(exit === undefined ? {} : { received: {} })
+            })
           })
         }),
+
+      ...(log === undefined ? {} : {
+        // a run starting a child: the caller's instance is in context
+        execute: (workflow, options) =>
+          Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (caller) => {
+            if (Option.isSome(caller) && caller.value.executionId !== options.executionId) {
+              log.child(caller.value.workflow.name, caller.value.executionId, workflow.name, options.executionId)
+            }
+            return engine.execute(workflow, options)
+          }),
+        scheduleClock: (workflow, options) =>
+          Effect.zipLeft(
+            engine.scheduleClock(workflow, options),
+            Effect.sync(() =>
+              log.sleep(
+                workflow.name,
+                options.executionId,
+                options.clock.name,
+                new Date(Date.now() + Duration.toMillis(options.clock.duration))
+              )
+            )
+          )
+      }),
+
+      interrupt: (workflow, executionId) =>
+        Effect.zipRight(cancelActive(workflow.name, executionId), engine.interrupt(workflow, executionId)),
 
       activityExecute: (activity, attempt) =>
         Effect.flatMap(WorkflowEngine.WorkflowInstance, (instance) => {
           runOf(instance)?.instances.add(instance)
-          return engine.activityExecute(activity, attempt)
+          if (log === undefined) return engine.activityExecute(activity, attempt)
+          const [workflowName, executionId] = [instance.workflow.name, instance.executionId]
+          log.activityStarted(workflowName, executionId, activity.name, attempt)
+          return Effect.tap(engine.activityExecute(activity, attempt), (result) =>
+            Effect.sync(() =>
+              log.activityEnded(
+                workflowName,
+                executionId,
+                activity.name,
+                attempt,
+                result._tag === "Suspended"
+                  ? { outcome: "suspended" }
+                  : Exit.match(result.exit, {
+                    onSuccess: (value) => ({ outcome: "succeeded", result: encoded(activity.successSchema, value) }),
+                    onFailure: (cause) =>
+                      Option.match(Cause.failureOption(cause), {
+                        onNone: () => ({ outcome: "failed", error: { defect: defectMessage(cause) } }),
+                        onSome: (e) => ({ outcome: "failed", error: encoded(activity.errorSchema, e) })
+                      })
+                  })
+              )
+            ))
         }),
 
       deferredDone: (deferred, done) =>
         Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (caller) => {
           const key = keyOf(done.workflowName, done.executionId)
           const inside = Option.isSome(caller) && caller.value.executionId === done.executionId
+          log?.signal(done.workflowName, done.executionId, done.deferredName, {
+            received: Exit.match(done.exit as Exit.Exit<unknown, unknown>, {
+              onSuccess: (value) => ({ value: encoded(deferred.successSchema, value) }),
+              onFailure: (cause) => ({ error: encoded(deferred.errorSchema, Cause.squash(cause)) })
+            })
+          })
           return Effect.zipRight(
             engine.deferredDone(deferred, done),
             Effect.suspend(() => {
@@ -226,7 +312,8 @@ const make = (options: { readonly resumeAfterPreempt: boolean }) =>
           // no value to keep: the replay reads it from storage, where the cluster
           // engine has answered the completion before it replays the run
           return run && wakes(run, deferredName) ? preempt(run, executionId) : Effect.void
-        })
+        }),
+      cancelled: cancelActive
     })
     return Context.make(WorkflowEngine.WorkflowEngine, wrapped).pipe(Context.add(DeferredWake, service))
   })
@@ -236,5 +323,13 @@ export const layer: Layer.Layer<WorkflowEngine.WorkflowEngine | DeferredWake, ne
   Layer.scopedContext(make({ resumeAfterPreempt: false }))
 
 /** Wraps `WorkflowEngine.layerMemory`: the wrapper resumes the preempted run itself. */
-export const layerMemory: Layer.Layer<WorkflowEngine.WorkflowEngine | DeferredWake, never, WorkflowEngine.WorkflowEngine> =
-  Layer.scopedContext(make({ resumeAfterPreempt: true }))
+export const layerMemory: Layer.Layer<
+  WorkflowEngine.WorkflowEngine | DeferredWake | StepLog,
+  never,
+  WorkflowEngine.WorkflowEngine
+> = Layer.scopedContext(Effect.gen(function*() {
+  // the memory engine keeps its state private: its runs' steps are recorded here (RunSteps)
+  const log = makeStepLog()
+  const context = yield* make({ resumeAfterPreempt: true, log })
+  return Context.add(context, StepLog, log)
+}))

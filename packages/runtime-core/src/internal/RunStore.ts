@@ -4,15 +4,21 @@
  * cluster tables in a serialized form meant for itself; this table is what
  * operators and the runs API read (status, result, newest first). It is
  * written by `WorkflowLayer.make` around each execution (running, suspended,
- * succeeded, failed), and by the runs API when it starts a run.
+ * succeeded, failed), and by the runs API when it starts, cancels or retries a
+ * run. `cancelled` is final: no later transition overwrites it (a replay of a
+ * cancelled run ends at once, `WorkflowLayer`), and a retry is a new row
+ * linked both ways (`retryOf` / `retriedBy`).
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import * as TablePrefix from "../TablePrefix.js"
 
-export const RunStatus = Schema.Literal("running", "suspended", "succeeded", "failed")
+export const RunStatus = Schema.Literal("running", "suspended", "succeeded", "failed", "cancelled")
 export type RunStatus = typeof RunStatus.Type
+
+/** Statuses a run leaves only through an operator (retry makes a new run): nothing resumes it. */
+export const isFinished = (status: RunStatus) => status === "succeeded" || status === "failed" || status === "cancelled"
 
 export class Run extends Schema.Class<Run>("Run")({
   workflow: Schema.String,
@@ -21,20 +27,49 @@ export class Run extends Schema.Class<Run>("Run")({
   payload: Schema.optional(Schema.Unknown),
   result: Schema.optional(Schema.Unknown),
   error: Schema.optional(Schema.Unknown),
+  /** The run this one retries (`POST .../retry` on it made this one). */
+  retryOf: Schema.optional(Schema.String),
+  /** The run that retries this one. */
+  retriedBy: Schema.optional(Schema.String),
+  /** 1 for a started run, n + 1 for the retry of attempt n. */
+  attempt: Schema.optional(Schema.Int),
+  /** In a list: pass it as `cursor` to get the runs after this one (opaque). */
+  cursor: Schema.optional(Schema.String),
   createdAt: Schema.String,
   updatedAt: Schema.String
 }) {}
+
+/** A `cursor` this store did not hand out. */
+export class InvalidCursor extends Schema.TaggedError<InvalidCursor>()("InvalidCursor", { message: Schema.String }) {}
 
 export interface ListOptions {
   readonly workflow?: string | undefined
   readonly status?: RunStatus | undefined
   readonly limit?: number | undefined
+  /** The `cursor` of the last run of the previous page: runs older than it. */
+  readonly cursor?: string | undefined
+  /** Started at or after. */
+  readonly since?: Date | undefined
+  /** Started before. */
+  readonly until?: Date | undefined
+}
+
+/** How a retry is recorded: the new run, linked both ways to the one it retries. */
+export interface RetryLink {
+  readonly of: string
+  readonly attempt: number
 }
 
 export class RunStore extends Context.Tag("@duraflow/runtime-core/RunStore")<RunStore, {
   /** Records a run as running (creating it if new); never downgrades a finished run. */
-  readonly running: (workflow: string, executionId: string, payload: unknown) => Effect.Effect<void, SqlError>
+  readonly running: (
+    workflow: string,
+    executionId: string,
+    payload: unknown,
+    retry?: RetryLink
+  ) => Effect.Effect<void, SqlError>
   readonly suspended: (workflow: string, executionId: string) => Effect.Effect<void, SqlError>
+  /** Never overwrites `cancelled`: a cancelled run that still ended stays cancelled. */
   readonly finished: (
     workflow: string,
     executionId: string,
@@ -43,12 +78,36 @@ export class RunStore extends Context.Tag("@duraflow/runtime-core/RunStore")<Run
       readonly error: unknown
     }
   ) => Effect.Effect<void, SqlError>
+  /** Marks a running or suspended run cancelled; false when it was not (finished, unknown). */
+  readonly cancel: (workflow: string, executionId: string) => Effect.Effect<boolean, SqlError>
+  /** Records on `executionId` that `retriedBy` retries it. */
+  readonly retried: (workflow: string, executionId: string, retriedBy: string) => Effect.Effect<void, SqlError>
   readonly get: (workflow: string, executionId: string) => Effect.Effect<Option.Option<Run>, SqlError>
-  /** Newest first; payloads are left out (read one run for its payload). */
-  readonly list: (options: ListOptions) => Effect.Effect<ReadonlyArray<Run>, SqlError>
+  /** Only the status (no payload to read): what a run checks when it starts or replays. */
+  readonly status: (workflow: string, executionId: string) => Effect.Effect<Option.Option<RunStatus>, SqlError>
+  /** Newest first (by start), each with its `cursor`; payloads are left out (read one run for its payload). */
+  readonly list: (options: ListOptions) => Effect.Effect<ReadonlyArray<Run>, SqlError | InvalidCursor>
 }>() {}
 
 export const MAX_LIST = 500
+const DEFAULT_LIST = 50
+const limitOf = (limit: number | undefined) => Math.min(Math.max(limit ?? DEFAULT_LIST, 1), MAX_LIST)
+
+/** Cursors are base64url of "<kind>|<position>|<execution id>": opaque to clients, checked on the way back. */
+const encodeCursor = (kind: "pg" | "mem", position: string, executionId: string) =>
+  Buffer.from(`${kind}|${position}|${executionId}`, "utf8").toString("base64url")
+
+const decodeCursor = (kind: "pg" | "mem", cursor: string) =>
+  Effect.suspend(() => {
+    const text = Buffer.from(cursor, "base64url").toString("utf8")
+    const [k, position, ...rest] = text.split("|")
+    const executionId = rest.join("|")
+    const valid = k === kind && position !== undefined && executionId !== "" &&
+      (kind === "pg" ? /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/.test(position) : /^\d+$/.test(position))
+    return valid
+      ? Effect.succeed({ position: position!, executionId })
+      : Effect.fail(new InvalidCursor({ message: "Not a cursor of this list; pass the `cursor` of a listed run" }))
+  })
 
 interface Row {
   readonly execution_id: string
@@ -57,8 +116,12 @@ interface Row {
   readonly payload: unknown
   readonly result: unknown
   readonly error: unknown
+  readonly retry_of: string | null
+  readonly retried_by: string | null
+  readonly attempt: number
   readonly created_at: Date
   readonly updated_at: Date
+  readonly cursor_at?: string
 }
 
 const toRun = (row: Row) =>
@@ -69,6 +132,10 @@ const toRun = (row: Row) =>
     ...(row.payload === null ? {} : { payload: row.payload }),
     ...(row.result === null ? {} : { result: row.result }),
     ...(row.error === null ? {} : { error: row.error }),
+    ...(row.retry_of === null ? {} : { retryOf: row.retry_of }),
+    ...(row.retried_by === null ? {} : { retriedBy: row.retried_by }),
+    attempt: row.attempt,
+    ...(row.cursor_at === undefined ? {} : { cursor: encodeCursor("pg", row.cursor_at, row.execution_id) }),
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString()
   })
@@ -79,10 +146,13 @@ export const make = (prefix: TablePrefix.TablePrefix) =>
     const runs = sql(TablePrefix.table(prefix, "runs"))
     const json = (value: unknown) => JSON.stringify(value ?? null)
     return RunStore.of({
-      running: (workflow, executionId, payload) =>
-        sql`INSERT INTO ${runs} (execution_id, workflow, status, payload)
-            VALUES (${executionId}, ${workflow}, 'running', ${json(payload)}::jsonb)
-            ON CONFLICT (execution_id) DO UPDATE SET status = 'running', updated_at = clock_timestamp()
+      running: (workflow, executionId, payload, retry) =>
+        sql`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt)
+            VALUES (${executionId}, ${workflow}, 'running', ${json(payload)}::jsonb, ${retry?.of ?? null},
+              ${retry?.attempt ?? 1})
+            ON CONFLICT (execution_id) DO UPDATE SET status = 'running', updated_at = clock_timestamp(),
+              retry_of = COALESCE(${runs}.retry_of, EXCLUDED.retry_of),
+              attempt = GREATEST(${runs}.attempt, EXCLUDED.attempt)
             WHERE ${runs}.status IN ('running', 'suspended')`.pipe(Effect.asVoid),
       suspended: (workflow, executionId) =>
         sql`UPDATE ${runs} SET status = 'suspended', updated_at = clock_timestamp()
@@ -93,22 +163,45 @@ export const make = (prefix: TablePrefix.TablePrefix) =>
               ${outcome.status === "succeeded" ? json(outcome.result) : null}::jsonb,
               ${outcome.status === "failed" ? json(outcome.error) : null}::jsonb)
             ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result,
-              error = EXCLUDED.error, updated_at = clock_timestamp()`.pipe(Effect.asVoid),
+              error = EXCLUDED.error, updated_at = clock_timestamp()
+            WHERE ${runs}.status <> 'cancelled'`.pipe(Effect.asVoid),
+      cancel: (workflow, executionId) =>
+        sql<{ execution_id: string }>`UPDATE ${runs} SET status = 'cancelled', updated_at = clock_timestamp()
+            WHERE execution_id = ${executionId} AND workflow = ${workflow} AND status IN ('running', 'suspended')
+            RETURNING execution_id`.pipe(Effect.map((rows) => rows.length > 0)),
+      retried: (workflow, executionId, retriedBy) =>
+        sql`UPDATE ${runs} SET retried_by = ${retriedBy}, updated_at = clock_timestamp()
+            WHERE execution_id = ${executionId} AND workflow = ${workflow}`.pipe(Effect.asVoid),
       get: (workflow, executionId) =>
         sql<Row>`SELECT * FROM ${runs} WHERE execution_id = ${executionId} AND workflow = ${workflow}`.pipe(
           Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRun))
         ),
-      list: ({ limit, status, workflow }) =>
-        // without payloads: a list of 500 runs must not carry 500 documents
-        sql<Row>`SELECT execution_id, workflow, status, NULL AS payload, result, error, created_at, updated_at
-          FROM ${runs} WHERE ${
-          sql.and([
-            ...(workflow === undefined ? [] : [sql`workflow = ${workflow}`]),
-            ...(status === undefined ? [] : [sql`status = ${status}`])
-          ])
-        } ORDER BY created_at DESC, execution_id DESC LIMIT ${Math.min(Math.max(limit ?? 50, 1), MAX_LIST)}`.pipe(
-          Effect.map((rows) => rows.map(toRun))
-        )
+      status: (workflow, executionId) =>
+        sql<{ status: RunStatus }>`SELECT status FROM ${runs}
+            WHERE execution_id = ${executionId} AND workflow = ${workflow}`.pipe(
+          Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (r) => r.status))
+        ),
+      list: ({ cursor, limit, since, status, until, workflow }) =>
+        Effect.gen(function*() {
+          const after = cursor === undefined ? undefined : yield* decodeCursor("pg", cursor)
+          // without payloads: a list of 500 runs must not carry 500 documents. The cursor keeps
+          // created_at to the microsecond (a JS Date would round it and skip or repeat runs).
+          const rows = yield* sql<Row>`SELECT execution_id, workflow, status, NULL AS payload, result, error,
+              retry_of, retried_by, attempt, created_at, updated_at,
+              to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at
+            FROM ${runs} WHERE ${
+            sql.and([
+              ...(workflow === undefined ? [] : [sql`workflow = ${workflow}`]),
+              ...(status === undefined ? [] : [sql`status = ${status}`]),
+              ...(since === undefined ? [] : [sql`created_at >= ${since.toISOString()}::timestamptz`]),
+              ...(until === undefined ? [] : [sql`created_at < ${until.toISOString()}::timestamptz`]),
+              ...(after === undefined
+                ? []
+                : [sql`(created_at, execution_id) < (${after.position}::timestamptz, ${after.executionId})`])
+            ])
+          } ORDER BY created_at DESC, execution_id DESC LIMIT ${limitOf(limit)}`
+          return rows.map(toRun)
+        })
     })
   })
 
@@ -129,70 +222,127 @@ export const makeMemory = Effect.sync(() => {
     readonly payload: unknown
     readonly result: unknown
     readonly error: unknown
+    readonly retryOf: string | undefined
+    readonly retriedBy: string | undefined
+    readonly attempt: number
     readonly createdAt: string
     readonly updatedAt: string
   }
   const entries = new Map<string, Entry>()
   let seq = 0
   // JSON null is stored as "no value", as in the table
-  const present = (key: "payload" | "result" | "error", value: unknown) =>
+  const present = (key: "payload" | "result" | "error" | "retryOf" | "retriedBy", value: unknown) =>
     value === null || value === undefined ? {} : { [key]: value }
-  const toRun = (executionId: string, e: Entry, withPayload: boolean) =>
+  const toRun = (executionId: string, e: Entry, listed: boolean) =>
     new Run({
       workflow: e.workflow,
       executionId,
       status: e.status,
-      ...(withPayload ? present("payload", e.payload) : {}),
+      ...(listed ? {} : present("payload", e.payload)),
       ...present("result", e.result),
       ...present("error", e.error),
+      ...present("retryOf", e.retryOf),
+      ...present("retriedBy", e.retriedBy),
+      attempt: e.attempt,
+      ...(listed ? { cursor: encodeCursor("mem", String(e.seq), executionId) } : {}),
       createdAt: e.createdAt,
       updatedAt: e.updatedAt
     })
   const update = (executionId: string, change: (previous: Entry | undefined, at: string) => Entry | undefined) => {
     const next = change(entries.get(executionId), new Date().toISOString())
     if (next !== undefined) entries.set(executionId, next)
+    return next !== undefined
   }
+  const fresh = (workflow: string, at: string) => ({
+    seq: seq++,
+    workflow,
+    payload: null,
+    result: null,
+    error: null,
+    retryOf: undefined,
+    retriedBy: undefined,
+    attempt: 1,
+    createdAt: at
+  })
   return RunStore.of({
-    running: (workflow, executionId, payload) =>
+    running: (workflow, executionId, payload, retry) =>
       Effect.sync(() =>
-        update(executionId, (previous, at) =>
+        void update(executionId, (previous, at) =>
           previous === undefined
-            ? { seq: seq++, workflow, status: "running", payload, result: null, error: null, createdAt: at, updatedAt: at }
+            ? {
+              ...fresh(workflow, at),
+              status: "running",
+              payload,
+              retryOf: retry?.of,
+              attempt: retry?.attempt ?? 1,
+              updatedAt: at
+            }
             // never downgrades a finished run
             : previous.status === "running" || previous.status === "suspended"
-            ? { ...previous, status: "running", updatedAt: at }
+            ? {
+              ...previous,
+              status: "running",
+              retryOf: previous.retryOf ?? retry?.of,
+              attempt: Math.max(previous.attempt, retry?.attempt ?? 1),
+              updatedAt: at
+            }
             : undefined)
       ),
     suspended: (workflow, executionId) =>
       Effect.sync(() =>
-        update(executionId, (previous, at) =>
+        void update(executionId, (previous, at) =>
           previous?.workflow === workflow && previous.status === "running"
             ? { ...previous, status: "suspended", updatedAt: at }
             : undefined)
       ),
     finished: (workflow, executionId, outcome) =>
       Effect.sync(() =>
-        update(executionId, (previous, at) => ({
-          ...(previous ?? { seq: seq++, workflow, payload: null, createdAt: at }),
-          status: outcome.status,
-          result: outcome.status === "succeeded" ? outcome.result : null,
-          error: outcome.status === "failed" ? outcome.error : null,
-          updatedAt: at
-        }))
+        void update(executionId, (previous, at) =>
+          previous?.status === "cancelled" ? undefined : {
+            ...(previous ?? fresh(workflow, at)),
+            status: outcome.status,
+            result: outcome.status === "succeeded" ? outcome.result : null,
+            error: outcome.status === "failed" ? outcome.error : null,
+            updatedAt: at
+          })
+      ),
+    cancel: (workflow, executionId) =>
+      Effect.sync(() =>
+        update(executionId, (previous, at) =>
+          previous?.workflow === workflow && (previous.status === "running" || previous.status === "suspended")
+            ? { ...previous, status: "cancelled", updatedAt: at }
+            : undefined)
+      ),
+    retried: (workflow, executionId, retriedBy) =>
+      Effect.sync(() =>
+        void update(executionId, (previous, at) =>
+          previous?.workflow === workflow ? { ...previous, retriedBy, updatedAt: at } : undefined)
       ),
     get: (workflow, executionId) =>
       Effect.sync(() => {
         const entry = entries.get(executionId)
-        return entry?.workflow === workflow ? Option.some(toRun(executionId, entry, true)) : Option.none()
+        return entry?.workflow === workflow ? Option.some(toRun(executionId, entry, false)) : Option.none()
       }),
-    list: ({ limit, status, workflow }) =>
-      Effect.sync(() =>
-        [...entries.entries()]
-          .filter(([, e]) => (workflow === undefined || e.workflow === workflow) && (status === undefined || e.status === status))
-          .sort(([, a], [, b]) => b.seq - a.seq)
-          .slice(0, Math.min(Math.max(limit ?? 50, 1), MAX_LIST))
-          // like the table's list: without payloads
-          .map(([id, e]) => toRun(id, e, false))
+    status: (workflow, executionId) =>
+      Effect.sync(() => {
+        const entry = entries.get(executionId)
+        return entry?.workflow === workflow ? Option.some(entry.status) : Option.none()
+      }),
+    list: ({ cursor, limit, since, status, until, workflow }) =>
+      Effect.map(
+        cursor === undefined ? Effect.succeed(undefined) : decodeCursor("mem", cursor),
+        (after) =>
+          [...entries.entries()]
+            .filter(([, e]) =>
+              (workflow === undefined || e.workflow === workflow) && (status === undefined || e.status === status) &&
+              (since === undefined || Date.parse(e.createdAt) >= since.getTime()) &&
+              (until === undefined || Date.parse(e.createdAt) < until.getTime()) &&
+              (after === undefined || e.seq < Number(after.position))
+            )
+            .sort(([, a], [, b]) => b.seq - a.seq)
+            .slice(0, limitOf(limit))
+            // like the table's list: without payloads
+            .map(([id, e]) => toRun(id, e, true))
       )
   })
 })

@@ -46,6 +46,17 @@ export const migrations: ReadonlyArray<Migrations.Migration> = [
   },
   {
     id: 3,
+    name: "runs: cancelled, retry links",
+    // the CHECK of migration 1 is Postgres' default name <table>_status_check
+    sql: (t) =>
+      `ALTER TABLE ${t("runs")} DROP CONSTRAINT ${t("runs_status_check")};
+      ALTER TABLE ${t("runs")} ADD CONSTRAINT ${t("runs_status_check")}
+        CHECK (status IN ('running', 'suspended', 'succeeded', 'failed', 'cancelled'));
+      ALTER TABLE ${t("runs")} ADD COLUMN retry_of text, ADD COLUMN retried_by text,
+        ADD COLUMN attempt integer NOT NULL DEFAULT 1;`
+  },
+  {
+    id: 4,
     name: "create activity exits",
     // every activity's recorded outcome on the durable engine (`InlineActivities`)
     sql: (t) =>

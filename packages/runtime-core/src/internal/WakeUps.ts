@@ -16,7 +16,9 @@
  * - scheduling a clock sets a local timer for its wake-up time that does the same;
  * - completing a deferred also names it in the notification, so that the
  *   process where the run is active preempts it if it awaits that deferred
- *   (`DeferredWake`: a signal from another process wins a race too).
+ *   (`DeferredWake`: a signal from another process wins a race too);
+ *   interrupting a run (cancel) names the run, so the process where it is
+ *   active interrupts it.
  *
  * Notifications are batched (callers wait for a NOTIFY sent after their write,
  * so nothing is lost when a process exits right after signalling), and the
@@ -37,12 +39,16 @@ import * as TablePrefix from "../TablePrefix.js"
 
 export const channel = TablePrefix.wakeChannel
 
-/** A deferred completed by process `from`, as a notification payload. */
+/**
+ * A deferred completed by process `from`, as a notification payload; with
+ * `cancel`, a run cancelled there (`deferredName` is then empty).
+ */
 interface Completed {
   readonly from: string
   readonly workflowName: string
   readonly executionId: string
   readonly deferredName: string
+  readonly cancel?: boolean | undefined
 }
 
 const parseCompleted = (payload: string | undefined): Completed | undefined => {
@@ -150,7 +156,11 @@ export const layer = (
       // this process's own completions were handled by DeferredWake already
       const self = crypto.randomUUID()
       yield* listen(Database.urlOf(client), name, sharding.pollStorage, onRunners, (c) =>
-        c.from === self ? Effect.void : deferredWake.completedElsewhere(c.workflowName, c.executionId, c.deferredName))
+        c.from === self
+          ? Effect.void
+          : c.cancel === true
+          ? deferredWake.cancelled(c.workflowName, c.executionId)
+          : deferredWake.completedElsewhere(c.workflowName, c.executionId, c.deferredName))
 
       // Outgoing notifications. A caller waits until a NOTIFY issued after its own write has
       // been sent (a process about to exit must not lose it); callers arriving while one is in
@@ -199,7 +209,15 @@ export const layer = (
             )
           ),
         resume: (workflow, executionId) => Effect.zipLeft(engine.resume(workflow, executionId), wake),
-        interrupt: (workflow, executionId) => Effect.zipLeft(engine.interrupt(workflow, executionId), wake),
+        // the run may be active in another process: it is named, so that process interrupts it
+        interrupt: (workflow, executionId) =>
+          Effect.zipLeft(
+            engine.interrupt(workflow, executionId),
+            Effect.zipRight(
+              wake,
+              notifyCompleted({ workflowName: workflow.name, executionId, deferredName: "", cancel: true })
+            )
+          ),
         scheduleClock: (workflow, options) =>
           Effect.zipLeft(
             engine.scheduleClock(workflow, options),
