@@ -69,10 +69,12 @@ const tracked = <A, E, R>(
           })
           : run
     )
-    return Effect.zipRight(
+    // the running write says whether the run is running now; only when it is not (finished or
+    // cancelled already) is the status read, so a plain execution costs no extra round trip
+    return Effect.flatMap(
       record(Effect.flatMap(encodeJson(workflow.payloadSchema, payload), (p) =>
         runs.running(workflow.name, executionId, p))),
-      Effect.onExit(unlessCancelled, (exit) =>
+      (running) => Effect.onExit(running === true ? run : unlessCancelled, (exit) =>
         Exit.match(exit, {
           onSuccess: (value) =>
             record(Effect.flatMap(encodeJson(workflow.successSchema, value), (result) =>

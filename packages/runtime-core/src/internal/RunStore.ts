@@ -61,13 +61,16 @@ export interface RetryLink {
 }
 
 export class RunStore extends Context.Tag("@duraflow/runtime-core/RunStore")<RunStore, {
-  /** Records a run as running (creating it if new); never downgrades a finished run. */
+  /**
+   * Records a run as running (creating it if new); never downgrades a finished
+   * run. True when the run is running now, false when it was finished (or cancelled).
+   */
   readonly running: (
     workflow: string,
     executionId: string,
     payload: unknown,
     retry?: RetryLink
-  ) => Effect.Effect<void, SqlError>
+  ) => Effect.Effect<boolean, SqlError>
   readonly suspended: (workflow: string, executionId: string) => Effect.Effect<void, SqlError>
   /** Never overwrites `cancelled`: a cancelled run that still ended stays cancelled. */
   readonly finished: (
@@ -153,7 +156,8 @@ export const make = (prefix: TablePrefix.TablePrefix) =>
             ON CONFLICT (execution_id) DO UPDATE SET status = 'running', updated_at = clock_timestamp(),
               retry_of = COALESCE(${runs}.retry_of, EXCLUDED.retry_of),
               attempt = GREATEST(${runs}.attempt, EXCLUDED.attempt)
-            WHERE ${runs}.status IN ('running', 'suspended')`.pipe(Effect.asVoid),
+            WHERE ${runs}.status IN ('running', 'suspended')
+            RETURNING 1`.pipe(Effect.map((rows) => rows.length > 0)),
       suspended: (workflow, executionId) =>
         sql`UPDATE ${runs} SET status = 'suspended', updated_at = clock_timestamp()
             WHERE execution_id = ${executionId} AND workflow = ${workflow} AND status = 'running'`.pipe(Effect.asVoid),
@@ -266,8 +270,8 @@ export const makeMemory = Effect.sync(() => {
   })
   return RunStore.of({
     running: (workflow, executionId, payload, retry) =>
-      Effect.sync(() =>
-        void update(executionId, (previous, at) =>
+      Effect.sync(() => {
+        update(executionId, (previous, at) =>
           previous === undefined
             ? {
               ...fresh(workflow, at),
@@ -287,7 +291,8 @@ export const makeMemory = Effect.sync(() => {
               updatedAt: at
             }
             : undefined)
-      ),
+        return entries.get(executionId)?.status === "running"
+      }),
     suspended: (workflow, executionId) =>
       Effect.sync(() =>
         void update(executionId, (previous, at) =>
