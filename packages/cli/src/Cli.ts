@@ -3,6 +3,7 @@
  *
  *   duraflow apps   [DATABASE_URL] [--json]   the apps (prefixes), their live replicas and runs by status
  *   duraflow doctor [DATABASE_URL] [--json]   can the apps collide? one verdict per check (`Doctor`)
+ *   duraflow runs list|get|steps|cancel|resume|retry|signal --app URL ...   (see `Runs`)
  *   duraflow retention [DATABASE_URL] --prefix P [--older-than "14 days"] [--json]
  *                                             delete one app's expired finished runs now (`Retention`)
  *
@@ -14,8 +15,9 @@ import { Database, Doctor, Retention, TablePrefix } from "@duraflow/runtime-core
 import { Args, Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
 import { Config, Console, Data, Duration, Effect, Option, Redacted } from "effect"
+import { runs } from "./Runs.js"
+import { table, Usage } from "./Table.js"
 
-export class Usage extends Data.TaggedError("Usage")<{ readonly problem: string }> {}
 /** The command ran and its answer is "no" (a failed check): exit 1 after printing it. */
 export class Unhealthy extends Data.TaggedError("Unhealthy")<{ readonly problem: string }> {}
 
@@ -38,13 +40,6 @@ const onDatabase = <A, E>(arg: Option.Option<string>, effect: Effect.Effect<A, E
       Database.layer({ url: Redacted.make(chosen.value), applicationName: "duraflow-cli", maxConnections: 2 })
     )
   })
-
-/** A plain text table: a header row, then one row per entry, columns padded. */
-export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))
-  const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()
-  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n")
-}
 
 export interface AppInfo {
   readonly prefix: string
@@ -148,5 +143,7 @@ export const retention = Command.make("retention", {
 
 export const duraflow = Command.make("duraflow").pipe(
   Command.withDescription("Operate the duraflow apps on a database"),
-  Command.withSubcommands([apps, doctor, retention])
+  Command.withSubcommands([apps, doctor, retention, runs])
 )
+
+export { table, Usage } from "./Table.js"
