@@ -2,7 +2,8 @@
  * `duraflow`: the operator's command line for the apps on one database.
  *
  *   duraflow apps   [DATABASE_URL] [--json]   the apps (prefixes), their live replicas and runs by status
- *   duraflow doctor [DATABASE_URL] [--json]   can the apps collide? one verdict per check (`Doctor`)
+ *   duraflow doctor [DATABASE_URL] [--json] [--fix]   can the apps collide? one verdict per check (`Doctor`);
+ *                                             --fix re-drives stuck runs
  *   duraflow runs list|get|steps|cancel|resume|retry|signal --app URL ...   (see `Runs`)
  *   duraflow retention [DATABASE_URL] --prefix P [--older-than "14 days"] [--json]
  *                                             delete one app's expired finished runs now (`Retention`)
@@ -83,11 +84,22 @@ export const apps = Command.make("apps", { databaseUrl, json }, (args) =>
     )
   )).pipe(Command.withDescription("The apps on a database: prefix, live replicas, runs by status"))
 
-export const doctor = Command.make("doctor", { databaseUrl, json }, (args) =>
-  onDatabase(args.databaseUrl, Doctor.run).pipe(
-    Effect.tap(({ prefixes, verdicts }) =>
+export const doctor = Command.make("doctor", {
+  databaseUrl,
+  json,
+  fix: Options.boolean("fix").pipe(Options.withDescription("re-drive the stuck runs found (see Doctor.fix)"))
+}, (args) =>
+  onDatabase(
+    args.databaseUrl,
+    Effect.flatMap(Doctor.run, (report) =>
+      Effect.map(
+        args.fix && report.verdicts.some((v) => v.check === "stuck-runs" && !v.ok) ? Doctor.fix : Effect.succeed([]),
+        (fixed) => ({ ...report, fixed })
+      ))
+  ).pipe(
+    Effect.tap(({ fixed, prefixes, verdicts }) =>
       args.json
-        ? Console.log(JSON.stringify({ prefixes, ok: verdicts.every((v) => v.ok), verdicts }, null, 2))
+        ? Console.log(JSON.stringify({ prefixes, ok: verdicts.every((v) => v.ok), verdicts, fixed }, null, 2))
         : Console.log(
           `apps: ${prefixes.length === 0 ? "none" : prefixes.join(", ")}\n` +
             table(
@@ -95,11 +107,15 @@ export const doctor = Command.make("doctor", { databaseUrl, json }, (args) =>
               verdicts.flatMap((v) =>
                 v.details.map((d, i) => i === 0 ? [v.check, v.ok ? "ok" : "FAIL", d] : ["", "", d])
               )
-            )
+            ) +
+            fixed.map((f) =>
+              `\nfixed ${f.prefix}: ${f.redriven} overdue message(s) re-driven, ${f.orphansFailed} orphan run(s) marked failed`
+            ).join("")
         )
     ),
-    Effect.flatMap(({ verdicts }) => {
-      const failed = verdicts.filter((v) => !v.ok).map((v) => v.check)
+    Effect.flatMap(({ fixed, verdicts }) => {
+      // stuck runs that --fix re-drove are dealt with; anything else fails the command
+      const failed = verdicts.filter((v) => !v.ok && !(v.check === "stuck-runs" && fixed.length > 0)).map((v) => v.check)
       return failed.length === 0 ? Effect.void : new Unhealthy({ problem: `failed: ${failed.join(", ")}` })
     })
   )).pipe(Command.withDescription("Checks that the apps on a database cannot collide; exit 1 on any failure"))

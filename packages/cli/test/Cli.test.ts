@@ -58,6 +58,21 @@ describe("duraflow", () => {
         const sickJson = JSON.parse((yield* duraflow(["doctor", url, "--json"])).stdout)
         expect(sickJson.ok).toBe(false)
         yield* sql.unsafe(`REVOKE ALL ON shop_runs FROM PUBLIC`)
+
+        // a run the engine never got: reported; --fix marks it failed (ready for a retry), exit 0
+        yield* sql.unsafe(`
+          CREATE TABLE shop_cluster_messages (id bigint PRIMARY KEY, entity_id text, tag text, kind int,
+            processed boolean DEFAULT false, deliver_at bigint, last_read timestamp);
+          ALTER TABLE shop_runs ADD COLUMN error jsonb;
+          UPDATE shop_runs SET updated_at = now() - interval '5 minutes' WHERE execution_id = 'c'`)
+        const stuck = yield* duraflow(["doctor", url])
+        expect(stuck.code).toBe(1)
+        expect(stuck.stdout).toMatch(/^stuck-runs\s+FAIL\s+shop: run W\/c is 'running' but the engine has no request for it$/m)
+        const fixed = yield* duraflow(["doctor", url, "--fix"])
+        expect(fixed.code, fixed.stderr).toBe(0)
+        expect(fixed.stdout).toContain("fixed shop: 0 overdue message(s) re-driven, 1 orphan run(s) marked failed")
+        expect(yield* sql`SELECT status FROM shop_runs WHERE execution_id = 'c'`).toEqual([{ status: "failed" }])
+        expect((yield* duraflow(["doctor", url])).code).toBe(0)
       }).pipe(Effect.scoped))
 
     it.effect("retention deletes one app's expired finished runs with their rows, and nothing else", () =>

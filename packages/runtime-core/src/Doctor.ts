@@ -18,6 +18,13 @@
  *   (a clock or signal nobody delivered).
  * LISTEN channels are per session and not visible from another one: each app
  * listens on `<prefix>_wake` only (`TablePrefix.wakeChannel`).
+ *
+ * `fix` re-drives what `stuck-runs` finds: an overdue clock that a process
+ * read and never finished is hidden from the engine's poll for ten minutes;
+ * its read mark is cleared and the app is woken (`<prefix>_wake`) to deliver
+ * it now. A ledger row `running` that the engine has no request for
+ * (a start that never reached it) becomes `failed`, naming why, so that an
+ * operator can retry it (`POST .../retry` starts it again with its payload).
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -133,6 +140,13 @@ const grants = (apps: ReadonlyArray<string>) =>
       }
     ))
 
+/**
+ * A timed message (a durable clock) due over a minute ago and not processed:
+ * the poll delivers a due one within seconds, so nobody is delivering it.
+ * (An untimed request stays unprocessed while its run is running: not a sign.)
+ */
+const OVERDUE = "deliver_at IS NOT NULL AND deliver_at < (extract(epoch from clock_timestamp()) * 1000)::bigint - 60000"
+
 const stuckRuns = (apps: ReadonlyArray<string>) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.map(
@@ -151,8 +165,7 @@ const stuckRuns = (apps: ReadonlyArray<string>) =>
             ORDER BY r.updated_at LIMIT 50`
           const overdue = yield* sql<{ entity_id: string; tag: string }>`
             SELECT entity_id, tag FROM ${messages}
-            WHERE processed = false AND deliver_at IS NOT NULL
-              AND deliver_at < (extract(epoch from clock_timestamp()) * 1000)::bigint - 60000
+            WHERE processed = false AND kind = 0 AND ${sql.literal(OVERDUE)}
             ORDER BY deliver_at LIMIT 50`
           return [
             ...orphans.map((r) => `${app}: run ${r.workflow}/${r.execution_id} is 'running' but the engine has no request for it`),
@@ -178,3 +191,36 @@ export const run: Effect.Effect<
   ])
   return { prefixes: apps, verdicts }
 })
+
+/** What `fix` did, per app. */
+export interface Fixed {
+  readonly prefix: string
+  /** overdue messages whose read mark was cleared (the app was woken to deliver them) */
+  readonly redriven: number
+  /** ledger rows `running` with no engine request, now `failed` */
+  readonly orphansFailed: number
+}
+
+/** Re-drives the stuck runs `stuck-runs` reports (see the module comment). */
+export const fix: Effect.Effect<ReadonlyArray<Fixed>, SqlError, SqlClient.SqlClient> = Effect.flatMap(
+  prefixes,
+  (apps) =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      Effect.forEach(apps, (app) =>
+        Effect.gen(function*() {
+          const [tables] = yield* sql<{ runs: boolean; messages: boolean }>`
+            SELECT to_regclass(${`public.${app}_runs`}) IS NOT NULL AS runs,
+              to_regclass(${`public.${app}_cluster_messages`}) IS NOT NULL AS messages`
+          if (!tables?.runs || !tables.messages) return { prefix: app, redriven: 0, orphansFailed: 0 }
+          const messages = sql(`${app}_cluster_messages`)
+          const redriven = yield* sql`UPDATE ${messages} SET last_read = NULL
+            WHERE processed = false AND kind = 0 AND ${sql.literal(OVERDUE)} RETURNING 1`
+          const orphans = yield* sql`UPDATE ${sql(`${app}_runs`)} r SET status = 'failed', updated_at = clock_timestamp(),
+              error = ${JSON.stringify({ _tag: "NoEngineRequest", message: "the engine never received this run (duraflow doctor --fix); retry it" })}::jsonb
+            WHERE r.status = 'running' AND r.updated_at < clock_timestamp() - interval '1 minute'
+              AND NOT EXISTS (SELECT 1 FROM ${messages} m WHERE m.entity_id = r.execution_id AND m.tag = 'run')
+            RETURNING 1`
+          if (redriven.length > 0) yield* sql`SELECT pg_notify(${TablePrefix.wakeChannel(app as TablePrefix.TablePrefix)}, 'doctor')`
+          return { prefix: app, redriven: redriven.length, orphansFailed: orphans.length }
+        })))
+)

@@ -6,7 +6,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Workflow } from "@effect/workflow"
+import { DurableClock, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Effect, Either, Layer, Schema } from "effect"
 import { Doctor, Migrations, TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
 import * as RuntimeTables from "../src/internal/RuntimeTables.js"
@@ -16,9 +16,13 @@ const alpha = TablePrefix.unsafeMake("alpha")
 const beta = TablePrefix.unsafeMake("beta")
 
 const Noop = Workflow.make({ name: "Noop", payload: { id: Schema.String }, idempotencyKey: (p) => p.id })
+const Sleeper = Workflow.make({ name: "Sleeper", payload: { id: Schema.String }, idempotencyKey: (p) => p.id })
 
 // alpha: a real durable engine (cluster tables, shard and presence locks); beta: its runtime tables and a domain table
-const Setup = WorkflowLayer.make(Noop, { dependencies: Layer.empty, execute: () => Effect.void }).pipe(
+const Setup = Layer.mergeAll(
+  WorkflowLayer.make(Noop, { dependencies: Layer.empty, execute: () => Effect.void }),
+  WorkflowLayer.make(Sleeper, { dependencies: Layer.empty, execute: () => DurableClock.sleep({ name: "nap", duration: "1 hour" }) })
+).pipe(
   Layer.provideMerge(WorkflowRuntime.layerDurable(alpha)),
   Layer.provideMerge(Layer.mergeAll(
     RuntimeTables.layer(beta),
@@ -114,6 +118,34 @@ describe("Doctor", () => {
           expect(v.details).toContain("alpha: run Noop/ghost is 'running' but the engine has no request for it")
         })
       ))
+
+    it.effect("--fix: an overdue clock nobody delivers is delivered; a run the engine never got becomes failed", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const engine = yield* WorkflowEngine.WorkflowEngine
+        const executionId = yield* Sleeper.executionId({ id: "s" })
+        yield* Sleeper.execute({ id: "s" }, { discard: true })
+        const clock = () => sql<{ id: string }>`SELECT id::text FROM alpha_cluster_messages
+          WHERE entity_id = ${executionId} AND entity_type = 'Workflow/-/DurableClock' AND processed = false`
+        while ((yield* clock()).length === 0) yield* Effect.sleep("50 millis")
+        // its process read it and died before finishing it: due long ago, marked read
+        yield* sql`UPDATE alpha_cluster_messages SET last_read = now(),
+            deliver_at = (extract(epoch from now()) * 1000)::bigint - 300000
+          WHERE entity_id = ${executionId} AND entity_type = 'Workflow/-/DurableClock'`
+        yield* sql`INSERT INTO alpha_runs (execution_id, workflow, status, updated_at)
+          VALUES ('orphan', 'Noop', 'running', now() - interval '5 minutes')`
+        const before = yield* verdictOf("stuck-runs")
+        expect(before.details).toContain(`alpha: run message of ${executionId} was due over a minute ago and is not delivered`)
+        expect(before.details).toContain("alpha: run Noop/orphan is 'running' but the engine has no request for it")
+
+        expect(yield* Doctor.fix).toContainEqual({ prefix: "alpha", redriven: 1, orphansFailed: 1 })
+        // the clock fires now and the run ends; the orphan is failed, with the reason, ready for a retry
+        while ((yield* engine.poll(Sleeper, executionId))?._tag !== "Complete") yield* Effect.sleep("100 millis")
+        expect(yield* sql`SELECT status, error->>'_tag' AS reason FROM alpha_runs WHERE execution_id = 'orphan'`).toEqual([
+          { status: "failed", reason: "NoEngineRequest" }
+        ])
+        expect((yield* verdictOf("stuck-runs")).ok).toBe(true)
+      }))
 
     it.effect("a one-key advisory lock", () =>
       Effect.gen(function*() {
