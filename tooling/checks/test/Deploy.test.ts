@@ -10,7 +10,7 @@ import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Duration, Effect, Schedule } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -160,7 +160,7 @@ describe("per-app deploy", () => {
             description: (manifest as any).description,
             type: "module",
             main: "dist/main.js",
-            scripts: { start: "node dist/main.js" },
+            scripts: { start: "node dist/main.js", duraflow: "node node_modules/@duraflow/cli/dist/main.js" },
             engines: { node: ">=20.11" },
             dependencies: expect.any(Object)
           })
@@ -221,6 +221,14 @@ describe("per-app deploy", () => {
             SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') AND relnamespace = 'public'::regnamespace`
           expect(tables.length).toBeGreaterThan(0)
           for (const { relname } of tables) expect(relname.startsWith(`${prefix}_`)).toBe(true)
+
+          // the operator's command runs from the folder too (plain node, its JavaScript): the app is on the database
+          const doctor = spawnSync(process.execPath, ["node_modules/@duraflow/cli/dist/main.js", "doctor", db.url, "--json"], {
+            cwd: dir,
+            encoding: "utf8"
+          })
+          expect(doctor.status, doctor.stderr).toBe(0)
+          expect(JSON.parse(doctor.stdout)).toMatchObject({ prefixes: [prefix], ok: true })
 
           // SIGTERM is a graceful shutdown: exit code 0 well before the SIGKILL fallback
           yield* stop(running.child)

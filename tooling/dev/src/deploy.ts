@@ -7,7 +7,7 @@
  * 2. `pnpm deploy --prod --legacy`: the app's dist/ and its production dependencies only,
  *    the workspace packages copied in (their `files`: dist/ and src/);
  * 3. makes it clean: the app's package.json is name, version, type, main, a `start`
- *    script and exact dependency versions (no workspace:, no devDependencies); each
+ *    script (and `duraflow`, the operator's command, when the app ships @duraflow/cli) and exact dependency versions (no workspace:, no devDependencies); each
  *    workspace package inside gets its publish manifest (exports from `publishConfig`,
  *    dist/ only) and loses src/; what nothing runs is removed (TypeScript sources and
  *    declarations, source maps, pnpm's copy of the workspace lockfile).
@@ -157,7 +157,11 @@ const appManifest = (app: Manifest, projects: ReturnType<typeof workspace>) => (
   ...(app.description ? { description: app.description } : {}),
   type: "module",
   main: "dist/main.js",
-  scripts: { start: "node dist/main.js" },
+  scripts: {
+    start: "node dist/main.js",
+    // the operator's command, from the app's folder: `npm run -s duraflow -- doctor`
+    ...(app.dependencies?.["@duraflow/cli"] ? { duraflow: "node node_modules/@duraflow/cli/dist/main.js" } : {})
+  },
   engines: { node: ">=20.11" },
   dependencies: exactDependencies(app.dependencies, projects)
 })
