@@ -1,7 +1,7 @@
 /**
  * `duraflow`: the operator's command line for the apps on one database.
  *
- *   duraflow apps   [DATABASE_URL] [--json]   the apps (prefixes), their live replicas and runs by status
+ *   duraflow apps   [DATABASE_URL] [--json]   the apps (prefixes), their live replicas, health and runs by status
  *   duraflow doctor [DATABASE_URL] [--json] [--fix]   can the apps collide? one verdict per check (`Doctor`);
  *                                             --fix re-drives stuck runs
  *   duraflow runs list|get|steps|cancel|resume|retry|signal --app URL ...   (see `Runs`)
@@ -11,11 +11,16 @@
  * DATABASE_URL may be given as an argument or in the environment; a read-only
  * role is enough. A table by default, `--json` for scripts. Exit codes: 0 ok,
  * 1 a check failed (doctor) or the database could not be read, 2 usage.
+ *
+ * `make({ domains })` is the command with the code of some domains, whose
+ * migrations `doctor` then compares with the database's (an app's own
+ * `duraflow` gives its domain); `main` runs it as a process.
  */
 import { Database, Doctor, Retention, TablePrefix } from "@duraflow/runtime-core"
-import { Args, Command, Options } from "@effect/cli"
+import { Args, Command, Options, ValidationError } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { Config, Console, Data, Duration, Effect, Option, Redacted } from "effect"
+import { Cause, Config, Console, Data, Duration, Effect, Exit, Option, Redacted } from "effect"
 import { runs } from "./Runs.js"
 import { table, Usage } from "./Table.js"
 
@@ -46,6 +51,13 @@ export interface AppInfo {
   readonly prefix: string
   /** runners holding their presence lock now (live processes of the app) */
   readonly replicas: number
+  /**
+   * `ok`: live replicas, nothing overdue; `degraded`: durable clocks or signals
+   * due over a minute ago still undelivered (`doctor` tells which); `down`: no live replica
+   */
+  readonly health: "ok" | "degraded" | "down"
+  /** engine messages due over a minute ago and not delivered */
+  readonly overdue: number
   readonly runs: Record<string, number>
 }
 
@@ -65,7 +77,10 @@ const appInfo = (prefix: string) =>
         runs[row.status] = row.n
       }
     }
-    return { prefix, replicas: live?.n ?? 0, runs } satisfies AppInfo
+    const overdue = yield* Doctor.overdueMessages(prefix)
+    const replicas = live?.n ?? 0
+    const health = replicas === 0 ? "down" : overdue > 0 ? "degraded" : "ok"
+    return { prefix, replicas, health, overdue, runs } satisfies AppInfo
   })
 
 export const apps = Command.make("apps", { databaseUrl, json }, (args) =>
@@ -74,24 +89,31 @@ export const apps = Command.make("apps", { databaseUrl, json }, (args) =>
       args.json
         ? Console.log(JSON.stringify(infos, null, 2))
         : Console.log(infos.length === 0 ? "no duraflow apps on this database" : table(
-          ["prefix", "replicas", "running", "suspended", "succeeded", "failed", "cancelled"],
+          ["prefix", "replicas", "health", "running", "suspended", "succeeded", "failed", "cancelled"],
           infos.map((a) => [
             a.prefix,
             String(a.replicas),
+            a.health === "degraded" ? `degraded (${a.overdue} overdue)` : a.health,
             ...["running", "suspended", "succeeded", "failed", "cancelled"].map((s) => String(a.runs[s] ?? 0))
           ])
         ))
     )
-  )).pipe(Command.withDescription("The apps on a database: prefix, live replicas, runs by status"))
+  )).pipe(Command.withDescription("The apps on a database: prefix, live replicas, health, runs by status"))
 
-export const doctor = Command.make("doctor", {
+/** What the command knows of the apps' code. */
+export interface Options {
+  /** domains whose migrations `doctor` compares with the database's ledgers */
+  readonly domains?: ReadonlyArray<Doctor.DomainCode> | undefined
+}
+
+const makeDoctor = (options: Options) => Command.make("doctor", {
   databaseUrl,
   json,
   fix: Options.boolean("fix").pipe(Options.withDescription("re-drive the stuck runs found (see Doctor.fix)"))
 }, (args) =>
   onDatabase(
     args.databaseUrl,
-    Effect.flatMap(Doctor.run, (report) =>
+    Effect.flatMap(Doctor.check({ domains: options.domains }), (report) =>
       Effect.map(
         args.fix && report.verdicts.some((v) => v.check === "stuck-runs" && !v.ok) ? Doctor.fix : Effect.succeed([]),
         (fixed) => ({ ...report, fixed })
@@ -109,7 +131,7 @@ export const doctor = Command.make("doctor", {
               )
             ) +
             fixed.map((f) =>
-              `\nfixed ${f.prefix}: ${f.redriven} overdue message(s) re-driven, ${f.orphansFailed} orphan run(s) marked failed`
+              `\nfixed ${f.prefix}: ${f.redriven} overdue message(s) re-driven, ${f.orphansFailed} orphan run(s) marked failed, ${f.resumed} signalled run(s) resumed`
             ).join("")
         )
     ),
@@ -157,9 +179,38 @@ export const retention = Command.make("retention", {
     ))
   })).pipe(Command.withDescription("Deletes one app's finished runs older than --older-than, with every row they own"))
 
-export const duraflow = Command.make("duraflow").pipe(
-  Command.withDescription("Operate the duraflow apps on a database"),
-  Command.withSubcommands([apps, doctor, retention, runs])
-)
+export const doctor = makeDoctor({})
+
+/** The `duraflow` command, knowing the code of `options.domains`. */
+export const make = (options: Options = {}) =>
+  Command.make("duraflow").pipe(
+    Command.withDescription("Operate the duraflow apps on a database"),
+    Command.withSubcommands([apps, makeDoctor(options), retention, runs])
+  )
+
+/** The command without any domain's code (runtime-core's own migrations are still checked). */
+export const duraflow = make()
+
+/** Runs the command on `process.argv` as the process's work, with its exit codes (see above). */
+export const main = (options: Options = {}): void =>
+  Command.run(make(options), { name: "duraflow", version: "0.1.0" })(
+    // `pnpm duraflow -- doctor` may pass the separator through
+    process.argv.filter((arg, i) => i < 2 || arg !== "--")
+  ).pipe(
+    Effect.catchTags({
+      Usage: ({ problem }) =>
+        Effect.zipRight(Console.error(`${problem}\n(duraflow --help lists the commands)`), Effect.sync(() => process.exit(2))),
+      Unhealthy: ({ problem }) => Effect.zipRight(Console.error(problem), Effect.sync(() => process.exit(1)))
+    }),
+    Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => process.exit(2))),
+    Effect.provide(NodeContext.layer),
+    Effect.exit,
+    Effect.flatMap((exit) =>
+      Exit.isFailure(exit)
+        ? Effect.zipRight(Console.error(Cause.pretty(exit.cause).split("\n")[0]), Effect.sync(() => process.exit(1)))
+        : Effect.void
+    ),
+    NodeRuntime.runMain
+  )
 
 export { table, Usage } from "./Table.js"

@@ -11,11 +11,13 @@
  *
  * `--app` defaults to DURAFLOW_APP_URL; the operator token (for actions and
  * signals) comes from DURAFLOW_OPERATOR_TOKEN. `--json` prints the API's answer.
+ * An app that does not answer within DURAFLOW_HTTP_TIMEOUT (default 30 s) is an
+ * error, not a hang.
  */
 import { RunsApi } from "@duraflow/runtime-core"
 import { Args, Command, Options } from "@effect/cli"
 import { FetchHttpClient, HttpApi, HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
-import { Config, Console, Effect, Option, Redacted } from "effect"
+import { Config, Console, Duration, Effect, Option, Redacted } from "effect"
 import { table, Usage } from "./Table.js"
 
 /** The routes every runtime-core app serves, whatever its workflows. */
@@ -168,15 +170,29 @@ const signal = Command.make("signal", {
     yield* print(args.json, response.answer, () => `signal ${args.name} delivered`)
   })).pipe(Command.withDescription("Completes a signal (DurableDeferred) the run's workflow declares"))
 
+/** Every call to an app answers or fails within this (an app may answer 503 itself sooner). */
+const deadline = Config.duration("DURAFLOW_HTTP_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30)))
+
+const withDeadline = <Name extends string, R, E, A>(command: Command.Command<Name, R, E, A>) =>
+  Command.transformHandler(command, (effect, config) =>
+    Effect.flatMap(Effect.orDie(deadline), (duration) =>
+      Effect.timeoutFail(effect, {
+        duration,
+        onTimeout: () =>
+          new Usage({
+            problem: `no answer from ${(config as { app?: string }).app ?? "the app"} within ${Duration.format(duration)}`
+          })
+      })))
+
 export const runs = Command.make("runs").pipe(
   Command.withDescription("A run's life through the app that owns it (actions need DURAFLOW_OPERATOR_TOKEN when the app sets one)"),
   Command.withSubcommands([
-    list,
-    get,
-    steps,
-    action("cancel", "Cancels a running or suspended run"),
-    action("resume", "Resumes a suspended run now"),
-    action("retry", "Starts a failed or cancelled run again, as a new execution linked to it"),
-    signal
+    withDeadline(list),
+    withDeadline(get),
+    withDeadline(steps),
+    withDeadline(action("cancel", "Cancels a running or suspended run")),
+    withDeadline(action("resume", "Resumes a suspended run now")),
+    withDeadline(action("retry", "Starts a failed or cancelled run again, as a new execution linked to it")),
+    withDeadline(signal)
   ])
 )

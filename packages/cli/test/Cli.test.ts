@@ -8,6 +8,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawnSync } from "node:child_process"
+import { type AddressInfo, createServer, type Server } from "node:net"
 import { fileURLToPath } from "node:url"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -27,7 +28,7 @@ describe("duraflow", () => {
         const sql = yield* SqlClient.SqlClient
         const { url } = yield* TestDatabase.TestDatabase
         yield* sql.unsafe(`
-          CREATE TABLE shop_runtime_migrations (id int PRIMARY KEY);
+          CREATE TABLE shop_runtime_migrations (id int PRIMARY KEY, name text, checksum text);
           CREATE TABLE shop_runs (execution_id text PRIMARY KEY, workflow text, status text, updated_at timestamptz DEFAULT now());
           INSERT INTO shop_runs (execution_id, workflow, status) VALUES ('a', 'W', 'succeeded'), ('b', 'W', 'succeeded'), ('c', 'W', 'running')`)
 
@@ -37,15 +38,19 @@ describe("duraflow", () => {
         yield* replica.executeRaw(`SELECT pg_advisory_lock(${presence})`, [])
         const apps = yield* duraflow(["apps", url, "--json"])
         expect(apps.code).toBe(0)
-        expect(JSON.parse(apps.stdout)).toEqual([{ prefix: "shop", replicas: 1, runs: { running: 1, succeeded: 2 } }])
+        expect(JSON.parse(apps.stdout)).toEqual([
+          { prefix: "shop", replicas: 1, health: "ok", overdue: 0, runs: { running: 1, succeeded: 2 } }
+        ])
         const appsTable = yield* duraflow(["apps"], { DATABASE_URL: url })
-        expect(appsTable.stdout).toMatch(/^prefix\s+replicas\s+running.*\n-+.*\nshop\s+1\s+1\s+0\s+2\s+0\s+0$/m)
+        expect(appsTable.stdout).toMatch(/^prefix\s+replicas\s+health\s+running.*\n-+.*\nshop\s+1\s+ok\s+1\s+0\s+2\s+0\s+0$/m)
         yield* replica.executeRaw(`SELECT pg_advisory_unlock(${presence})`, [])
+        // no live replica: the app is down
+        expect(JSON.parse((yield* duraflow(["apps", url, "--json"])).stdout)).toMatchObject([{ replicas: 0, health: "down" }])
 
         const clean = yield* duraflow(["doctor", url])
         expect(clean.code).toBe(0)
         expect(clean.stdout).toContain("apps: shop")
-        for (const check of ["relations", "lock-spaces", "advisory-locks", "grants", "stuck-runs"]) {
+        for (const check of ["relations", "lock-spaces", "advisory-locks", "grants", "migrations", "stuck-runs"]) {
           expect(clean.stdout).toMatch(new RegExp(`^${check}\\s+ok\\s`, "m"))
         }
         expect(JSON.parse((yield* duraflow(["doctor", url, "--json"])).stdout)).toMatchObject({ prefixes: ["shop"], ok: true })
@@ -70,7 +75,7 @@ describe("duraflow", () => {
         expect(stuck.stdout).toMatch(/^stuck-runs\s+FAIL\s+shop: run W\/c is 'running' but the engine has no request for it$/m)
         const fixed = yield* duraflow(["doctor", url, "--fix"])
         expect(fixed.code, fixed.stderr).toBe(0)
-        expect(fixed.stdout).toContain("fixed shop: 0 overdue message(s) re-driven, 1 orphan run(s) marked failed")
+        expect(fixed.stdout).toContain("fixed shop: 0 overdue message(s) re-driven, 1 orphan run(s) marked failed, 0 signalled run(s) resumed")
         expect(yield* sql`SELECT status FROM shop_runs WHERE execution_id = 'c'`).toEqual([{ status: "failed" }])
         expect((yield* duraflow(["doctor", url])).code).toBe(0)
       }).pipe(Effect.scoped))
@@ -114,5 +119,21 @@ describe("duraflow", () => {
         expect(down.stderr).toMatch(/127\.0\.0\.1:1/)
         expect(down.stderr).not.toMatch(/\n\s+at /)
       }))
+
+    it.effect("an app that takes the request and never answers: runs fails at the deadline, naming the app", () =>
+      Effect.gen(function*() {
+        // connections are accepted (by the kernel, even while this process waits), never answered
+        const silent = yield* Effect.acquireRelease(
+          Effect.async<Server>((resume) => {
+            const server = createServer(() => {})
+            server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+          }),
+          (server) => Effect.sync(() => server.close())
+        )
+        const app = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`
+        const stuck = yield* duraflow(["runs", "list", "--app", app], { DURAFLOW_HTTP_TIMEOUT: "2 seconds" })
+        expect(stuck.code).toBe(2)
+        expect(stuck.stderr).toContain(`no answer from ${app} within 2s`)
+      }).pipe(Effect.scoped))
   })
 })

@@ -13,9 +13,16 @@
  *   whose numbers collide across apps);
  * - `grants`: no PUBLIC privileges on an app's relations, and no role other
  *   than a superuser holds privileges on the relations of two apps;
+ * - `migrations`: the migrations applied in each app's ledgers match the
+ *   code's checksums: runtime-core's own (`<prefix>_runtime_migrations`) for
+ *   every app, a domain's (`<prefix>_migrations`) for the domains whose code is
+ *   given (`check({ domains })`; the `duraflow` of an app's folder gives its
+ *   own); an applied migration the code does not know is reported too;
  * - `stuck-runs`: no ledger row `running` for a minute with no engine request
- *   for it, and no engine message due more than a minute ago still unprocessed
- *   (a clock or signal nobody delivered).
+ *   for it, no engine message due more than a minute ago still unprocessed
+ *   (a clock or signal nobody delivered), and no run suspended for a minute
+ *   whose awaited signal (a DurableDeferred) completed after it suspended
+ *   without the run being resumed.
  * LISTEN channels are per session and not visible from another one: each app
  * listens on `<prefix>_wake` only (`TablePrefix.wakeChannel`).
  *
@@ -25,14 +32,18 @@
  * it now. A ledger row `running` that the engine has no request for
  * (a start that never reached it) becomes `failed`, naming why, so that an
  * operator can retry it (`POST .../retry` starts it again with its payload).
+ * A suspended run whose signal came is reset as the engine's own resume does
+ * (its Suspended reply removed, its request unprocessed) and the app woken.
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
+import * as RuntimeTables from "./internal/RuntimeTables.js"
+import * as Migrations from "./Migrations.js"
 import * as TablePrefix from "./TablePrefix.js"
 
 export interface Verdict {
-  readonly check: "relations" | "lock-spaces" | "advisory-locks" | "grants" | "stuck-runs"
+  readonly check: "relations" | "lock-spaces" | "advisory-locks" | "grants" | "migrations" | "stuck-runs"
   readonly ok: boolean
   /** What was found: one line per problem, or a summary when all is well. */
   readonly details: ReadonlyArray<string>
@@ -147,14 +158,27 @@ const grants = (apps: ReadonlyArray<string>) =>
  */
 const OVERDUE = "deliver_at IS NOT NULL AND deliver_at < (extract(epoch from clock_timestamp()) * 1000)::bigint - 60000"
 
+/** How many of an app's engine messages are overdue (see `OVERDUE`); 0 when it has no engine tables. */
+export const overdueMessages = (prefix: string): Effect.Effect<number, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.gen(function*() {
+      const [table] = yield* sql<{ exists: boolean }>`
+        SELECT to_regclass(${`public.${prefix}_cluster_messages`}) IS NOT NULL AS exists`
+      if (!table?.exists) return 0
+      const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${prefix}_cluster_messages`)}
+        WHERE processed = false AND kind = 0 AND ${sql.literal(OVERDUE)}`
+      return row?.n ?? 0
+    }))
+
 const stuckRuns = (apps: ReadonlyArray<string>) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.map(
       Effect.forEach(apps, (app) =>
         Effect.gen(function*() {
-          const [tables] = yield* sql<{ runs: boolean; messages: boolean }>`
+          const [tables] = yield* sql<{ runs: boolean; messages: boolean; replies: boolean }>`
             SELECT to_regclass(${`public.${app}_runs`}) IS NOT NULL AS runs,
-              to_regclass(${`public.${app}_cluster_messages`}) IS NOT NULL AS messages`
+              to_regclass(${`public.${app}_cluster_messages`}) IS NOT NULL AS messages,
+              to_regclass(${`public.${app}_cluster_replies`}) IS NOT NULL AS replies`
           if (!tables?.runs || !tables.messages) return []
           const runs = sql(`${app}_runs`)
           const messages = sql(`${app}_cluster_messages`)
@@ -167,30 +191,124 @@ const stuckRuns = (apps: ReadonlyArray<string>) =>
             SELECT entity_id, tag FROM ${messages}
             WHERE processed = false AND kind = 0 AND ${sql.literal(OVERDUE)}
             ORDER BY deliver_at LIMIT 50`
+          const unwoken = tables.replies ? yield* signalledButSuspended(sql, app) : []
           return [
             ...orphans.map((r) => `${app}: run ${r.workflow}/${r.execution_id} is 'running' but the engine has no request for it`),
-            ...overdue.map((m) => `${app}: ${m.tag} message of ${m.entity_id} was due over a minute ago and is not delivered`)
+            ...overdue.map((m) => `${app}: ${m.tag} message of ${m.entity_id} was due over a minute ago and is not delivered`),
+            ...unwoken.map((r) =>
+              `${app}: run ${r.workflow}/${r.execution_id} is suspended but its signal ${r.signal} completed after it suspended`
+            )
           ]
         })),
       (found) => verdict("stuck-runs", found.flat(), "no stuck runs")
     ))
 
-/** Every check, in order. */
-export const run: Effect.Effect<
+/**
+ * Suspended runs (for a minute) whose latest `run` reply says Suspended while a
+ * `deferred` (a signal, a clock's deferred) of theirs was answered after it:
+ * the engine resets the run when a deferred completes, so a Suspended reply
+ * older than a completed deferred means that reset never happened (a process
+ * died between the two, or the run re-read the deferred before its reply was
+ * stored) and nothing will wake the run.
+ */
+const signalledButSuspended = (sql: SqlClient.SqlClient, app: string) =>
+  sql<{ execution_id: string; workflow: string; request_id: string; signal: string }>`
+    SELECT DISTINCT ON (r.execution_id) r.execution_id, r.workflow, m.request_id::text AS request_id,
+      d.payload::jsonb->>'name' AS signal
+    FROM ${sql(`${app}_runs`)} r
+    JOIN ${sql(`${app}_cluster_messages`)} m ON m.entity_id = r.execution_id AND m.entity_type = 'Workflow/' || r.workflow
+      AND m.tag = 'run' AND m.kind = 0 AND m.processed
+    JOIN ${sql(`${app}_cluster_replies`)} rr ON rr.request_id = m.request_id AND rr.kind = 0
+      AND rr.payload::jsonb #>> '{value,_tag}' = 'Suspended'
+    JOIN ${sql(`${app}_cluster_messages`)} d ON d.entity_id = m.entity_id AND d.entity_type = m.entity_type
+      AND d.tag = 'deferred' AND d.kind = 0
+    JOIN ${sql(`${app}_cluster_replies`)} dr ON dr.request_id = d.request_id AND dr.kind = 0 AND dr.id > rr.id
+    WHERE r.status = 'suspended' AND r.updated_at < clock_timestamp() - interval '1 minute'
+    ORDER BY r.execution_id LIMIT 50`
+
+/** A domain's code as the doctor needs it: its prefix and its migrations. */
+export interface DomainCode {
+  readonly prefix: TablePrefix.TablePrefix
+  readonly migrations: ReadonlyArray<Migrations.Migration>
+  /** the ledger table's name without the prefix (default `migrations`) */
+  readonly ledger?: string | undefined
+}
+
+/** Applied migrations (one ledger) against the code's: a line per difference. */
+const compareLedger = (sql: SqlClient.SqlClient, app: string, declared: Migrations.Migrations) =>
+  Effect.gen(function*() {
+    const name = `${app}_${declared.ledger}`
+    const [exists] = yield* sql<{ exists: boolean }>`SELECT to_regclass(${`public.${name}`}) IS NOT NULL AS exists`
+    if (!exists?.exists) return { problems: [], applied: 0 }
+    const read = yield* Effect.either(sql<{ id: number; name: string; checksum: string }>`
+      SELECT id, name, checksum FROM ${sql(name)} ORDER BY id`)
+    if (read._tag === "Left") return { problems: [`${name}: not a migration ledger (${read.left.message})`], applied: 0 }
+    const applied = read.right
+    const code = new Map(declared.migrations.map((m) => [m.id, m]))
+    const problems = applied.flatMap((a) => {
+      const m = code.get(a.id)
+      if (m === undefined) return [`${name}: migration ${a.id} "${a.name}" is applied but not in this code (a newer build's?)`]
+      if (m.checksum !== a.checksum) {
+        return [`${name}: migration ${a.id} "${a.name}" was applied with checksum ${a.checksum.slice(0, 12)}, the code's is ${m.checksum.slice(0, 12)} (an applied migration was edited)`]
+      }
+      return []
+    })
+    return { problems, applied: applied.length }
+  })
+
+const migrationChecksums = (apps: ReadonlyArray<string>, domains: ReadonlyArray<DomainCode>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.gen(function*() {
+      const problems: Array<string> = []
+      let compared = 0
+      for (const app of apps) {
+        const runtime = yield* Migrations.make(app as TablePrefix.TablePrefix, RuntimeTables.migrations, {
+          ledger: RuntimeTables.LEDGER
+        })
+        const found = yield* compareLedger(sql, app, runtime)
+        problems.push(...found.problems)
+        compared += found.applied
+      }
+      const checked: Array<string> = []
+      for (const domain of domains) {
+        if (!apps.includes(domain.prefix)) continue
+        const declared = yield* Migrations.make(domain.prefix, domain.migrations, { ledger: domain.ledger })
+        const found = yield* compareLedger(sql, domain.prefix, declared)
+        problems.push(...found.problems)
+        compared += found.applied
+        checked.push(domain.prefix)
+      }
+      const unchecked = apps.filter((app) => !checked.includes(app))
+      return verdict(
+        "migrations",
+        problems,
+        `${compared} applied migrations match the code` +
+          (unchecked.length > 0 ? `; domain migrations not checked for ${unchecked.join(", ")} (their code was not given)` : "")
+      )
+    }).pipe(Effect.catchTag("InvalidMigrations", (e) => Effect.succeed(verdict("migrations", [e.message], ""))))
+  )
+
+/** Every check, in order; `domains`: the domain code whose migrations to compare (see `migrations`). */
+export const check = (options?: { readonly domains?: ReadonlyArray<DomainCode> | undefined }): Effect.Effect<
   { readonly prefixes: ReadonlyArray<string>; readonly verdicts: ReadonlyArray<Verdict> },
   SqlError,
   SqlClient.SqlClient
-> = Effect.gen(function*() {
-  const apps = yield* prefixes
-  const verdicts = yield* Effect.all([
-    relations(apps),
-    lockSpaces(apps),
-    advisoryLocks(apps),
-    grants(apps),
-    stuckRuns(apps)
-  ])
-  return { prefixes: apps, verdicts }
-})
+> =>
+  Effect.gen(function*() {
+    const apps = yield* prefixes
+    const verdicts = yield* Effect.all([
+      relations(apps),
+      lockSpaces(apps),
+      advisoryLocks(apps),
+      grants(apps),
+      migrationChecksums(apps, options?.domains ?? []),
+      stuckRuns(apps)
+    ])
+    return { prefixes: apps, verdicts }
+  })
+
+/** Every check, with runtime-core's own migrations only (`check` for a domain's too). */
+export const run = check()
 
 /** What `fix` did, per app. */
 export interface Fixed {
@@ -199,6 +317,8 @@ export interface Fixed {
   readonly redriven: number
   /** ledger rows `running` with no engine request, now `failed` */
   readonly orphansFailed: number
+  /** suspended runs whose signal had come, reset so that they run on */
+  readonly resumed: number
 }
 
 /** Re-drives the stuck runs `stuck-runs` reports (see the module comment). */
@@ -208,10 +328,11 @@ export const fix: Effect.Effect<ReadonlyArray<Fixed>, SqlError, SqlClient.SqlCli
     Effect.flatMap(SqlClient.SqlClient, (sql) =>
       Effect.forEach(apps, (app) =>
         Effect.gen(function*() {
-          const [tables] = yield* sql<{ runs: boolean; messages: boolean }>`
+          const [tables] = yield* sql<{ runs: boolean; messages: boolean; replies: boolean }>`
             SELECT to_regclass(${`public.${app}_runs`}) IS NOT NULL AS runs,
-              to_regclass(${`public.${app}_cluster_messages`}) IS NOT NULL AS messages`
-          if (!tables?.runs || !tables.messages) return { prefix: app, redriven: 0, orphansFailed: 0 }
+              to_regclass(${`public.${app}_cluster_messages`}) IS NOT NULL AS messages,
+              to_regclass(${`public.${app}_cluster_replies`}) IS NOT NULL AS replies`
+          if (!tables?.runs || !tables.messages) return { prefix: app, redriven: 0, orphansFailed: 0, resumed: 0 }
           const messages = sql(`${app}_cluster_messages`)
           const redriven = yield* sql`UPDATE ${messages} SET last_read = NULL
             WHERE processed = false AND kind = 0 AND ${sql.literal(OVERDUE)} RETURNING 1`
@@ -220,7 +341,18 @@ export const fix: Effect.Effect<ReadonlyArray<Fixed>, SqlError, SqlClient.SqlCli
             WHERE r.status = 'running' AND r.updated_at < clock_timestamp() - interval '1 minute'
               AND NOT EXISTS (SELECT 1 FROM ${messages} m WHERE m.entity_id = r.execution_id AND m.tag = 'run')
             RETURNING 1`
-          if (redriven.length > 0) yield* sql`SELECT pg_notify(${TablePrefix.wakeChannel(app as TablePrefix.TablePrefix)}, 'doctor')`
-          return { prefix: app, redriven: redriven.length, orphansFailed: orphans.length }
+          // what the engine's resume does (`Sharding.reset`): the Suspended reply goes, the request is due again
+          const unwoken = tables.replies ? yield* signalledButSuspended(sql, app) : []
+          for (const run of unwoken) {
+            yield* sql.withTransaction(Effect.zipRight(
+              sql`DELETE FROM ${sql(`${app}_cluster_replies`)} WHERE request_id = ${run.request_id} AND kind = 0`,
+              sql`UPDATE ${messages} SET processed = false, last_reply_id = NULL, last_read = NULL
+                WHERE request_id = ${run.request_id}`
+            ))
+          }
+          if (redriven.length > 0 || unwoken.length > 0) {
+            yield* sql`SELECT pg_notify(${TablePrefix.wakeChannel(app as TablePrefix.TablePrefix)}, 'doctor')`
+          }
+          return { prefix: app, redriven: redriven.length, orphansFailed: orphans.length, resumed: unwoken.length }
         })))
 )

@@ -87,7 +87,8 @@ export class ProvisioningError extends Schema.TaggedError<ProvisioningError>()("
   reason: Schema.String
 }) {
   override get message(): string {
-    return `Cannot provision role ${JSON.stringify(this.role)} for prefix ${JSON.stringify(this.prefix)}: ${this.reason}`
+    const what = this.prefix === OBSERVER ? "as the observer" : `for prefix ${JSON.stringify(this.prefix)}`
+    return `Cannot provision role ${JSON.stringify(this.role)} ${what}: ${this.reason}`
   }
 }
 
@@ -305,6 +306,72 @@ export const provisionApp = (
 
     return yield* sql.withTransaction(program).pipe(
       // two provisioning runs racing on the (cluster-wide) role name, or on a catalog row
+      Effect.retry({
+        schedule: Retry.backoff({ first: "50 millis" }),
+        times: 3,
+        while: (e) => e._tag === "SqlError" && RETRYABLE.has(sqlState(e) ?? "")
+      })
+    )
+  })
+
+/** `ProvisioningError.prefix` of the observer role, which has none. */
+const OBSERVER = "(observer)"
+
+/** The comment that marks a role as the observer role. */
+export const OBSERVER_COMMENT = "duraflow observer role (read-only)"
+
+export interface ObserverOptions {
+  /** The role to create or update (default `duraflow_observer`). */
+  readonly role?: string | undefined
+  readonly password: string | Redacted.Redacted<string>
+}
+
+/**
+ * Creates or updates the read-only role operators' tools use to look at every
+ * app on the database (`duraflow apps`, `doctor`): LOGIN, member of Postgres'
+ * predefined `pg_read_all_data` (SELECT on every table, present and future,
+ * without a grant on any one relation, so no app's fence and no `doctor`
+ * grants verdict changes) and `pg_read_all_stats` (every session in
+ * `pg_stat_activity`), every transaction read-only by default, nothing else.
+ * Postgres 14 or later. Note that the predefined roles reach every database of
+ * the server: give each environment its own server, or use it where that is fine.
+ */
+export const provisionObserver = (
+  options: ObserverOptions
+): Effect.Effect<{ readonly role: string; readonly created: boolean }, ProvisioningError | SqlError.SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const role = options.role ?? "duraflow_observer"
+    const refuse = (reason: string) => new ProvisioningError({ prefix: OBSERVER, role, reason })
+    const roleRule = roleViolation(role)
+    if (roleRule !== undefined) return yield* refuse(`invalid role name: ${roleRule}`)
+    const password = Redacted.isRedacted(options.password) ? Redacted.value(options.password) : options.password
+    if (password.length === 0) return yield* refuse("the password must not be empty")
+    if (password.includes("\u0000")) return yield* refuse("the password must not contain a NUL character")
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const exec = (template: string, ...args: ReadonlyArray<string>) =>
+      sql.unsafe<{ stmt: string }>(`SELECT format($1::text, VARIADIC $2::text[]) AS stmt`, [template, args]).pipe(
+        Effect.flatMap((rows) => sql.unsafe(rows[0]!.stmt).raw)
+      )
+    const program = Effect.gen(function*() {
+      yield* sql.unsafe(`SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${LOCK_KEY})`)
+      const [server] = yield* sql.unsafe<{ version: number }>(`SELECT current_setting('server_version_num')::int AS version`)
+      if ((server?.version ?? 0) < 140000) return yield* refuse("it needs Postgres 14 or later (pg_read_all_data)")
+      const [existing] = yield* sql.unsafe<{ super: boolean; self: boolean; comment: string | null }>(
+        `SELECT r.rolsuper AS super, r.rolname IN (current_user, session_user) AS self,
+           shobj_description(r.oid, 'pg_authid') AS comment FROM pg_roles r WHERE r.rolname = $1::text`,
+        [role]
+      )
+      if (existing?.super) return yield* refuse("it exists and is a superuser")
+      if (existing?.self) return yield* refuse("it is the role provisioning runs as")
+      if (existing && markedPrefix(existing.comment) !== undefined) return yield* refuse("it is an app role")
+      const attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS"
+      yield* exec(`${existing ? "ALTER" : "CREATE"} ROLE %I WITH ${attributes} PASSWORD %L`, role, password)
+      yield* exec("COMMENT ON ROLE %I IS %L", role, OBSERVER_COMMENT)
+      yield* exec("GRANT pg_read_all_data, pg_read_all_stats TO %I", role)
+      yield* exec("ALTER ROLE %I SET default_transaction_read_only = on", role)
+      return { role, created: !existing }
+    })
+    return yield* sql.withTransaction(program).pipe(
       Effect.retry({
         schedule: Retry.backoff({ first: "50 millis" }),
         times: 3,

@@ -2,13 +2,17 @@
  * `Doctor` on a clean shared database (every check ok), then with each fault
  * planted, one at a time: a foreign-owned table inside a prefix, PUBLIC and
  * cross-prefix grants, two prefixes whose lock key spaces collide, a stuck
- * run, and a one-key advisory lock. Each is reported by its check, by name.
+ * run (a ledger row the engine never got, an overdue clock, a suspended run
+ * whose signal came), an edited or unknown applied migration, and a one-key
+ * advisory lock. Each is reported by its check, by name; `fix` re-drives the
+ * stuck runs to their end.
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { DurableClock, Workflow, WorkflowEngine } from "@effect/workflow"
-import { Effect, Either, Layer, Schema } from "effect"
+import { DurableClock, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
+import { Effect, Either, Exit, Layer, Schema } from "effect"
 import { Doctor, Migrations, TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
+import * as RunStore from "../src/internal/RunStore.js"
 import * as RuntimeTables from "../src/internal/RuntimeTables.js"
 import { TestDatabase } from "../src/testing/index.js"
 
@@ -17,16 +21,21 @@ const beta = TablePrefix.unsafeMake("beta")
 
 const Noop = Workflow.make({ name: "Noop", payload: { id: Schema.String }, idempotencyKey: (p) => p.id })
 const Sleeper = Workflow.make({ name: "Sleeper", payload: { id: Schema.String }, idempotencyKey: (p) => p.id })
+const Waiter = Workflow.make({ name: "Waiter", payload: { id: Schema.String }, idempotencyKey: (p) => p.id })
+const Go = DurableDeferred.make("go")
+const betaMigrations = [{ id: 1, name: "things", sql: (t: (name: string) => string) => `CREATE TABLE ${t("things")} (id int PRIMARY KEY)` }]
 
 // alpha: a real durable engine (cluster tables, shard and presence locks); beta: its runtime tables and a domain table
 const Setup = Layer.mergeAll(
   WorkflowLayer.make(Noop, { dependencies: Layer.empty, execute: () => Effect.void }),
-  WorkflowLayer.make(Sleeper, { dependencies: Layer.empty, execute: () => DurableClock.sleep({ name: "nap", duration: "1 hour" }) })
+  WorkflowLayer.make(Sleeper, { dependencies: Layer.empty, execute: () => DurableClock.sleep({ name: "nap", duration: "1 hour" }) }),
+  WorkflowLayer.make(Waiter, { dependencies: Layer.empty, execute: () => DurableDeferred.await(Go) })
 ).pipe(
-  Layer.provideMerge(WorkflowRuntime.layerDurable(alpha)),
+  // the runs ledger, as AppRuntime provides it
+  Layer.provideMerge(Layer.merge(WorkflowRuntime.layerDurable(alpha), RunStore.layer(alpha))),
   Layer.provideMerge(Layer.mergeAll(
     RuntimeTables.layer(beta),
-    Migrations.layer(beta, [{ id: 1, name: "things", sql: (t) => `CREATE TABLE ${t("things")} (id int PRIMARY KEY)` }])
+    Migrations.layer(beta, betaMigrations)
   )),
   Layer.provideMerge(TestDatabase.layer("doctor"))
 )
@@ -62,8 +71,34 @@ describe("Doctor", () => {
         const { prefixes, verdicts } = yield* Doctor.run
         expect(prefixes).toEqual(["alpha", "beta"])
         for (const v of verdicts) expect(v, v.details.join("; ")).toMatchObject({ ok: true })
-        expect(verdicts.map((v) => v.check)).toEqual(["relations", "lock-spaces", "advisory-locks", "grants", "stuck-runs"])
+        expect(verdicts.map((v) => v.check)).toEqual(["relations", "lock-spaces", "advisory-locks", "grants", "migrations", "stuck-runs"])
+        const withCode = yield* Doctor.check({ domains: [{ prefix: beta, migrations: betaMigrations }] })
+        const migrations = withCode.verdicts.find((v) => v.check === "migrations")!
+        expect(migrations.ok).toBe(true)
+        expect(migrations.details[0]).toMatch(/^\d+ applied migrations match the code; domain migrations not checked for alpha/)
       }))
+
+    it.effect("an applied migration edited since, and one the code does not know", () =>
+      withFault(
+        `UPDATE beta_migrations SET checksum = repeat('0', 64) WHERE id = 1;
+         INSERT INTO alpha_runtime_migrations (id, name, checksum) VALUES (99, 'from a newer build', 'x')`,
+        `UPDATE beta_migrations SET checksum = '${Migrations.checksum(`CREATE TABLE beta_things (id int PRIMARY KEY)`)}' WHERE id = 1;
+         DELETE FROM alpha_runtime_migrations WHERE id = 99`,
+        Effect.gen(function*() {
+          const { verdicts } = yield* Doctor.check({ domains: [{ prefix: beta, migrations: betaMigrations }] })
+          const v = verdicts.find((v) => v.check === "migrations")!
+          expect(v.ok).toBe(false)
+          expect(v.details).toContainEqual(expect.stringMatching(
+            /^beta_migrations: migration 1 "things" was applied with checksum 000000000000, the code's is [0-9a-f]{12}/
+          ))
+          expect(v.details).toContainEqual(
+            `alpha_runtime_migrations: migration 99 "from a newer build" is applied but not in this code (a newer build's?)`
+          )
+          // without the domain's code only runtime-core's own ledger is compared
+          const runtimeOnly = yield* verdictOf("migrations")
+          expect(runtimeOnly.details).toHaveLength(1)
+        })
+      ))
 
     it.effect("a table inside a prefix owned by another role", () =>
       withFault(
@@ -138,12 +173,52 @@ describe("Doctor", () => {
         expect(before.details).toContain(`alpha: run message of ${executionId} was due over a minute ago and is not delivered`)
         expect(before.details).toContain("alpha: run Noop/orphan is 'running' but the engine has no request for it")
 
-        expect(yield* Doctor.fix).toContainEqual({ prefix: "alpha", redriven: 1, orphansFailed: 1 })
+        expect(yield* Doctor.fix).toContainEqual({ prefix: "alpha", redriven: 1, orphansFailed: 1, resumed: 0 })
         // the clock fires now and the run ends; the orphan is failed, with the reason, ready for a retry
         while ((yield* engine.poll(Sleeper, executionId))?._tag !== "Complete") yield* Effect.sleep("100 millis")
         expect(yield* sql`SELECT status, error->>'_tag' AS reason FROM alpha_runs WHERE execution_id = 'orphan'`).toEqual([
           { status: "failed", reason: "NoEngineRequest" }
         ])
+        expect((yield* verdictOf("stuck-runs")).ok).toBe(true)
+      }))
+
+    it.effect("--fix: a suspended run whose signal completed without waking it runs on", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const executionId = yield* Waiter.executionId({ id: "w" })
+        yield* Waiter.execute({ id: "w" }, { discard: true })
+        const suspendedReply = () =>
+          sql<{ id: string; request_id: string; payload: string }>`
+            SELECT r.id::text, r.request_id::text, r.payload FROM alpha_cluster_replies r
+            JOIN alpha_cluster_messages m ON m.id = r.request_id
+            WHERE m.entity_id = ${executionId} AND m.tag = 'run' AND r.kind = 0
+              AND r.payload::jsonb #>> '{value,_tag}' = 'Suspended'`
+        let suspended = yield* suspendedReply()
+        while (suspended.length === 0) {
+          yield* Effect.sleep("50 millis")
+          suspended = yield* suspendedReply()
+        }
+        const [reply] = suspended
+        // the signal comes and the run ends; then the state of a lost wake-up is put back: the run's
+        // Suspended reply, older than the signal's, and the ledger saying suspended (for 5 minutes)
+        yield* DurableDeferred.done(Go, {
+          token: DurableDeferred.tokenFromExecutionId(Go, { workflow: Waiter, executionId }),
+          exit: Exit.void
+        })
+        const status = () => sql<{ status: string }>`SELECT status FROM alpha_runs WHERE execution_id = ${executionId}`
+        while ((yield* status())[0]?.status !== "succeeded") yield* Effect.sleep("50 millis")
+        yield* sql`DELETE FROM alpha_cluster_replies WHERE request_id = ${reply!.request_id} AND kind = 0`
+        yield* sql`INSERT INTO alpha_cluster_replies (id, kind, request_id, payload)
+          VALUES (${reply!.id}, 0, ${reply!.request_id}, ${reply!.payload})`
+        yield* sql`UPDATE alpha_cluster_messages SET processed = true WHERE id = ${reply!.request_id}`
+        yield* sql`UPDATE alpha_runs SET status = 'suspended', result = NULL, updated_at = now() - interval '5 minutes'
+          WHERE execution_id = ${executionId}`
+
+        const before = yield* verdictOf("stuck-runs")
+        expect(before.details).toContain(`alpha: run Waiter/${executionId} is suspended but its signal go completed after it suspended`)
+        expect(yield* Doctor.fix).toContainEqual({ prefix: "alpha", redriven: 0, orphansFailed: 0, resumed: 1 })
+        // woken, it reads the completed signal and ends; the ledger follows
+        while ((yield* status())[0]?.status !== "succeeded") yield* Effect.sleep("100 millis")
         expect((yield* verdictOf("stuck-runs")).ok).toBe(true)
       }))
 

@@ -160,7 +160,7 @@ describe("per-app deploy", () => {
             description: (manifest as any).description,
             type: "module",
             main: "dist/main.js",
-            scripts: { start: "node dist/main.js", duraflow: "node node_modules/@duraflow/cli/dist/main.js" },
+            scripts: { start: "node dist/main.js", duraflow: "node dist/cli.js" },
             engines: { node: ">=20.11" },
             dependencies: expect.any(Object)
           })
@@ -222,13 +222,17 @@ describe("per-app deploy", () => {
           expect(tables.length).toBeGreaterThan(0)
           for (const { relname } of tables) expect(relname.startsWith(`${prefix}_`)).toBe(true)
 
-          // the operator's command runs from the folder too (plain node, its JavaScript): the app is on the database
-          const doctor = spawnSync(process.execPath, ["node_modules/@duraflow/cli/dist/main.js", "doctor", db.url, "--json"], {
+          // the operator's command runs from the folder too (plain node, its JavaScript): the app is on the
+          // database, and the command knows the app's domain, whose applied migrations match its code
+          const doctor = spawnSync(process.execPath, ["dist/cli.js", "doctor", db.url, "--json"], {
             cwd: dir,
             encoding: "utf8"
           })
           expect(doctor.status, doctor.stderr).toBe(0)
-          expect(JSON.parse(doctor.stdout)).toMatchObject({ prefixes: [prefix], ok: true })
+          const report = JSON.parse(doctor.stdout)
+          expect(report).toMatchObject({ prefixes: [prefix], ok: true })
+          const migrations = report.verdicts.find((v: { check: string }) => v.check === "migrations")
+          expect(migrations.details[0]).toMatch(/^\d+ applied migrations match the code$/)
 
           // SIGTERM is a graceful shutdown: exit code 0 well before the SIGKILL fallback
           yield* stop(running.child)

@@ -159,8 +159,9 @@ const appManifest = (app: Manifest, projects: ReturnType<typeof workspace>) => (
   main: "dist/main.js",
   scripts: {
     start: "node dist/main.js",
-    // the operator's command, from the app's folder: `npm run -s duraflow -- doctor`
-    ...(app.dependencies?.["@duraflow/cli"] ? { duraflow: "node node_modules/@duraflow/cli/dist/main.js" } : {})
+    // the operator's command, from the app's folder: `npm run -s duraflow -- doctor` (the app's
+    // src/cli.ts: the command knowing the app's domain)
+    ...(app.dependencies?.["@duraflow/cli"] ? { duraflow: "node dist/cli.js" } : {})
   },
   engines: { node: ">=20.11" },
   dependencies: exactDependencies(app.dependencies, projects)

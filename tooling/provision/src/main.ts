@@ -13,6 +13,9 @@
  *   --role <name>     APP_DB_ROLE       the role to create; defaults to the prefix
  *   --password <pw>   APP_DB_PASSWORD   its password (prefer the variable: arguments show in `ps`)
  *   --show-url                          print the app URL with the password instead of ****
+ *   --observer                          create the read-only observer role instead (no --prefix;
+ *                                       --role defaults to duraflow_observer): what `duraflow apps`
+ *                                       and `doctor` need to look at every app
  *
  * Exit codes: 0 done, 1 provisioning failed (nothing changed), 2 usage.
  */
@@ -39,12 +42,30 @@ const provision = Command.make("provision", {
   prefix: fromEnv(Options.text("prefix"), Config.string("APP_PREFIX"), "the app's table prefix (required)"),
   role: fromEnv(Options.text("role"), Config.string("APP_DB_ROLE"), "the role to create; defaults to the prefix"),
   password: fromEnv(Options.redacted("password"), Config.redacted("APP_DB_PASSWORD"), "its password (required)"),
-  showUrl: Options.boolean("show-url").pipe(Options.withDescription("print the app URL with the password"))
+  showUrl: Options.boolean("show-url").pipe(Options.withDescription("print the app URL with the password")),
+  observer: Options.boolean("observer").pipe(
+    Options.withDescription("create the read-only observer role (for duraflow apps/doctor) instead of an app role")
+  )
 }, (args) =>
   Effect.gen(function*() {
     const adminUrl = nonEmpty(yield* Config.option(Config.string("DATABASE_URL")))
     if (Option.isNone(adminUrl)) {
       return yield* new Usage({ problem: "DATABASE_URL (the administrator's connection) is not set" })
+    }
+    const admin = Database.layer({ url: Redacted.make(adminUrl.value), applicationName: "duraflow-provision", maxConnections: 1 })
+    if (args.observer) {
+      if (Option.isNone(args.password)) return yield* new Usage({ problem: "--password (or APP_DB_PASSWORD) is required" })
+      const observer = yield* Provisioning.provisionObserver({
+        role: Option.getOrUndefined(nonEmpty(args.role)),
+        password: args.password.value
+      }).pipe(
+        Effect.provide(admin),
+        Effect.mapError((error) => new Failed({ problem: `provisioning failed: ${detail(error)}` }))
+      )
+      const url = Provisioning.appUrl(adminUrl.value, observer.role, Redacted.value(args.password.value))
+      console.log(`observer role ${observer.role}: ${observer.created ? "created" : "updated"}; reads every app, writes nothing`)
+      console.log(`DATABASE_URL=${args.showUrl ? url : Provisioning.maskUrl(url)}`)
+      return
     }
     const prefix = nonEmpty(args.prefix)
     if (Option.isNone(prefix)) return yield* new Usage({ problem: "--prefix (or APP_PREFIX) is required" })
@@ -55,11 +76,7 @@ const provision = Command.make("provision", {
       role: Option.getOrUndefined(nonEmpty(args.role)),
       password
     }).pipe(
-      Effect.provide(Database.layer({
-        url: Redacted.make(adminUrl.value),
-        applicationName: "duraflow-provision",
-        maxConnections: 1
-      })),
+      Effect.provide(admin),
       Effect.mapError((error) => new Failed({ problem: `provisioning failed: ${detail(error)}` }))
     )
     const url = Provisioning.appUrl(adminUrl.value, result.role, Redacted.value(password))

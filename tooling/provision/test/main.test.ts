@@ -1,13 +1,15 @@
 /**
  * The `provision` command as a process: provisions a role on a fresh database,
  * prints the app URL with the password masked (shown with --show-url), is
- * idempotent, and exits non-zero with a readable message on bad input.
+ * idempotent, and exits non-zero with a readable message on bad input; with
+ * --observer, a role that reads every app and writes nothing.
  * The role it creates is dropped afterwards (roles are cluster-wide).
  */
+import { Database, Doctor } from "@duraflow/runtime-core"
 import { TestDatabase, TestProcess } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Either, Redacted } from "effect"
 import { fileURLToPath } from "node:url"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -25,6 +27,41 @@ const provision = (env: Record<string, string | undefined>, args: ReadonlyArray<
 
 describe("provision CLI", () => {
   layer(TestDatabase.layer("provision_cli"), { timeout: 120_000, excludeTestServices: true })((it) => {
+    it.scoped("--observer: a role that reads every app's tables, writes nothing, and leaves doctor's verdicts clean", () =>
+      Effect.gen(function*() {
+        const db = yield* TestDatabase.TestDatabase
+        const sql = yield* SqlClient.SqlClient
+        const role = `t_obs_${Math.random().toString(36).slice(2, 10)}`
+        yield* Effect.addFinalizer(() =>
+          Effect.gen(function*() {
+            if ((yield* sql`SELECT 1 FROM pg_roles WHERE rolname = ${role}`).length === 0) return
+            yield* sql.unsafe(`DROP OWNED BY "${role}"`)
+            yield* sql.unsafe(`DROP ROLE "${role}"`)
+          }).pipe(Effect.orDie)
+        )
+        yield* sql.unsafe(`CREATE TABLE obs_runtime_migrations (id int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL);
+          CREATE TABLE obs_things (id int); INSERT INTO obs_things VALUES (1)`)
+        const made = yield* provision({ DATABASE_URL: db.url, APP_DB_PASSWORD: "look-only" }, ["--observer", "--role", role, "--show-url"])
+        expect(made.code, made.out).toBe(0)
+        expect(made.out).toContain(`observer role ${role}: created`)
+        const url = made.out.split("DATABASE_URL=")[1]!.trim()
+        const seen = yield* Effect.gen(function*() {
+          const observer = yield* SqlClient.SqlClient
+          const rows = yield* observer<{ n: number }>`SELECT count(*)::int AS n FROM obs_things`
+          const write = yield* Effect.either(observer`INSERT INTO obs_things VALUES (2)`)
+          const report = yield* Doctor.run
+          return { rows, write, report }
+        }).pipe(Effect.provide(Database.layer({ url: Redacted.make(url), applicationName: "observer-test", maxConnections: 1 })))
+        expect(seen.rows).toEqual([{ n: 1 }])
+        expect(Either.isLeft(seen.write)).toBe(true)
+        expect(seen.report.prefixes).toEqual(["obs"])
+        for (const v of seen.report.verdicts) expect(v, v.details.join("; ")).toMatchObject({ ok: true })
+        // again: updated, not refused
+        const again = yield* provision({ DATABASE_URL: db.url, APP_DB_PASSWORD: "look-only" }, ["--observer", "--role", role])
+        expect(again.out).toContain(`observer role ${role}: updated`)
+        yield* sql.unsafe(`DROP TABLE obs_things, obs_runtime_migrations`)
+      }))
+
     it.scoped("provisions a role and prints the app URL, password masked unless --show-url", () =>
       Effect.gen(function*() {
         const db = yield* TestDatabase.TestDatabase
