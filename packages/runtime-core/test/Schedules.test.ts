@@ -1,0 +1,167 @@
+/**
+ * Schedules (issue 15, item 1) on the durable engine, real Postgres: two
+ * replicas of one app on one database run each tick of an every-second cron
+ * exactly once, with the tick's deterministic execution id in the runs
+ * ledger; after a stop longer than a period the missed-tick policy holds
+ * (the latest missed tick runs once, marked late; older ones are skipped;
+ * with a tiny `SCHEDULE_MAX_AGE`, none runs).
+ */
+import { SqlClient } from "@effect/sql"
+import { Activity, Workflow } from "@effect/workflow"
+import { describe, expect, layer } from "@effect/vitest"
+import { ConfigProvider, Duration, Effect, Either, Exit, Layer, Redacted, Schedule, Schema, Scope } from "effect"
+import { AppRuntime, Database, TablePrefix, WorkflowLayer, WorkflowSchedule } from "../src/index.js"
+import { TestDatabase } from "../src/testing/index.js"
+
+const prefix = TablePrefix.unsafeMake("sched")
+const PERIOD = 1000
+
+const Tock = Workflow.make({
+  name: "Tock",
+  payload: { at: Schema.String, late: Schema.Boolean, skipped: Schema.Number },
+  success: Schema.Void,
+  idempotencyKey: ({ at }) => at
+})
+
+const SqlLive = Layer.effect(SqlClient.SqlClient, SqlClient.SqlClient)
+const TockLayer = WorkflowLayer.make(Tock, {
+  dependencies: SqlLive,
+  execute: (payload, executionId) =>
+    Activity.make({
+      name: "record",
+      execute: Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql`INSERT INTO sched_effects (execution_id, at, late, skipped)
+          VALUES (${executionId}, ${payload.at}::timestamptz, ${payload.late}, ${payload.skipped})`).pipe(
+          Effect.asVoid,
+          Effect.orDie
+        )
+    })
+})
+
+const everySecond = WorkflowSchedule.make({
+  name: "tock",
+  workflow: Tock,
+  cron: "* * * * * *",
+  payload: (tick) => ({ at: tick.at.toISOString(), late: tick.late, skipped: tick.skipped })
+})
+
+/** One replica of the app, with its own pool; `env` is all the configuration it reads. */
+const replica = (url: string, name: string, env: Record<string, string> = {}) =>
+  Layer.build(
+    AppRuntime.layer({
+      prefix,
+      migrations: [],
+      workflows: Layer.merge(TockLayer, everySecond),
+      version: "1.0.0",
+      sharding: { entityMessagePollInterval: Duration.millis(500), shardLockRefreshInterval: Duration.seconds(1) }
+    }).pipe(
+      Layer.provideMerge(Database.layer({ url: Redacted.make(url), applicationName: `sched-${name}` })),
+      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+    )
+  )
+
+interface Effect_ {
+  readonly execution_id: string
+  readonly at: Date
+  readonly late: boolean
+  readonly skipped: number
+}
+
+const effects = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql<Effect_>`SELECT execution_id, at, late, skipped FROM sched_effects ORDER BY at`)
+
+const waitUntil = <A, E, R>(read: Effect.Effect<A, E, R>, check: (a: A) => boolean, what: string) =>
+  read.pipe(
+    Effect.filterOrFail(check, () => new Error(`timed out waiting for ${what}`)),
+    Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo("60 seconds")))
+  )
+
+/** Every tick ran exactly once (one effect per execution id), with the deterministic id. */
+const expectOncePerTick = (rows: ReadonlyArray<Effect_>) => {
+  const ids = rows.map((r) => r.execution_id)
+  expect(new Set(ids).size).toBe(ids.length)
+  for (const r of rows) expect(r.execution_id).toBe(WorkflowSchedule.executionId("tock", new Date(r.at)))
+}
+
+describe("WorkflowSchedule", () => {
+  layer(TestDatabase.layer("schedules"), { timeout: 240_000, excludeTestServices: true })((it) => {
+    it.scoped("two replicas: every tick runs once, in the ledger; after downtime the latest missed tick runs", () =>
+      Effect.gen(function*() {
+        const db = yield* TestDatabase.TestDatabase
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`CREATE TABLE sched_effects (execution_id text NOT NULL, at timestamptz NOT NULL,
+          late boolean NOT NULL, skipped int NOT NULL)`
+        const scopeA = yield* Scope.make()
+        const scopeB = yield* Scope.make()
+        yield* replica(db.url, "a").pipe(Scope.extend(scopeA))
+        const b = yield* replica(db.url, "b").pipe(Scope.extend(scopeB))
+
+        // both replicas up, six ticks in a row at least
+        yield* waitUntil(effects, (rows) => rows.filter((r) => !r.late).length >= 6, "six on-time ticks")
+        yield* Scope.close(scopeA, Exit.void)
+        yield* waitUntil(effects, (rows) => rows.filter((r) => !r.late).length >= 9, "three more ticks on B alone")
+        const running = yield* effects
+        expectOncePerTick(running)
+        // on time: consecutive ticks, none skipped, from the first on-time tick on
+        const onTime = running.filter((r) => !r.late).map((r) => new Date(r.at).getTime())
+        for (let i = 1; i < onTime.length; i++) expect(onTime[i]! - onTime[i - 1]!).toBe(PERIOD)
+        // the runs ledger lists them, with their execution ids and the version that started them
+        const listed = yield* AppRuntime.listRuns({ workflow: "Tock", limit: 100 }).pipe(Effect.provide(b))
+        expect(new Set(listed.map((r) => r.executionId))).toEqual(new Set(running.map((r) => r.execution_id)))
+        expect(listed.every((r) => r.startedBy === "1.0.0")).toBe(true)
+
+        // the whole app down for 3.5 periods
+        yield* Scope.close(scopeB, Exit.void)
+        const stoppedAt = Date.now()
+        const before = (yield* effects).length
+        yield* Effect.sleep(Duration.millis(PERIOD * 3.5))
+        const restartedAt = Date.now()
+        yield* replica(db.url, "c")
+        const after = yield* waitUntil(effects, (rows) => rows.length >= before + 3, "ticks after the restart")
+        expectOncePerTick(after)
+        const lastBefore = new Date(after[before - 1]!.at).getTime()
+        const resumed = after.slice(before)
+        // one catch-up run: the latest tick missed (by the time the loop ran), late, the older ones skipped
+        const late = resumed.filter((r) => r.late)
+        expect(late).toHaveLength(1)
+        const catchUp = late[0]!
+        const catchUpAt = new Date(catchUp.at).getTime()
+        expect(catchUpAt).toBeGreaterThan(restartedAt - PERIOD)
+        expect(catchUp.skipped).toBe((catchUpAt - lastBefore) / PERIOD - 1)
+        expect(catchUp.skipped).toBeGreaterThanOrEqual(2)
+        // nothing ran for the ticks in between; on time again after it
+        expect(resumed[0]).toEqual(catchUp)
+        for (let i = 1; i < resumed.length; i++) {
+          expect(new Date(resumed[i]!.at).getTime() - new Date(resumed[i - 1]!.at).getTime()).toBe(PERIOD)
+          expect(resumed[i]!.late).toBe(false)
+        }
+        expect(stoppedAt).toBeLessThan(restartedAt)
+      }))
+
+    it.scoped("missed ticks older than SCHEDULE_MAX_AGE are skipped", () =>
+      Effect.gen(function*() {
+        const db = yield* TestDatabase.TestDatabase
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`CREATE TABLE IF NOT EXISTS sched_effects (execution_id text NOT NULL, at timestamptz NOT NULL,
+          late boolean NOT NULL, skipped int NOT NULL)`
+        yield* sql`TRUNCATE sched_effects`
+        // the app of the test above stopped long ago: its missed ticks are older than 1 ms
+        const scope = yield* Scope.make()
+        const startedAt = Date.now()
+        yield* replica(db.url, "d", { SCHEDULE_MAX_AGE: "1 millis" }).pipe(Scope.extend(scope))
+        const rows = yield* waitUntil(effects, (rows) => rows.length >= 3, "three ticks")
+        yield* Scope.close(scope, Exit.void)
+        expectOncePerTick(rows)
+        expect(rows.filter((r) => r.late)).toEqual([])
+        // the first run is a tick after the restart, not one missed during the downtime
+        expect(new Date(rows[0]!.at).getTime()).toBeGreaterThan(startedAt - 1)
+      }))
+
+    it.effect("a bad cron or time zone fails the start with InvalidSchedule", () =>
+      Effect.sync(() => {
+        expect(Either.isLeft(WorkflowSchedule.parse("x", "not a cron"))).toBe(true)
+        expect(Either.isLeft(WorkflowSchedule.parse("x", "* * * * *", "Mars/Olympus"))).toBe(true)
+        expect(Either.isRight(WorkflowSchedule.parse("x", "0 3 * * *", "Europe/Berlin"))).toBe(true)
+      }))
+  })
+})
