@@ -8,6 +8,7 @@
 import { OntologyApi, SampleOntology } from "@duraflow/ontology"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { FetchHttpClient, HttpApiClient, HttpServer } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel, Schedule } from "effect"
 import pkg from "../package.json" with { type: "json" }
@@ -87,6 +88,26 @@ describe("ontology-server", () => {
           Effect.timeout("60 seconds")
         )
         expect(run.result?.version).toBe(1)
+        // the run records the app version that started it
+        expect(run.startedBy).toBe(pkg.version)
+
+        // the nightly revalidation (its schedule is registered; started by hand here) re-checks
+        // every ontology's latest version with this build's rules
+        const revalidation = yield* client.workflows.RevalidateOntologies({ payload: { scheduledAt: "manual" } })
+        const report = yield* client.workflows["RevalidateOntologies.status"]({ path: revalidation }).pipe(
+          Effect.filterOrFail((r) => r.status === "succeeded"),
+          Effect.retry(Schedule.spaced("100 millis")),
+          Effect.timeout("60 seconds")
+        )
+        expect(report.result).toEqual({ checked: 1, invalid: [] })
+        // and its schedule runs (as the app's singleton): it has recorded where it starts from
+        const sql = yield* SqlClient.SqlClient
+        const schedules = yield* sql<{ name: string }>`SELECT name FROM ontology_schedules`.pipe(
+          Effect.filterOrFail((rows) => rows.length > 0),
+          Effect.retry(Schedule.spaced("100 millis")),
+          Effect.timeout("60 seconds")
+        )
+        expect(schedules.map((r) => r.name)).toEqual(["revalidate-nightly"])
       }).pipe(Effect.provide(FetchHttpClient.layer)))
   })
 })
