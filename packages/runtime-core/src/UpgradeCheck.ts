@@ -11,12 +11,15 @@
  *   under the same name, and its stored exit decodes with the declared
  *   success and error schemas (a replay reads it instead of running the body);
  * - every signal it received (a `deferred` request in the engine's messages)
- *   is declared, and its value decodes with the deferred's schemas;
+ *   is declared, and its value decodes with the deferred's schemas; every
+ *   signal it awaits (recorded in the ledger when it suspended: `awaiting`)
+ *   is declared;
  * - every durable clock it waits on (an unanswered clock request) wakes a
  *   workflow this build has.
  *
- * A run waiting for a signal that has not arrived leaves no record (the
- * engine stores no awaits): a removed signal is only caught once delivered.
+ * A signal counts as declared by name in the workflow's `signals`; a
+ * deferred a workflow awaits internally (e.g. `DurableDeferred.raceAll`'s)
+ * must be declared there too for the check to pass.
  *
  * Activities are declared as plain specs (`activity({ name, success, error })`)
  * that the workflow's code spreads into `Activity.make` /
@@ -125,14 +128,19 @@ export const check = (registry: Registry): Effect.Effect<Report, SqlError, SqlCl
     const byName = new Map(registry.workflows.map((w) => [w.workflow.name, w]))
     if (!(yield* exists(sql, t("runs")))) return new Report({ prefix: registry.prefix, runs: [], stranded: 0, ok: true })
 
+    // a ledger an older build migrated has no versions nor awaits (runtime migration 5)
+    const [versioned] = yield* sql<{ e: boolean }>`SELECT EXISTS (SELECT 1 FROM information_schema.columns
+      WHERE table_schema = 'public' AND table_name = ${t("runs")} AND column_name = 'awaiting') AS e`
     const runs = yield* sql<{
       execution_id: string
       workflow: string
       status: string
       payload: unknown
       started_by: string | null
-    }>`SELECT execution_id, workflow, status, payload, started_by FROM ${sql(t("runs"))}
-      WHERE status IN ('running', 'suspended') ORDER BY created_at, execution_id`
+      awaiting: ReadonlyArray<string> | null
+    }>`SELECT execution_id, workflow, status, payload,
+        ${versioned?.e ? sql`started_by, awaiting` : sql`NULL AS started_by, NULL AS awaiting`}
+      FROM ${sql(t("runs"))} WHERE status IN ('running', 'suspended') ORDER BY created_at, execution_id`
     const ids = runs.map((r) => r.execution_id)
 
     const exits = new Map<string, Array<{ activity: string; attempt: number; exit: unknown }>>()
@@ -215,6 +223,11 @@ export const check = (registry: Registry): Effect.Effect<Report, SqlError, SqlCl
             m.payload?.exit
           )
           if (issue !== undefined) problem(`signal ${name}`, `its stored value does not decode: ${issue}`)
+        }
+        // what the run waits for (recorded when it suspended): a signal must still be declared
+        for (const name of run.awaiting ?? []) {
+          if (name.startsWith("DurableClock/") || signals.has(name)) continue
+          problem(`signal ${name}`, `the run awaits it, but ${run.workflow} declares no signal ${name} in this build`)
         }
       }
       for (const m of messages.get(run.execution_id) ?? []) {

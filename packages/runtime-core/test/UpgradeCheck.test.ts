@@ -3,8 +3,8 @@
  * Build 1.0.0 leaves suspended runs behind (after an activity, a received
  * signal, with a pending durable clock); `UpgradeCheck.check` then passes a
  * compatible build (additive changes) and fails builds that renamed an
- * activity, changed a payload field's type, removed a workflow or dropped a
- * received signal, naming each stranded run, its step and the reason. Then
+ * activity, changed a payload field's type, removed a workflow, dropped a
+ * received or awaited signal, naming each stranded run, its step and the reason. Then
  * build 2.0.0 resumes a run: the ledger shows who started it and who resumed it.
  */
 import { SqlClient } from "@effect/sql"
@@ -92,6 +92,12 @@ const droppedSignal = UpgradeCheck.registry(prefix, [
   UpgradeCheck.workflow(TwoStep, { signals: [Second] }),
   UpgradeCheck.workflow(Remind)
 ])
+/** `approve`, which the Order runs await (not yet delivered), is gone. */
+const droppedAwaited = UpgradeCheck.registry(prefix, [
+  UpgradeCheck.workflow(Order, { activities: [Reserve] }),
+  UpgradeCheck.workflow(TwoStep, { signals: [First, Second] }),
+  UpgradeCheck.workflow(Remind)
+])
 const changedResult = UpgradeCheck.registry(prefix, [
   UpgradeCheck.workflow(Order, {
     activities: [{ ...Reserve, success: Schema.Struct({ sku: Schema.Number }) }],
@@ -153,6 +159,15 @@ describe("UpgradeCheck and versions", () => {
           (rows) => rows.length > 0,
           "the signal stored"
         )
+        // the ledger says what each suspended run awaits
+        const suspended = yield* AppRuntime.listRuns({ limit: 10 }).pipe(Effect.provide(v1))
+        const awaits = Object.fromEntries(suspended.map((r) => [r.executionId, r.awaiting]))
+        expect(awaits).toEqual({
+          [ids.o1]: ["approve"],
+          [ids.o2]: ["approve"],
+          [ids.two]: ["second"],
+          [ids.remind]: ["DurableClock/later"]
+        })
         yield* Scope.close(scope, Exit.void)
 
         const same = yield* UpgradeCheck.check(registry1)
@@ -176,6 +191,10 @@ describe("UpgradeCheck and versions", () => {
         expect(stranded(removed)).toEqual({ [ids.remind]: ["workflow", "clock later"] })
         expect(removed.stranded).toBe(1)
         expect(stranded(yield* UpgradeCheck.check(droppedSignal))).toEqual({ [ids.two]: ["signal first"] })
+        expect(stranded(yield* UpgradeCheck.check(droppedAwaited))).toEqual({
+          [ids.o1]: ["signal approve"],
+          [ids.o2]: ["signal approve"]
+        })
         expect(stranded(yield* UpgradeCheck.check(changedResult))).toEqual({
           [ids.o1]: ["activity reserve"],
           [ids.o2]: ["activity reserve"]

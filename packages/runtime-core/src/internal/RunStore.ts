@@ -37,6 +37,11 @@ export class Run extends Schema.Class<Run>("Run")({
   startedBy: Schema.optional(Schema.String),
   /** The other app versions that ran it after its start (a resume, a replay after a restart), in order. */
   resumedBy: Schema.optional(Schema.Array(Schema.String)),
+  /**
+   * What a suspended run waits for, as its last execution read it: signal names, and durable
+   * clocks as `DurableClock/<name>` (empty for other statuses).
+   */
+  awaiting: Schema.optional(Schema.Array(Schema.String)),
   /** In a list: pass it as `cursor` to get the runs after this one (opaque). */
   cursor: Schema.optional(Schema.String),
   createdAt: Schema.String,
@@ -75,7 +80,12 @@ export class RunStore extends Context.Tag("@duraflow/runtime-core/RunStore")<Run
     payload: unknown,
     retry?: RetryLink
   ) => Effect.Effect<boolean, SqlError>
-  readonly suspended: (workflow: string, executionId: string) => Effect.Effect<void, SqlError>
+  /** `awaiting`: the deferreds (signals, clocks) the execution waited for and did not get. */
+  readonly suspended: (
+    workflow: string,
+    executionId: string,
+    awaiting?: ReadonlyArray<string>
+  ) => Effect.Effect<void, SqlError>
   /** Never overwrites `cancelled`: a cancelled run that still ended stays cancelled. */
   readonly finished: (
     workflow: string,
@@ -128,6 +138,7 @@ interface Row {
   readonly attempt: number
   readonly started_by: string | null
   readonly resumed_by: ReadonlyArray<string> | null
+  readonly awaiting: ReadonlyArray<string> | null
   readonly created_at: Date
   readonly updated_at: Date
   readonly cursor_at?: string
@@ -146,6 +157,7 @@ const toRun = (row: Row) =>
     attempt: row.attempt,
     ...(row.started_by === null ? {} : { startedBy: row.started_by }),
     resumedBy: row.resumed_by ?? [],
+    awaiting: row.awaiting ?? [],
     ...(row.cursor_at === undefined ? {} : { cursor: encodeCursor("pg", row.cursor_at, row.execution_id) }),
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString()
@@ -169,7 +181,7 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
             VALUES (${executionId}, ${workflow}, 'running', ${json(payload)}::jsonb, ${retry?.of ?? null},
               ${retry?.attempt ?? 1}, ${version})
             ON CONFLICT (execution_id) DO UPDATE SET status = 'running', updated_at = clock_timestamp(),
-              started_by = COALESCE(${runs}.started_by, EXCLUDED.started_by),
+              awaiting = '{}', started_by = COALESCE(${runs}.started_by, EXCLUDED.started_by),
               resumed_by = CASE WHEN ${runs}.started_by IS NULL OR ${runs}.started_by = EXCLUDED.started_by
                   OR EXCLUDED.started_by = ANY(${runs}.resumed_by) THEN ${runs}.resumed_by
                 ELSE array_append(${runs}.resumed_by, EXCLUDED.started_by) END,
@@ -177,15 +189,15 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
               attempt = GREATEST(${runs}.attempt, EXCLUDED.attempt)
             WHERE ${runs}.status IN ('running', 'suspended')
             RETURNING 1`.pipe(Effect.map((rows) => rows.length > 0)),
-      suspended: (workflow, executionId) =>
-        sql`UPDATE ${runs} SET status = 'suspended', updated_at = clock_timestamp()
+      suspended: (workflow, executionId, awaiting = []) =>
+        sql`UPDATE ${runs} SET status = 'suspended', updated_at = clock_timestamp(), awaiting = ${[...awaiting]}::text[]
             WHERE execution_id = ${executionId} AND workflow = ${workflow} AND status = 'running'`.pipe(Effect.asVoid),
       finished: (workflow, executionId, outcome) =>
         sql`INSERT INTO ${runs} (execution_id, workflow, status, result, error, started_by)
             VALUES (${executionId}, ${workflow}, ${outcome.status},
               ${outcome.status === "succeeded" ? json(outcome.result) : null}::jsonb,
               ${outcome.status === "failed" ? json(outcome.error) : null}::jsonb, ${version})
-            ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result,
+            ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result, awaiting = '{}',
               error = EXCLUDED.error, updated_at = clock_timestamp()
             WHERE ${runs}.status <> 'cancelled'`.pipe(Effect.asVoid),
       cancel: (workflow, executionId) =>
@@ -210,7 +222,7 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
           // without payloads: a list of 500 runs must not carry 500 documents. The cursor keeps
           // created_at to the microsecond (a JS Date would round it and skip or repeat runs).
           const rows = yield* sql<Row>`SELECT execution_id, workflow, status, NULL AS payload, result, error,
-              retry_of, retried_by, attempt, started_by, resumed_by, created_at, updated_at,
+              retry_of, retried_by, attempt, started_by, resumed_by, awaiting, created_at, updated_at,
               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at
             FROM ${runs} WHERE ${
             sql.and([
@@ -252,6 +264,7 @@ export const makeMemory = (version: string = UNKNOWN_VERSION) => Effect.sync(() 
     readonly attempt: number
     readonly startedBy: string
     readonly resumedBy: ReadonlyArray<string>
+    readonly awaiting: ReadonlyArray<string>
     readonly createdAt: string
     readonly updatedAt: string
   }
@@ -273,6 +286,7 @@ export const makeMemory = (version: string = UNKNOWN_VERSION) => Effect.sync(() 
       attempt: e.attempt,
       startedBy: e.startedBy,
       resumedBy: e.resumedBy,
+      awaiting: e.awaiting,
       ...(listed ? { cursor: encodeCursor("mem", String(e.seq), executionId) } : {}),
       createdAt: e.createdAt,
       updatedAt: e.updatedAt
@@ -293,6 +307,7 @@ export const makeMemory = (version: string = UNKNOWN_VERSION) => Effect.sync(() 
     attempt: 1,
     startedBy: version,
     resumedBy: [],
+    awaiting: [],
     createdAt: at
   })
   return RunStore.of({
@@ -313,6 +328,7 @@ export const makeMemory = (version: string = UNKNOWN_VERSION) => Effect.sync(() 
             ? {
               ...previous,
               status: "running",
+              awaiting: [],
               retryOf: previous.retryOf ?? retry?.of,
               resumedBy: previous.startedBy === version || previous.resumedBy.includes(version)
                 ? previous.resumedBy
@@ -323,11 +339,11 @@ export const makeMemory = (version: string = UNKNOWN_VERSION) => Effect.sync(() 
             : undefined)
         return entries.get(executionId)?.status === "running"
       }),
-    suspended: (workflow, executionId) =>
+    suspended: (workflow, executionId, awaiting = []) =>
       Effect.sync(() =>
         void update(executionId, (previous, at) =>
           previous?.workflow === workflow && previous.status === "running"
-            ? { ...previous, status: "suspended", updatedAt: at }
+            ? { ...previous, status: "suspended", awaiting: [...awaiting], updatedAt: at }
             : undefined)
       ),
     finished: (workflow, executionId, outcome) =>
@@ -336,6 +352,7 @@ export const makeMemory = (version: string = UNKNOWN_VERSION) => Effect.sync(() 
           previous?.status === "cancelled" ? undefined : {
             ...(previous ?? fresh(workflow, at)),
             status: outcome.status,
+            awaiting: [],
             result: outcome.status === "succeeded" ? outcome.result : null,
             error: outcome.status === "failed" ? outcome.error : null,
             updatedAt: at

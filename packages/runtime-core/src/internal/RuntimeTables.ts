@@ -73,9 +73,11 @@ export const migrations: ReadonlyArray<Migrations.Migration> = [
   {
     id: 5,
     name: "runs: versions",
-    // the app version that started a run, and the other versions that ran it since (in order)
+    // the app version that started a run, and the other versions that ran it since (in order);
+    // what a suspended run awaits (signals, clocks), for upgrade checks and operators
     sql: (t) =>
-      `ALTER TABLE ${t("runs")} ADD COLUMN started_by text, ADD COLUMN resumed_by text[] NOT NULL DEFAULT '{}';`
+      `ALTER TABLE ${t("runs")} ADD COLUMN started_by text, ADD COLUMN resumed_by text[] NOT NULL DEFAULT '{}',
+        ADD COLUMN awaiting text[] NOT NULL DEFAULT '{}';`
   },
   {
     id: 6,
