@@ -324,6 +324,7 @@ export interface RunOf<P, A, E> {
   readonly attempt?: number | undefined
   readonly startedBy?: string | undefined
   readonly resumedBy?: ReadonlyArray<string> | undefined
+  readonly awaiting?: ReadonlyArray<string> | undefined
   readonly createdAt: string
   readonly updatedAt: string
 }
@@ -342,6 +343,7 @@ export const runOf = (workflow: Workflow.Any) =>
     attempt: Schema.optional(Schema.Int),
     startedBy: Schema.optional(Schema.String),
     resumedBy: Schema.optional(Schema.Array(Schema.String)),
+    awaiting: Schema.optional(Schema.Array(Schema.String)),
     createdAt: Schema.String,
     updatedAt: Schema.String
   }).annotations({ identifier: `${workflow.name}Run` })
