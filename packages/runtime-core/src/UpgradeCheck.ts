@@ -100,6 +100,8 @@ export class Report extends Schema.Class<Report>("UpgradeCheck/Report")({
 }) {}
 
 const CLOCK_ENTITY = "Workflow/-/DurableClock"
+/** Execution ids per query. */
+const CHUNK = 1000
 const internalDeferred = (name: string) => name.startsWith("DurableClock/") || name === "Workflow/InterruptSignal"
 
 const decodeProblem = (schema: Schema.Schema<any, any, never>, value: unknown): string | undefined =>
@@ -129,8 +131,10 @@ export const check = (registry: Registry): Effect.Effect<Report, SqlError, SqlCl
     if (!(yield* exists(sql, t("runs")))) return new Report({ prefix: registry.prefix, runs: [], stranded: 0, ok: true })
 
     // a ledger an older build migrated has no versions nor awaits (runtime migration 5)
-    const [versioned] = yield* sql<{ e: boolean }>`SELECT EXISTS (SELECT 1 FROM information_schema.columns
-      WHERE table_schema = 'public' AND table_name = ${t("runs")} AND column_name = 'awaiting') AS e`
+    const columns = new Set(
+      (yield* sql<{ name: string }>`SELECT column_name AS name FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name = ${t("runs")}`).map((c) => c.name)
+    )
     const runs = yield* sql<{
       execution_id: string
       workflow: string
@@ -139,56 +143,18 @@ export const check = (registry: Registry): Effect.Effect<Report, SqlError, SqlCl
       started_by: string | null
       awaiting: ReadonlyArray<string> | null
     }>`SELECT execution_id, workflow, status, payload,
-        ${versioned?.e ? sql`started_by, awaiting` : sql`NULL AS started_by, NULL AS awaiting`}
+        ${columns.has("started_by") ? sql`started_by` : sql`NULL AS started_by`},
+        ${columns.has("awaiting") ? sql`awaiting` : sql`NULL AS awaiting`}
       FROM ${sql(t("runs"))} WHERE status IN ('running', 'suspended') ORDER BY created_at, execution_id`
-    const ids = runs.map((r) => r.execution_id)
-
     const exits = new Map<string, Array<{ activity: string; attempt: number; exit: unknown }>>()
-    const add = (id: string, row: { activity: string; attempt: number; exit: unknown }) => {
-      const list = exits.get(id) ?? []
-      if (!list.some((x) => x.activity === row.activity && x.attempt === row.attempt)) list.push(row)
-      exits.set(id, list)
-    }
-    if (ids.length > 0 && (yield* exists(sql, t("activity_exits")))) {
-      for (
-        const row of yield* sql<{ execution_id: string; activity: string; attempt: number; exit: unknown }>`
-        SELECT execution_id, activity, attempt, exit FROM ${sql(t("activity_exits"))}
-        WHERE execution_id IN ${sql.in(ids)} ORDER BY finished_at`
-      ) add(row.execution_id, row)
-    }
-    if (ids.length > 0 && (yield* exists(sql, t("activity_results")))) {
-      for (
-        const row of yield* sql<{ execution_id: string; activity: string; attempt: number; result: unknown }>`
-        SELECT execution_id, activity, attempt, result FROM ${sql(t("activity_results"))}
-        WHERE execution_id IN ${sql.in(ids)} ORDER BY committed_at`
-      ) add(row.execution_id, { ...row, exit: { _tag: "Success", value: row.result } })
-    }
-
-    // the engine's own requests: signals received, clocks pending
     const messages = new Map<string, Array<{ entity_type: string; tag: string | null; payload: any; answered: boolean }>>()
     const cluster = TablePrefix.clusterPrefix(registry.prefix)
-    if (ids.length > 0 && (yield* exists(sql, `${cluster}_messages`))) {
-      for (
-        const row of yield* sql<{
-          entity_id: string
-          entity_type: string
-          tag: string | null
-          payload: string | null
-          answered: boolean
-        }>`SELECT m.entity_id, m.entity_type, m.tag, m.payload,
-            EXISTS (SELECT 1 FROM ${sql(`${cluster}_replies`)} r WHERE r.request_id = m.id AND r.kind = 0) AS answered
-          FROM ${sql(`${cluster}_messages`)} m
-          WHERE m.kind = 0 AND m.entity_id IN ${sql.in(ids)}
-            AND ((m.entity_type LIKE 'Workflow/%' AND m.tag = 'deferred') OR m.entity_type = ${CLOCK_ENTITY})
-          ORDER BY m.id`
-      ) {
-        const list = messages.get(row.entity_id) ?? []
-        list.push({ ...row, payload: parse(row.payload) })
-        messages.set(row.entity_id, list)
-      }
-    }
-
-    const verdicts = runs.map((run) => {
+    const [hasExits, hasResults, hasMessages] = yield* Effect.all([
+      exists(sql, t("activity_exits")),
+      exists(sql, t("activity_results")),
+      exists(sql, `${cluster}_messages`)
+    ])
+    const verdictOf = (run: (typeof runs)[number]) => {
       const problems: Array<Problem> = []
       const problem = (step: string, reason: string) => problems.push(new Problem({ step, reason }))
       const spec = byName.get(run.workflow)
@@ -245,7 +211,59 @@ export const check = (registry: Registry): Effect.Effect<Report, SqlError, SqlCl
         resumable: problems.length === 0,
         problems
       })
-    })
+    }
+
+    const verdicts: Array<RunVerdict> = []
+    // a chunk of runs at a time: their recorded steps (bind parameters are limited), then their verdicts
+    for (let i = 0; i < runs.length; i += CHUNK) {
+      const chunk = runs.slice(i, i + CHUNK)
+      const ids = chunk.map((r) => r.execution_id)
+      exits.clear()
+      messages.clear()
+      const add = (id: string, row: { activity: string; attempt: number; exit: unknown }) => {
+        const list = exits.get(id) ?? []
+        if (!list.some((x) => x.activity === row.activity && x.attempt === row.attempt)) list.push(row)
+        exits.set(id, list)
+      }
+      if (hasExits) {
+        for (
+          const row of yield* sql<{ execution_id: string; activity: string; attempt: number; exit: unknown }>`
+          SELECT execution_id, activity, attempt, exit FROM ${sql(t("activity_exits"))}
+          WHERE execution_id IN ${sql.in(ids)} ORDER BY finished_at`
+        ) add(row.execution_id, row)
+      }
+      if (hasResults) {
+        for (
+          const row of yield* sql<{ execution_id: string; activity: string; attempt: number; result: unknown }>`
+          SELECT execution_id, activity, attempt, result FROM ${sql(t("activity_results"))}
+          WHERE execution_id IN ${sql.in(ids)} ORDER BY committed_at`
+        ) add(row.execution_id, { ...row, exit: { _tag: "Success", value: row.result } })
+      }
+
+      // the engine's own requests: signals received, clocks pending
+      if (hasMessages) {
+        for (
+          const row of yield* sql<{
+            entity_id: string
+            entity_type: string
+            tag: string | null
+            payload: string | null
+            answered: boolean
+          }>`SELECT m.entity_id, m.entity_type, m.tag, m.payload,
+              EXISTS (SELECT 1 FROM ${sql(`${cluster}_replies`)} r WHERE r.request_id = m.id AND r.kind = 0) AS answered
+            FROM ${sql(`${cluster}_messages`)} m
+            WHERE m.kind = 0 AND m.entity_id IN ${sql.in(ids)}
+              AND ((m.entity_type LIKE 'Workflow/%' AND m.tag = 'deferred') OR m.entity_type = ${CLOCK_ENTITY})
+            ORDER BY m.id`
+        ) {
+          const list = messages.get(row.entity_id) ?? []
+          list.push({ ...row, payload: parse(row.payload) })
+          messages.set(row.entity_id, list)
+        }
+      }
+      verdicts.push(...chunk.map(verdictOf))
+    }
+
     const stranded = verdicts.filter((v) => !v.resumable).length
     return new Report({ prefix: registry.prefix, runs: verdicts, stranded, ok: stranded === 0 })
   })
