@@ -236,10 +236,12 @@ export const make = <W extends Workflow.Any>(
           Effect.catchAllCause((cause) => Effect.logWarning("Schedule tick failed; trying again at the next tick", cause)),
           log
         )
-        const after = new Date(yield* Clock.currentTimeMillis)
-        const next = Cron.next(cron, after)
+        // the first tick after the `now` the step looked at (not after the time it is now: a timer
+        // that fired a little early would otherwise step over the tick it was set for)
+        const next = Cron.next(cron, now)
         expected = next
-        yield* Effect.sleep(Duration.millis(Math.max(0, next.getTime() - after.getTime())))
+        const after = yield* Clock.currentTimeMillis
+        yield* Effect.sleep(Duration.millis(Math.max(0, next.getTime() - after)))
       }
     })
 
