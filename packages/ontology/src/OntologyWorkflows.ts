@@ -4,6 +4,8 @@
  * `duraflow upgrade-check` checks stored runs against (workflows, the
  * activities they record, their signals).
  */
+// the layer's type names these modules: in scope here, the declaration build (tsc) can name them
+import type { RuntimeError as _RuntimeError, WorkflowRuntime as _WorkflowRuntime } from "@duraflow/runtime-core"
 import { UpgradeCheck } from "@duraflow/runtime-core"
 import { Layer } from "effect"
 import * as OntologyDomain from "./OntologyDomain.js"

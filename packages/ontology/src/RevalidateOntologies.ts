@@ -9,6 +9,9 @@
  * `revalidate-nightly@<tick>`; after downtime the latest missed night runs.
  * It can be started by hand too: `POST /runs/RevalidateOntologies`.
  */
+// the schedule's layer type names these modules: in scope here, the declaration build (tsc) can name them
+// through the package entry (runtime-core exports no deep paths)
+import type { RuntimeError as _RuntimeError, WorkflowRuntime as _WorkflowRuntime } from "@duraflow/runtime-core"
 import { UpgradeCheck, WorkflowLayer, WorkflowSchedule } from "@duraflow/runtime-core"
 import { SqlClient } from "@effect/sql"
 import { Activity, Workflow } from "@effect/workflow"
