@@ -229,6 +229,14 @@ describe("per-app deploy", () => {
           })
           expect(doctor.status, doctor.stderr).toBe(0)
           expect(JSON.parse(doctor.stdout)).toMatchObject({ prefixes: [prefix], ok: true })
+          // and so does the upgrade check, with the build's own registry (dist/registry.js)
+          const upgrade = spawnSync(
+            process.execPath,
+            ["node_modules/@duraflow/cli/dist/main.js", "upgrade-check", db.url, "--registry", "dist/registry.js", "--json"],
+            { cwd: dir, encoding: "utf8" }
+          )
+          expect(upgrade.status, upgrade.stderr).toBe(0)
+          expect(JSON.parse(upgrade.stdout)).toMatchObject({ prefix, ok: true })
 
           // SIGTERM is a graceful shutdown: exit code 0 well before the SIGKILL fallback
           yield* stop(running.child)
