@@ -9,8 +9,9 @@
 import { SqlClient } from "@effect/sql"
 import { Activity, Workflow } from "@effect/workflow"
 import { describe, expect, layer } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Either, ExecutionStrategy, Exit, Layer, Option, Redacted, Schedule, Schema, Scope } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Either, ExecutionStrategy, Exit, Layer, Option, Redacted, Schedule, Schema, Scope } from "effect"
 import { AppRuntime, Database, TablePrefix, WorkflowLayer, WorkflowSchedule } from "../src/index.js"
+import * as ShardLockStorage from "../src/internal/ShardLockStorage.js"
 import { TestDatabase } from "../src/testing/index.js"
 
 const prefix = TablePrefix.unsafeMake("sched")
@@ -107,13 +108,30 @@ describe("WorkflowSchedule", () => {
         // children of the test's scope: closed with it, should an assertion fail first
         const scopeA = yield* Effect.flatMap(Effect.scope, (s) => Scope.fork(s, ExecutionStrategy.sequential))
         const scopeB = yield* Effect.flatMap(Effect.scope, (s) => Scope.fork(s, ExecutionStrategy.sequential))
-        yield* replica(db.url, "a").pipe(Scope.extend(scopeA))
+        const a = yield* replica(db.url, "a").pipe(Scope.extend(scopeA))
         const b = yield* replica(db.url, "b").pipe(Scope.extend(scopeB))
 
-        // both replicas up, six ticks in a row at least
-        yield* waitUntil(effects, (rows) => rows.filter((r) => !r.late).length >= 6, "six on-time ticks")
+        // both replicas members, the shards split: from then on the singleton stays where it is,
+        // and every tick runs once, on time, none skipped
+        // the engine's membership is in the runtime's context, though not in its public type
+        const status = <R>(ctx: Context.Context<R>) => Context.unsafeGet(ctx, ShardLockStorage.Membership).status
+        yield* waitUntil(
+          Effect.all([status(a), status(b)]),
+          ([sa, sb]) => sa.ready && sb.ready && sa.runners === 2 && sb.runners === 2 && sa.shards + sb.shards === 300,
+          "both replicas to hold shards"
+        )
+        const settled = Date.now() + PERIOD
+        const steady = yield* waitUntil(
+          effects,
+          (rows) => rows.filter((r) => new Date(r.at).getTime() > settled).length >= 5,
+          "five ticks with both replicas up"
+        ).pipe(Effect.map((rows) => rows.filter((r) => new Date(r.at).getTime() > settled)))
+        expect(steady.every((r) => !r.late && r.skipped === 0)).toBe(true)
+        for (let i = 1; i < steady.length; i++) {
+          expect(new Date(steady[i]!.at).getTime() - new Date(steady[i - 1]!.at).getTime()).toBe(PERIOD)
+        }
         yield* Scope.close(scopeA, Exit.void)
-        yield* waitUntil(effects, (rows) => rows.filter((r) => !r.late).length >= 9, "three more ticks on B alone")
+        yield* waitUntil(effects, (rows) => rows.filter((r) => !r.late).length >= steady.length + 3, "three more ticks on B alone")
         const running = yield* effects
         expectOncePerTick(running)
         expectAccounted(running)
