@@ -9,7 +9,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Activity, DurableClock, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
-import { describe, expect, layer } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Exit, Layer, Redacted, Schedule, Schema, Scope } from "effect"
 import { AppRuntime, Database, TablePrefix, UpgradeCheck, WorkflowLayer } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
@@ -129,6 +129,20 @@ const waitUntil = <A, E, R>(read: Effect.Effect<A, E, R>, check: (a: A) => boole
 
 const stranded = (report: UpgradeCheck.Report) =>
   Object.fromEntries(report.runs.filter((r) => !r.resumable).map((r) => [r.executionId, r.problems.map((p) => p.step)]))
+
+describe("the app version", () => {
+  const read = (env: Record<string, string>, declared?: string) =>
+    AppRuntime.versionConfig(declared).pipe(
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+    )
+  it.effect("is APP_VERSION, else the version the app declares, else unknown", () =>
+    Effect.gen(function*() {
+      expect(yield* read({ APP_VERSION: "build-42" }, "1.2.3")).toBe("build-42")
+      expect(yield* read({}, "1.2.3")).toBe("1.2.3")
+      expect(yield* read({ APP_VERSION: "  " }, "1.2.3")).toBe("1.2.3")
+      expect(yield* read({})).toBe("unknown")
+    }))
+})
 
 describe("UpgradeCheck and versions", () => {
   layer(TestDatabase.layer("upgrades"), { timeout: 240_000, excludeTestServices: true })((it) => {
