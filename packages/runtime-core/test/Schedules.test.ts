@@ -8,7 +8,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Activity, Workflow } from "@effect/workflow"
-import { describe, expect, layer } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { ConfigProvider, Context, Duration, Effect, Either, ExecutionStrategy, Exit, Layer, Option, Redacted, Schedule, Schema, Scope } from "effect"
 import { AppRuntime, Database, TablePrefix, WorkflowLayer, WorkflowSchedule } from "../src/index.js"
 import * as ShardLockStorage from "../src/internal/ShardLockStorage.js"
@@ -213,4 +213,30 @@ describe("WorkflowSchedule", () => {
         expect(Either.isRight(WorkflowSchedule.parse("x", "0 3 * * *", "Europe/Berlin"))).toBe(true)
       }))
   })
+})
+
+describe("WorkflowSchedule, no database", () => {
+it.scopedLive("the memory engine runs schedules in-process, with the same execution ids", () =>
+    Effect.gen(function*() {
+      const Ping = Workflow.make({ name: "Ping", payload: { at: Schema.String }, idempotencyKey: ({ at }) => at })
+      const runtime = yield* Layer.build(AppRuntime.layerMemory({
+        prefix: TablePrefix.unsafeMake("schedmem"),
+        workflows: Layer.merge(
+          WorkflowLayer.make(Ping, { dependencies: Layer.empty, execute: () => Effect.void }),
+          WorkflowSchedule.make({
+            name: "ping",
+            workflow: Ping,
+            cron: "* * * * * *",
+            payload: (tick) => ({ at: tick.at.toISOString() })
+          })
+        )
+      }).pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map())))))
+      const runs = yield* waitUntil(
+        AppRuntime.listRuns({ workflow: "Ping" }).pipe(Effect.provide(runtime)),
+        (runs) => runs.filter((r) => r.status === "succeeded").length >= 2,
+        "two pings"
+      )
+      for (const r of runs) expect(Option.isSome(WorkflowSchedule.tickOf("ping", r.executionId))).toBe(true)
+      expect(new Set(runs.map((r) => r.executionId)).size).toBe(runs.length)
+    }))
 })
