@@ -9,10 +9,13 @@
 import { SqlClient } from "@effect/sql"
 import { Activity, Workflow } from "@effect/workflow"
 import { describe, expect, it, layer } from "@effect/vitest"
+import { fileURLToPath } from "node:url"
 import { ConfigProvider, Context, Duration, Effect, Either, ExecutionStrategy, Exit, Layer, Option, Redacted, Schedule, Schema, Scope } from "effect"
 import { AppRuntime, Database, TablePrefix, WorkflowLayer, WorkflowSchedule } from "../src/index.js"
 import * as ShardLockStorage from "../src/internal/ShardLockStorage.js"
-import { TestDatabase } from "../src/testing/index.js"
+import { TestDatabase, TestProcess } from "../src/testing/index.js"
+
+const scheduleProcess = fileURLToPath(new URL("./fixtures/schedule-process.ts", import.meta.url))
 
 const prefix = TablePrefix.unsafeMake("sched")
 const PERIOD = 1000
@@ -204,6 +207,32 @@ describe("WorkflowSchedule", () => {
         const downtime = rows.filter((r) => new Date(r.at).getTime() > stoppedAt && new Date(r.at).getTime() < restartedAt)
         expect(downtime).toEqual([])
         expect(rows.length).toBeGreaterThanOrEqual(before + 2)
+      }))
+
+    it.scoped("two replica processes: every tick runs once; one killed with SIGKILL, the other carries on", () =>
+      Effect.gen(function*() {
+        const db = yield* TestDatabase.TestDatabase
+        const sql = yield* SqlClient.SqlClient
+        const env = { DATABASE_URL: db.url, PREFIX: "schedproc" }
+        const a = yield* TestProcess.spawnTs(scheduleProcess, { env })
+        const b = yield* TestProcess.spawnTs(scheduleProcess, { env })
+        yield* Effect.all([a.waitForEvent("ready", "90 seconds"), b.waitForEvent("ready", "90 seconds")])
+        const rows = sql<Effect_ & { readonly pid: number }>`SELECT execution_id, at, late, skipped, pid
+          FROM schedproc_ticks ORDER BY at`
+        yield* waitUntil(rows, (r) => r.length >= 8, "eight ticks")
+        yield* a.kill("SIGKILL")
+        const killedAt = Date.now()
+        const all = yield* waitUntil(
+          rows,
+          (r) => r.filter((x) => new Date(x.at).getTime() > killedAt + 3 * PERIOD).length >= 3,
+          "three ticks after the kill"
+        )
+        yield* b.kill("SIGTERM")
+        expectOncePerTick(all)
+        expectAccounted(all)
+        // after the kill, B runs them (the singleton moved if it was on A), on time again
+        const lastThree = all.slice(-3)
+        expect(lastThree.every((r) => r.pid === b.pid && !r.late)).toBe(true)
       }))
 
     it.effect("a bad cron or time zone fails the start with InvalidSchedule", () =>
