@@ -13,6 +13,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel, Schedule } from "effect"
 import pkg from "../package.json" with { type: "json" }
 import * as OntologyServer from "../src/OntologyServer.js"
+import { registry } from "../src/registry.js"
 
 /** Never run: it only has to compile, or not. */
 export const typeChecks = Effect.gen(function*() {
@@ -73,6 +74,10 @@ describe("ontology-server", () => {
           : doc.components.schemas[ref.split("/").pop()!]
         expect(Object.keys(payload.properties).sort()).toEqual(["ontologyId", "turtle"])
         expect(payload.additionalProperties).toBe(false)
+        // the registry `duraflow upgrade-check` reads declares exactly the workflows the app serves
+        const served = Object.keys(doc.paths).filter((p) => /^\/runs\/[A-Z]\w*$/.test(p)).map((p) => p.slice(6)).sort()
+        expect(registry.workflows.map((w) => w.workflow.name).sort()).toEqual(served)
+        expect(served).toEqual(["PublishOntology", "RevalidateOntologies"])
       }))
 
     it.effect("a client derived from OntologyApi publishes and reads the typed result", () =>
