@@ -16,7 +16,9 @@ export const DEFAULT_PORT = 4002
 export const runtime = AppRuntime.layerConfig({
   prefix: KnowledgeDomain.prefix,
   migrations: KnowledgeDomain.migrations,
-  workflows: IngestDocument.layer
+  workflows: IngestDocument.layer,
+  // recorded on every run (startedBy / resumedBy); APP_VERSION overrides it
+  version: pkg.version
 })
 
 /** Serves the app; `PORT` (default 4002), `DATABASE_URL`, `WORKFLOW_MODE`, `ONTOLOGY_URL`. */

@@ -1,8 +1,10 @@
 /**
  * This app's `duraflow` command (`npm run -s duraflow -- doctor "$DATABASE_URL"` in its
- * deployed folder): the operator's command, knowing the knowledge domain's migrations.
+ * deployed folder): the operator's command knowing this build's code, the knowledge
+ * domain's migrations (for `doctor`) and its workflows (`upgrade-check` needs no --registry).
  */
 import { main } from "@duraflow/cli"
 import { KnowledgeDomain } from "@duraflow/knowledge"
+import { registry } from "./registry.js"
 
-main({ domains: [KnowledgeDomain] })
+main({ domains: [KnowledgeDomain], registry })

@@ -6,10 +6,11 @@
  */
 import { KnowledgeApi } from "@duraflow/knowledge"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
-import { HttpApiClient, HttpServer } from "@effect/platform"
+import { HttpApiClient, HttpServer, OpenApi } from "@effect/platform"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel } from "effect"
 import * as KnowledgeServer from "../src/KnowledgeServer.js"
+import { registry } from "../src/registry.js"
 
 /** Never run: a client of the exported API is typed by IngestDocument's payload schema. */
 export const typeChecks = Effect.gen(function*() {
@@ -38,6 +39,13 @@ const get = (path: string) =>
   })
 
 describe("knowledge-server", () => {
+  it("declares for `duraflow upgrade-check` exactly the workflows its API serves", () => {
+    const served = Object.keys(OpenApi.fromApi(KnowledgeApi.KnowledgeApi).paths)
+      .filter((p) => /^\/runs\/[A-Z]\w*$/.test(p)).map((p) => p.slice(6)).sort()
+    expect(registry.workflows.map((w) => w.workflow.name).sort()).toEqual(served)
+    expect(registry.prefix).toBe("knowledge")
+  })
+
   it.effect("memory mode without DATABASE_URL: a typed error naming DATABASE_URL, not a crash", () =>
     Effect.gen(function*() {
       const error = yield* Layer.build(KnowledgeServer.layer.pipe(withConfig([["PORT", "0"], ["WORKFLOW_MODE", "memory"]]))).pipe(

@@ -1,9 +1,9 @@
 /**
  * The ontology app: the ontology domain (prefix `ontology`, its migrations,
- * the `PublishOntology` workflow) on runtime-core, served over HTTP.
+ * the `PublishOntology` and nightly `RevalidateOntologies` workflows) on runtime-core, served over HTTP.
  */
 import { AppRuntime, AppServer } from "@duraflow/runtime-core"
-import { OntologyApi, OntologyDomain, OntologyHttp, OntologyRepository, PublishOntology } from "@duraflow/ontology"
+import { OntologyApi, OntologyDomain, OntologyHttp, OntologyRepository, OntologyWorkflows } from "@duraflow/ontology"
 import { Layer } from "effect"
 import { createRequire } from "node:module"
 
@@ -15,7 +15,10 @@ export const DEFAULT_PORT = 4001
 export const runtime = AppRuntime.layerConfig({
   prefix: OntologyDomain.prefix,
   migrations: OntologyDomain.migrations,
-  workflows: PublishOntology.layer
+  // PublishOntology, RevalidateOntologies and its nightly schedule
+  workflows: OntologyWorkflows.layer,
+  // recorded on every run (startedBy / resumedBy); APP_VERSION overrides it
+  version: pkg.version
 })
 
 /** Serves the app; `PORT` (default 4001), `DATABASE_URL`, `WORKFLOW_MODE`. */

@@ -8,10 +8,12 @@
 import { OntologyApi, SampleOntology } from "@duraflow/ontology"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { FetchHttpClient, HttpApiClient, HttpServer } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel, Schedule } from "effect"
 import pkg from "../package.json" with { type: "json" }
 import * as OntologyServer from "../src/OntologyServer.js"
+import { registry } from "../src/registry.js"
 
 /** Never run: it only has to compile, or not. */
 export const typeChecks = Effect.gen(function*() {
@@ -72,6 +74,10 @@ describe("ontology-server", () => {
           : doc.components.schemas[ref.split("/").pop()!]
         expect(Object.keys(payload.properties).sort()).toEqual(["ontologyId", "turtle"])
         expect(payload.additionalProperties).toBe(false)
+        // the registry `duraflow upgrade-check` reads declares exactly the workflows the app serves
+        const served = Object.keys(doc.paths).filter((p) => /^\/runs\/[A-Z]\w*$/.test(p)).map((p) => p.slice(6)).sort()
+        expect(registry.workflows.map((w) => w.workflow.name).sort()).toEqual(served)
+        expect(served).toEqual(["PublishOntology", "RevalidateOntologies"])
       }))
 
     it.effect("a client derived from OntologyApi publishes and reads the typed result", () =>
@@ -87,6 +93,26 @@ describe("ontology-server", () => {
           Effect.timeout("60 seconds")
         )
         expect(run.result?.version).toBe(1)
+        // the run records the app version that started it
+        expect(run.startedBy).toBe(pkg.version)
+
+        // the nightly revalidation (its schedule is registered; started by hand here) re-checks
+        // every ontology's latest version with this build's rules
+        const revalidation = yield* client.workflows.RevalidateOntologies({ payload: { scheduledAt: "manual" } })
+        const report = yield* client.workflows["RevalidateOntologies.status"]({ path: revalidation }).pipe(
+          Effect.filterOrFail((r) => r.status === "succeeded"),
+          Effect.retry(Schedule.spaced("100 millis")),
+          Effect.timeout("60 seconds")
+        )
+        expect(report.result).toEqual({ checked: 1, invalid: [] })
+        // and its schedule runs (as the app's singleton): it has recorded where it starts from
+        const sql = yield* SqlClient.SqlClient
+        const schedules = yield* sql<{ name: string }>`SELECT name FROM ontology_schedules`.pipe(
+          Effect.filterOrFail((rows) => rows.length > 0),
+          Effect.retry(Schedule.spaced("100 millis")),
+          Effect.timeout("60 seconds")
+        )
+        expect(schedules.map((r) => r.name)).toEqual(["revalidate-nightly"])
       }).pipe(Effect.provide(FetchHttpClient.layer)))
   })
 })

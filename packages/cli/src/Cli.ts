@@ -7,20 +7,24 @@
  *   duraflow runs list|get|steps|cancel|resume|retry|signal --app URL ...   (see `Runs`)
  *   duraflow retention [DATABASE_URL] --prefix P [--older-than "14 days"] [--json]
  *                                             delete one app's expired finished runs now (`Retention`)
+ *   duraflow upgrade-check [DATABASE_URL] --registry MODULE [--json]
+ *                                             can this build resume every running/suspended run? (`UpgradeCheck`)
  *
  * DATABASE_URL may be given as an argument or in the environment; a read-only
  * role is enough. A table by default, `--json` for scripts. Exit codes: 0 ok,
- * 1 a check failed (doctor) or the database could not be read, 2 usage.
+ * 1 a check failed (doctor, upgrade-check) or the database could not be read, 2 usage.
  *
  * `make({ domains })` is the command with the code of some domains, whose
  * migrations `doctor` then compares with the database's (an app's own
  * `duraflow` gives its domain); `main` runs it as a process.
  */
-import { Database, Doctor, Retention, TablePrefix } from "@duraflow/runtime-core"
+import { Database, Doctor, Retention, TablePrefix, UpgradeCheck } from "@duraflow/runtime-core"
 import { Args, Command, Options, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Cause, Config, Console, Data, Duration, Effect, Exit, Option, Redacted } from "effect"
+import { resolve } from "node:path"
+import { pathToFileURL } from "node:url"
 import { runs } from "./Runs.js"
 import { table, Usage } from "./Table.js"
 
@@ -104,6 +108,8 @@ export const apps = Command.make("apps", { databaseUrl, json }, (args) =>
 export interface Options {
   /** domains whose migrations `doctor` compares with the database's ledgers */
   readonly domains?: ReadonlyArray<Doctor.DomainCode> | undefined
+  /** the build's workflows, for `upgrade-check` without `--registry` (an app's own command) */
+  readonly registry?: UpgradeCheck.Registry | undefined
 }
 
 const makeDoctor = (options: Options) => Command.make("doctor", {
@@ -179,13 +185,68 @@ export const retention = Command.make("retention", {
     ))
   })).pipe(Command.withDescription("Deletes one app's finished runs older than --older-than, with every row they own"))
 
+/** Loads an app's `UpgradeCheck.Registry` from a module (its `registry` export, or its default export). */
+const loadRegistry = (path: string) =>
+  Effect.tryPromise({
+    try: () => import(pathToFileURL(resolve(path)).href) as Promise<Record<string, unknown>>,
+    catch: (e) => new Usage({ problem: `--registry ${path}: cannot load it (${e instanceof Error ? e.message : String(e)})` })
+  }).pipe(
+    Effect.flatMap((module) => {
+      const found = (module["registry"] ?? module["default"]) as Partial<UpgradeCheck.Registry> | undefined
+      return found !== undefined && typeof found.prefix === "string" && Array.isArray(found.workflows)
+        ? Effect.succeed(found as UpgradeCheck.Registry)
+        : Effect.fail(new Usage({ problem: `--registry ${path}: exports no \`registry\` (UpgradeCheck.registry(prefix, workflows))` }))
+    })
+  )
+
+const makeUpgradeCheck = (options: Options) => Command.make("upgrade-check", {
+  databaseUrl,
+  json,
+  registry: Options.text("registry").pipe(
+    Options.withDescription(
+      "the module exporting this build's `registry` (UpgradeCheck.registry), e.g. dist/registry.js (an app's own duraflow knows it)"
+    ),
+    Options.optional
+  )
+}, (args) =>
+  Effect.gen(function*() {
+    const registry = yield* Option.match(args.registry, {
+      onSome: loadRegistry,
+      onNone: () =>
+        options.registry !== undefined
+          ? Effect.succeed(options.registry)
+          : new Usage({ problem: "--registry: which build? give the module exporting its `registry` (e.g. dist/registry.js)" })
+    })
+    const report = yield* onDatabase(args.databaseUrl, UpgradeCheck.check(registry))
+    yield* Console.log(
+      args.json ? JSON.stringify(report, null, 2) : [
+        table(
+          ["run", "workflow", "status", "started by", "verdict", "step", "reason"],
+          report.runs.flatMap((r) => {
+            const head = [r.executionId, r.workflow, r.status, r.startedBy ?? ""]
+            return r.problems.length === 0
+              ? [[...head, "ok", "", ""]]
+              : r.problems.map((p, i) => [...(i === 0 ? head : ["", "", "", ""]), i === 0 ? "STRANDED" : "", p.step, p.reason])
+          })
+        ),
+        `${registry.prefix}: ${report.runs.length} run(s) may resume, ${report.stranded} stranded by this build`
+      ].join("\n")
+    )
+    if (!report.ok) {
+      return yield* new Unhealthy({
+        problem: `${report.stranded} run(s) of ${registry.prefix} would be stranded:\n` + UpgradeCheck.describe(report).join("\n")
+      })
+    }
+  })).pipe(Command.withDescription("Can this build resume every running and suspended run? Exit 1 naming each one it cannot"))
+
 export const doctor = makeDoctor({})
+export const upgradeCheck = makeUpgradeCheck({})
 
 /** The `duraflow` command, knowing the code of `options.domains`. */
 export const make = (options: Options = {}) =>
   Command.make("duraflow").pipe(
     Command.withDescription("Operate the duraflow apps on a database"),
-    Command.withSubcommands([apps, makeDoctor(options), retention, runs])
+    Command.withSubcommands([apps, makeDoctor(options), retention, runs, makeUpgradeCheck(options)])
   )
 
 /** The command without any domain's code (runtime-core's own migrations are still checked). */

@@ -51,8 +51,18 @@ const clientOf = (baseUrl: string) =>
 const failed = (e: { readonly _tag: string; readonly message?: string | undefined }) =>
   new Usage({ problem: `${e._tag}${e.message ? `: ${e.message}` : ""}` })
 
-const runRow = (r: RunsApi.Run) => [r.workflow, r.executionId, r.status, r.createdAt, r.updatedAt, r.retryOf ?? r.retriedBy ?? ""]
-const runHeader = ["workflow", "execution id", "status", "started", "updated", "retry link"]
+/** The app versions that ran it: the one that started it, then the others that resumed it. */
+const versions = (r: RunsApi.Run) => [r.startedBy ?? "?", ...(r.resumedBy ?? [])].join(" -> ")
+const runRow = (r: RunsApi.Run) => [
+  r.workflow,
+  r.executionId,
+  r.status,
+  r.createdAt,
+  r.updatedAt,
+  r.retryOf ?? r.retriedBy ?? "",
+  versions(r)
+]
+const runHeader = ["workflow", "execution id", "status", "started", "updated", "retry link", "versions"]
 
 const print = (asJson: boolean, value: unknown, text: () => string) => Console.log(asJson ? JSON.stringify(value, null, 2) : text())
 

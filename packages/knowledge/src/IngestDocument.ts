@@ -10,7 +10,7 @@
  * entities, mentions, relations). Indexing is a transactional activity: its
  * rows and its recorded result commit in one transaction.
  */
-import { Retry, TransactionalActivity, WorkflowLayer } from "@duraflow/runtime-core"
+import { Retry, TransactionalActivity, UpgradeCheck, WorkflowLayer } from "@duraflow/runtime-core"
 import { Activity, Workflow } from "@effect/workflow"
 import { Effect, Layer, Schema } from "effect"
 import { createHash } from "node:crypto"
@@ -56,6 +56,17 @@ export const IngestDocument = Workflow.make({
 /** How long a run waits for an unreachable ontology app before failing. */
 export const ontologyRetry = Retry.backoff({ first: "200 millis", max: "5 seconds", total: "10 minutes" })
 
+/** The activities' names and schemas (declared for `UpgradeCheck`, spread into the activities below). */
+export const ResolveEntityClasses = UpgradeCheck.activity({
+  name: "resolve-entity-classes",
+  success: OntologyClient.EntityClasses,
+  error: OntologyClient.UnknownOntology
+})
+export const IndexDocument = UpgradeCheck.activity({ name: "index-document", success: IngestResult })
+
+/** What `duraflow upgrade-check` checks this app's stored runs against. */
+export const declaration = UpgradeCheck.workflow(IngestDocument, { activities: [ResolveEntityClasses, IndexDocument] })
+
 const untyped: OntologyClient.EntityClasses["classes"] = { person: null, organization: null, place: null }
 
 export const layer = WorkflowLayer.make(IngestDocument, {
@@ -63,9 +74,7 @@ export const layer = WorkflowLayer.make(IngestDocument, {
   execute: (document) =>
     Effect.gen(function*() {
       const classes = document.ontologyId === undefined ? untyped : (yield* Activity.make({
-        name: "resolve-entity-classes",
-        success: OntologyClient.EntityClasses,
-        error: OntologyClient.UnknownOntology,
+        ...ResolveEntityClasses,
         execute: Effect.flatMap(OntologyClient.OntologyClient, (client) =>
           client.entityClasses(document.ontologyId!).pipe(
             Effect.tapErrorTag("OntologyUnavailable", (e) => Effect.logWarning(`${e.message}; retrying`)),
@@ -76,8 +85,7 @@ export const layer = WorkflowLayer.make(IngestDocument, {
 
       // writes and recorded result commit together: a replay never indexes twice
       return yield* TransactionalActivity.make({
-        name: "index-document",
-        success: IngestResult,
+        ...IndexDocument,
         execute: Effect.gen(function*() {
           const repository = yield* Repository.KnowledgeRepository
           const chunks = Chunker.chunk(document.text)

@@ -12,6 +12,7 @@ import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
 import * as OntologyModel from "./OntologyModel.js"
 import { PublishOntology } from "./PublishOntology.js"
+import { RevalidateOntologies } from "./RevalidateOntologies.js"
 
 export class OntologyNotFound extends Schema.TaggedError<OntologyNotFound>()("OntologyNotFound", {
   ontologyId: Schema.String,
@@ -28,4 +29,4 @@ export class OntologiesGroup extends HttpApiGroup.make("ontologies")
   )
 {}
 
-export class OntologyApi extends RunsApi.make("ontology", [PublishOntology]).add(OntologiesGroup) {}
+export class OntologyApi extends RunsApi.make("ontology", [PublishOntology, RevalidateOntologies]).add(OntologiesGroup) {}

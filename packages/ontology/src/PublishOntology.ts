@@ -8,7 +8,7 @@
  * not create a second version. The version is persisted by a transactional
  * activity, so a replay after a crash returns the committed version.
  */
-import { TransactionalActivity, WorkflowLayer } from "@duraflow/runtime-core"
+import { TransactionalActivity, UpgradeCheck, WorkflowLayer } from "@duraflow/runtime-core"
 import { Activity, Workflow } from "@effect/workflow"
 import { Effect, Schema } from "effect"
 import { createHash } from "node:crypto"
@@ -29,20 +29,25 @@ export const PublishOntology = Workflow.make({
   idempotencyKey: ({ ontologyId, turtle }) => `${ontologyId}:${createHash("sha256").update(turtle).digest("hex")}`
 })
 
+/** The activities' names and schemas (declared for `UpgradeCheck`, spread into the activities below). */
+export const ParseAndValidate = UpgradeCheck.activity({
+  name: "parse-and-validate",
+  success: OntologyModel.ParsedOntology,
+  error: PublishOntologyError
+})
+export const PersistVersion = UpgradeCheck.activity({ name: "persist-version", success: OntologyModel.PublishedVersion })
+
 export const layer = WorkflowLayer.make(PublishOntology, {
   dependencies: Repository.layer,
   execute: ({ ontologyId, turtle }) =>
     Effect.gen(function*() {
       const parsed = yield* Activity.make({
-        name: "parse-and-validate",
-        success: OntologyModel.ParsedOntology,
-        error: PublishOntologyError,
+        ...ParseAndValidate,
         execute: Effect.flatMap(TurtleParser.parse(turtle), OntologyValidation.validate)
       })
       // writes and recorded result commit together: a replay never persists twice
       return yield* TransactionalActivity.make({
-        name: "persist-version",
-        success: OntologyModel.PublishedVersion,
+        ...PersistVersion,
         execute: Effect.flatMap(Repository.OntologyRepository, (repository) =>
           repository.publish({ ontologyId, turtle, parsed, contentHash: ContentHash.contentHash(parsed) }))
       })

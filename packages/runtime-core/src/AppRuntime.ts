@@ -35,6 +35,11 @@ export interface Options<E, R> {
   /** The domain's workflow layers (built with `WorkflowLayer.make`) and their services. */
   readonly workflows: Layer.Layer<never, E, R>
   readonly sharding?: WorkflowRuntime.ShardingOptions | undefined
+  /**
+   * This build's version, recorded on every run it starts or resumes (`startedBy`, `resumedBy`):
+   * usually the app's package.json version. `APP_VERSION` (e.g. a build id) overrides it.
+   */
+  readonly version?: string | undefined
 }
 
 export type Provided =
@@ -47,6 +52,14 @@ export type Provided =
 /** The app's runs ledger, newest first, as `GET /runs` serves it: for tests and operator tools. */
 export const listRuns = (options: RunStore.ListOptions) => Effect.flatMap(RunStore.RunStore, (runs) => runs.list(options))
 
+/** `APP_VERSION`, else the version the app declares, else "unknown". */
+export const versionConfig = (declared?: string): Config.Config<string> =>
+  Config.string("APP_VERSION").pipe(
+    Config.map((v) => v.trim()),
+    Config.orElse(() => Config.succeed("")),
+    Config.map((v) => v !== "" ? v : declared ?? RunStore.UNKNOWN_VERSION)
+  )
+
 /** The durable engine's retention sweeper (`RUNS_RETENTION`); the memory engine keeps nothing to delete. */
 const retention = (prefix: TablePrefix.TablePrefix) =>
   Layer.unwrapEffect(Effect.map(WorkflowRuntime.WorkflowRuntime, (runtime) =>
@@ -56,7 +69,7 @@ const retention = (prefix: TablePrefix.TablePrefix) =>
 export const layer = <E, R>(options: Options<E, R>) =>
   options.workflows.pipe(
     Layer.provideMerge(Layer.mergeAll(
-      RunStore.layer(options.prefix),
+      Layer.unwrapEffect(Effect.map(versionConfig(options.version), (v) => RunStore.layer(options.prefix, v))),
       WorkflowRegistry.layer,
       TransactionalActivity.layer(options.prefix),
       retention(options.prefix)
@@ -90,6 +103,8 @@ export interface MemoryOptions<E, R> {
   /** Workflow layers whose dependencies need no `SqlClient` (none is provided). */
   readonly workflows: Layer.Layer<never, E, R>
   readonly sharding?: WorkflowRuntime.ShardingOptions | undefined
+  /** This build's version (see `Options.version`). */
+  readonly version?: string | undefined
 }
 
 /**
@@ -99,7 +114,11 @@ export interface MemoryOptions<E, R> {
  */
 export const layerMemory = <E, R>(options: MemoryOptions<E, R>): Layer.Layer<Provided, E, Exclude<R, Provided>> =>
   options.workflows.pipe(
-    Layer.provideMerge(Layer.mergeAll(RunStore.layerMemory, WorkflowRegistry.layer, TransactionalActivity.layerMemory)),
+    Layer.provideMerge(Layer.mergeAll(
+      Layer.unwrapEffect(Effect.map(Effect.orDie(versionConfig(options.version)), RunStore.layerMemoryWith)),
+      WorkflowRegistry.layer,
+      TransactionalActivity.layerMemory
+    )),
     Layer.provideMerge(WorkflowRuntime.layerMemory(options.prefix))
   ) as Layer.Layer<Provided, E, Exclude<R, Provided>>
 

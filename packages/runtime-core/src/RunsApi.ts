@@ -322,6 +322,9 @@ export interface RunOf<P, A, E> {
   readonly retryOf?: string | undefined
   readonly retriedBy?: string | undefined
   readonly attempt?: number | undefined
+  readonly startedBy?: string | undefined
+  readonly resumedBy?: ReadonlyArray<string> | undefined
+  readonly awaiting?: ReadonlyArray<string> | undefined
   readonly createdAt: string
   readonly updatedAt: string
 }
@@ -338,6 +341,9 @@ export const runOf = (workflow: Workflow.Any) =>
     retryOf: Schema.optional(Schema.String),
     retriedBy: Schema.optional(Schema.String),
     attempt: Schema.optional(Schema.Int),
+    startedBy: Schema.optional(Schema.String),
+    resumedBy: Schema.optional(Schema.Array(Schema.String)),
+    awaiting: Schema.optional(Schema.Array(Schema.String)),
     createdAt: Schema.String,
     updatedAt: Schema.String
   }).annotations({ identifier: `${workflow.name}Run` })

@@ -117,3 +117,13 @@ export const defectMessage = (cause: Cause.Cause<unknown>): string => {
   const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
   return text.slice(0, 2000)
 }
+
+/** A schedule's cron expression or time zone is not valid (see `WorkflowSchedule`). */
+export class InvalidSchedule extends Schema.TaggedError<InvalidSchedule>()("InvalidSchedule", {
+  schedule: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid schedule ${JSON.stringify(this.schedule)}: ${this.reason}`
+  }
+}

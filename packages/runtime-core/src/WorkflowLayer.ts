@@ -69,12 +69,30 @@ const tracked = <A, E, R>(
           })
           : run
     )
+    // what this execution waited for and did not get (signals, clocks): recorded with `suspended`,
+    // so that operators and upgrade checks know what a suspended run awaits (the engine keeps no record)
+    const awaiting = new Set<string>()
+    const watched = Effect.flatMap(WorkflowEngine.WorkflowEngine, (engine) =>
+      Effect.provideService(
+        run,
+        WorkflowEngine.WorkflowEngine,
+        WorkflowEngine.WorkflowEngine.of({
+          ...engine,
+          deferredResult: (deferred) =>
+            Effect.tap(engine.deferredResult(deferred), (exit) =>
+              Effect.sync(() => {
+                if (deferred.name === "Workflow/InterruptSignal") return
+                if (exit === undefined) awaiting.add(deferred.name)
+                else awaiting.delete(deferred.name)
+              }))
+        })
+      )) as Effect.Effect<A, E, R>
     // the running write says whether the run is running now; only when it is not (finished or
     // cancelled already) is the status read, so a plain execution costs no extra round trip
     return Effect.flatMap(
       record(Effect.flatMap(encodeJson(workflow.payloadSchema, payload), (p) =>
         runs.running(workflow.name, executionId, p))),
-      (running) => Effect.onExit(running === true ? run : unlessCancelled, (exit) =>
+      (running) => Effect.onExit(running === true ? watched : unlessCancelled, (exit) =>
         Exit.match(exit, {
           onSuccess: (value) =>
             record(Effect.flatMap(encodeJson(workflow.successSchema, value), (result) =>
@@ -84,7 +102,7 @@ const tracked = <A, E, R>(
               if (Cause.isInterruptedOnly(cause)) {
                 // suspended (sleep, deferred) or shut down: it will resume later
                 return Option.isSome(instance) && instance.value.suspended
-                  ? record(runs.suspended(workflow.name, executionId))
+                  ? record(runs.suspended(workflow.name, executionId, [...awaiting]))
                   : Effect.void
               }
               // a workflow annotated SuspendOnFailure is suspended by the engine when it fails:

@@ -100,7 +100,8 @@ describe("WorkflowRuntime", () => {
             "rt_cluster_replies",
             "rt_cluster_runners",
             "rt_runs",
-            "rt_runtime_migrations"
+            "rt_runtime_migrations",
+            "rt_schedules"
           ])
           // the activity's outcome is one row of runtime-core's (InlineActivities), not a cluster message
           expect(yield* sql`SELECT activity, attempt, exit FROM rt_activity_exits WHERE execution_id = 'e1'`).toEqual([

@@ -233,6 +233,14 @@ describe("per-app deploy", () => {
           expect(report).toMatchObject({ prefixes: [prefix], ok: true })
           const migrations = report.verdicts.find((v: { check: string }) => v.check === "migrations")
           expect(migrations.details[0]).toMatch(/^\d+ applied migrations match the code$/)
+          // and so does the upgrade check, with the build's own registry (the app's command knows it)
+          const upgrade = spawnSync(
+            process.execPath,
+            ["dist/cli.js", "upgrade-check", db.url, "--json"],
+            { cwd: dir, encoding: "utf8" }
+          )
+          expect(upgrade.status, upgrade.stderr).toBe(0)
+          expect(JSON.parse(upgrade.stdout)).toMatchObject({ prefix, ok: true })
 
           // SIGTERM is a graceful shutdown: exit code 0 well before the SIGKILL fallback
           yield* stop(running.child)

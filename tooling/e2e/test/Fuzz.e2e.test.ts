@@ -230,7 +230,7 @@ describe("fuzz", () => {
     it.effect("each app's API declares its workflows; the payloads generated from their schemas are valid", () =>
       Effect.sync(() => {
         expect({ ontology: workflows.ontology.map((w) => w.name), knowledge: workflows.knowledge.map((w) => w.name) })
-          .toEqual({ ontology: ["PublishOntology"], knowledge: ["IngestDocument"] })
+          .toEqual({ ontology: ["PublishOntology", "RevalidateOntologies"], knowledge: ["IngestDocument"] })
         for (const w of allWorkflows) {
           const payloads = fc.sample(validPayload(w), { numRuns: 200, seed })
           expect(payloads.filter((p) => !isValidPayload(p)), w.name).toEqual([])

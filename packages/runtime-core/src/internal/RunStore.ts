@@ -33,6 +33,15 @@ export class Run extends Schema.Class<Run>("Run")({
   retriedBy: Schema.optional(Schema.String),
   /** 1 for a started run, n + 1 for the retry of attempt n. */
   attempt: Schema.optional(Schema.Int),
+  /** The app version (`APP_VERSION`, else the app's package version) that started the run. */
+  startedBy: Schema.optional(Schema.String),
+  /** The other app versions that ran it after its start (a resume, a replay after a restart), in order. */
+  resumedBy: Schema.optional(Schema.Array(Schema.String)),
+  /**
+   * What a suspended run waits for, as its last execution read it: signal names, and durable
+   * clocks as `DurableClock/<name>` (empty for other statuses).
+   */
+  awaiting: Schema.optional(Schema.Array(Schema.String)),
   /** In a list: pass it as `cursor` to get the runs after this one (opaque). */
   cursor: Schema.optional(Schema.String),
   createdAt: Schema.String,
@@ -71,7 +80,12 @@ export class RunStore extends Context.Tag("@duraflow/runtime-core/RunStore")<Run
     payload: unknown,
     retry?: RetryLink
   ) => Effect.Effect<boolean, SqlError>
-  readonly suspended: (workflow: string, executionId: string) => Effect.Effect<void, SqlError>
+  /** `awaiting`: the deferreds (signals, clocks) the execution waited for and did not get. */
+  readonly suspended: (
+    workflow: string,
+    executionId: string,
+    awaiting?: ReadonlyArray<string>
+  ) => Effect.Effect<void, SqlError>
   /** Never overwrites `cancelled`: a cancelled run that still ended stays cancelled. */
   readonly finished: (
     workflow: string,
@@ -122,6 +136,9 @@ interface Row {
   readonly retry_of: string | null
   readonly retried_by: string | null
   readonly attempt: number
+  readonly started_by: string | null
+  readonly resumed_by: ReadonlyArray<string> | null
+  readonly awaiting: ReadonlyArray<string> | null
   readonly created_at: Date
   readonly updated_at: Date
   readonly cursor_at?: string
@@ -138,35 +155,49 @@ const toRun = (row: Row) =>
     ...(row.retry_of === null ? {} : { retryOf: row.retry_of }),
     ...(row.retried_by === null ? {} : { retriedBy: row.retried_by }),
     attempt: row.attempt,
+    ...(row.started_by === null ? {} : { startedBy: row.started_by }),
+    resumedBy: row.resumed_by ?? [],
+    awaiting: row.awaiting ?? [],
     ...(row.cursor_at === undefined ? {} : { cursor: encodeCursor("pg", row.cursor_at, row.execution_id) }),
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString()
   })
 
-export const make = (prefix: TablePrefix.TablePrefix) =>
+/** What a run records as the version of the app that ran it when none is given. */
+export const UNKNOWN_VERSION = "unknown"
+
+/**
+ * The store for `prefix`; `version` is this build's app version, recorded on the
+ * runs it starts (`startedBy`) and on those it runs after another version (`resumedBy`).
+ */
+export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_VERSION) =>
   Effect.gen(function*() {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const runs = sql(TablePrefix.table(prefix, "runs"))
     const json = (value: unknown) => JSON.stringify(value ?? null)
     return RunStore.of({
       running: (workflow, executionId, payload, retry) =>
-        sql`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt)
+        sql`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt, started_by)
             VALUES (${executionId}, ${workflow}, 'running', ${json(payload)}::jsonb, ${retry?.of ?? null},
-              ${retry?.attempt ?? 1})
+              ${retry?.attempt ?? 1}, ${version})
             ON CONFLICT (execution_id) DO UPDATE SET status = 'running', updated_at = clock_timestamp(),
+              awaiting = '{}', started_by = COALESCE(${runs}.started_by, EXCLUDED.started_by),
+              resumed_by = CASE WHEN ${runs}.started_by IS NULL OR ${runs}.started_by = EXCLUDED.started_by
+                  OR EXCLUDED.started_by = ANY(${runs}.resumed_by) THEN ${runs}.resumed_by
+                ELSE array_append(${runs}.resumed_by, EXCLUDED.started_by) END,
               retry_of = COALESCE(${runs}.retry_of, EXCLUDED.retry_of),
               attempt = GREATEST(${runs}.attempt, EXCLUDED.attempt)
             WHERE ${runs}.status IN ('running', 'suspended')
             RETURNING 1`.pipe(Effect.map((rows) => rows.length > 0)),
-      suspended: (workflow, executionId) =>
-        sql`UPDATE ${runs} SET status = 'suspended', updated_at = clock_timestamp()
+      suspended: (workflow, executionId, awaiting = []) =>
+        sql`UPDATE ${runs} SET status = 'suspended', updated_at = clock_timestamp(), awaiting = ${[...awaiting]}::text[]
             WHERE execution_id = ${executionId} AND workflow = ${workflow} AND status = 'running'`.pipe(Effect.asVoid),
       finished: (workflow, executionId, outcome) =>
-        sql`INSERT INTO ${runs} (execution_id, workflow, status, result, error)
+        sql`INSERT INTO ${runs} (execution_id, workflow, status, result, error, started_by)
             VALUES (${executionId}, ${workflow}, ${outcome.status},
               ${outcome.status === "succeeded" ? json(outcome.result) : null}::jsonb,
-              ${outcome.status === "failed" ? json(outcome.error) : null}::jsonb)
-            ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result,
+              ${outcome.status === "failed" ? json(outcome.error) : null}::jsonb, ${version})
+            ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result, awaiting = '{}',
               error = EXCLUDED.error, updated_at = clock_timestamp()
             WHERE ${runs}.status <> 'cancelled'`.pipe(Effect.asVoid),
       cancel: (workflow, executionId) =>
@@ -191,7 +222,7 @@ export const make = (prefix: TablePrefix.TablePrefix) =>
           // without payloads: a list of 500 runs must not carry 500 documents. The cursor keeps
           // created_at to the microsecond (a JS Date would round it and skip or repeat runs).
           const rows = yield* sql<Row>`SELECT execution_id, workflow, status, NULL AS payload, result, error,
-              retry_of, retried_by, attempt, created_at, updated_at,
+              retry_of, retried_by, attempt, started_by, resumed_by, awaiting, created_at, updated_at,
               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at
             FROM ${runs} WHERE ${
             sql.and([
@@ -210,15 +241,17 @@ export const make = (prefix: TablePrefix.TablePrefix) =>
   })
 
 /** The store for `prefix`; its table comes with `RuntimeTables`. */
-export const layer = (prefix: TablePrefix.TablePrefix): Layer.Layer<RunStore, never, SqlClient.SqlClient> =>
-  Layer.effect(RunStore, make(prefix))
+export const layer = (
+  prefix: TablePrefix.TablePrefix,
+  version?: string
+): Layer.Layer<RunStore, never, SqlClient.SqlClient> => Layer.effect(RunStore, make(prefix, version))
 
 /**
  * The same ledger in process memory, for a runtime with no database at all
  * (`AppRuntime.layerMemory`): the same transitions and ordering as the table,
  * and nothing survives a restart (like the memory engine whose runs it records).
  */
-export const makeMemory = Effect.sync(() => {
+export const makeMemory = (version: string = UNKNOWN_VERSION) => Effect.sync(() => {
   interface Entry {
     readonly seq: number
     readonly workflow: string
@@ -229,6 +262,9 @@ export const makeMemory = Effect.sync(() => {
     readonly retryOf: string | undefined
     readonly retriedBy: string | undefined
     readonly attempt: number
+    readonly startedBy: string
+    readonly resumedBy: ReadonlyArray<string>
+    readonly awaiting: ReadonlyArray<string>
     readonly createdAt: string
     readonly updatedAt: string
   }
@@ -248,6 +284,9 @@ export const makeMemory = Effect.sync(() => {
       ...present("retryOf", e.retryOf),
       ...present("retriedBy", e.retriedBy),
       attempt: e.attempt,
+      startedBy: e.startedBy,
+      resumedBy: e.resumedBy,
+      awaiting: e.awaiting,
       ...(listed ? { cursor: encodeCursor("mem", String(e.seq), executionId) } : {}),
       createdAt: e.createdAt,
       updatedAt: e.updatedAt
@@ -266,6 +305,9 @@ export const makeMemory = Effect.sync(() => {
     retryOf: undefined,
     retriedBy: undefined,
     attempt: 1,
+    startedBy: version,
+    resumedBy: [],
+    awaiting: [],
     createdAt: at
   })
   return RunStore.of({
@@ -286,18 +328,22 @@ export const makeMemory = Effect.sync(() => {
             ? {
               ...previous,
               status: "running",
+              awaiting: [],
               retryOf: previous.retryOf ?? retry?.of,
+              resumedBy: previous.startedBy === version || previous.resumedBy.includes(version)
+                ? previous.resumedBy
+                : [...previous.resumedBy, version],
               attempt: Math.max(previous.attempt, retry?.attempt ?? 1),
               updatedAt: at
             }
             : undefined)
         return entries.get(executionId)?.status === "running"
       }),
-    suspended: (workflow, executionId) =>
+    suspended: (workflow, executionId, awaiting = []) =>
       Effect.sync(() =>
         void update(executionId, (previous, at) =>
           previous?.workflow === workflow && previous.status === "running"
-            ? { ...previous, status: "suspended", updatedAt: at }
+            ? { ...previous, status: "suspended", awaiting: [...awaiting], updatedAt: at }
             : undefined)
       ),
     finished: (workflow, executionId, outcome) =>
@@ -306,6 +352,7 @@ export const makeMemory = Effect.sync(() => {
           previous?.status === "cancelled" ? undefined : {
             ...(previous ?? fresh(workflow, at)),
             status: outcome.status,
+            awaiting: [],
             result: outcome.status === "succeeded" ? outcome.result : null,
             error: outcome.status === "failed" ? outcome.error : null,
             updatedAt: at
@@ -353,4 +400,7 @@ export const makeMemory = Effect.sync(() => {
 })
 
 /** The in-memory ledger: no database. */
-export const layerMemory: Layer.Layer<RunStore> = Layer.effect(RunStore, makeMemory)
+export const layerMemory: Layer.Layer<RunStore> = Layer.effect(RunStore, makeMemory())
+
+/** The in-memory ledger, recording `version` as the app version. */
+export const layerMemoryWith = (version: string): Layer.Layer<RunStore> => Layer.effect(RunStore, makeMemory(version))

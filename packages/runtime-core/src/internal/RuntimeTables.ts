@@ -69,6 +69,26 @@ export const migrations: ReadonlyArray<Migrations.Migration> = [
         finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
         PRIMARY KEY (execution_id, activity, attempt)
       );`
+  },
+  {
+    id: 5,
+    name: "runs: versions",
+    // the app version that started a run, and the other versions that ran it since (in order);
+    // what a suspended run awaits (signals, clocks), for upgrade checks and operators
+    sql: (t) =>
+      `ALTER TABLE ${t("runs")} ADD COLUMN started_by text, ADD COLUMN resumed_by text[] NOT NULL DEFAULT '{}',
+        ADD COLUMN awaiting text[] NOT NULL DEFAULT '{}';`
+  },
+  {
+    id: 6,
+    name: "create schedules",
+    // per schedule: the latest tick handled (run or skipped), see `WorkflowSchedule`
+    sql: (t) =>
+      `CREATE TABLE ${t("schedules")} (
+        name text PRIMARY KEY,
+        last_tick timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+      );`
   }
 ]
 
