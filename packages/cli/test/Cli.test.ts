@@ -7,19 +7,8 @@ import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { spawnSync } from "node:child_process"
 import { type AddressInfo, createServer, type Server } from "node:net"
-import { fileURLToPath } from "node:url"
-
-const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
-
-/** `duraflow ...args`: stdout, stderr and the exit code. */
-const duraflow = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  Effect.sync(() => {
-    const { DATABASE_URL: _, ...rest } = process.env
-    const r = spawnSync(process.execPath, ["--import", "tsx", main, ...args], { env: { ...rest, ...env }, encoding: "utf8" })
-    return { stdout: r.stdout, stderr: r.stderr, code: r.status }
-  })
+import { duraflow } from "./fixtures/duraflow.js"
 
 describe("duraflow", () => {
   layer(TestDatabase.layer("cli"), { timeout: 120_000, excludeTestServices: true })((it) => {

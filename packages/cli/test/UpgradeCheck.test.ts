@@ -8,18 +8,10 @@ import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { duraflow } from "./fixtures/duraflow.js"
 
-const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
-
-const duraflow = (args: ReadonlyArray<string>) =>
-  Effect.sync(() => {
-    const { DATABASE_URL: _, ...rest } = process.env
-    const r = spawnSync(process.execPath, ["--import", "tsx", main, ...args], { env: rest, encoding: "utf8" })
-    return { stdout: r.stdout, stderr: r.stderr, code: r.status }
-  })
 
 describe("duraflow upgrade-check", () => {
   layer(TestDatabase.layer("cli_upgrade"), { timeout: 120_000, excludeTestServices: true })((it) => {

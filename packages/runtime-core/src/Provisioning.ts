@@ -142,6 +142,14 @@ export const roleViolation = (role: string): string | undefined => {
   return rule === undefined ? undefined : `a role name follows the table-prefix rules, and this one ${rule}`
 }
 
+/** Returns the rule a password breaks, or undefined. */
+const passwordViolation = (password: string): string | undefined =>
+  password.length === 0
+    ? "the password must not be empty"
+    : password.includes("\u0000")
+    ? "the password must not contain a NUL character"
+    : undefined
+
 /** Relation kinds provisioning hands over, with the keyword ALTER uses for them. */
 const RELKIND_SQL = `CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
   WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END`
@@ -169,8 +177,8 @@ export const provisionApp = (
     const roleRule = roleViolation(role)
     if (roleRule !== undefined) return yield* refuse(`invalid role name: ${roleRule}`)
     const password = Redacted.isRedacted(options.password) ? Redacted.value(options.password) : options.password
-    if (password.length === 0) return yield* refuse("the password must not be empty")
-    if (password.includes("\u0000")) return yield* refuse("the password must not contain a NUL character")
+    const passwordRule = passwordViolation(password)
+    if (passwordRule !== undefined) return yield* refuse(passwordRule)
 
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     /** Renders a statement server-side: `format(template, ...args)`, args bound as parameters. */
@@ -345,8 +353,8 @@ export const provisionObserver = (
     const roleRule = roleViolation(role)
     if (roleRule !== undefined) return yield* refuse(`invalid role name: ${roleRule}`)
     const password = Redacted.isRedacted(options.password) ? Redacted.value(options.password) : options.password
-    if (password.length === 0) return yield* refuse("the password must not be empty")
-    if (password.includes("\u0000")) return yield* refuse("the password must not contain a NUL character")
+    const passwordRule = passwordViolation(password)
+    if (passwordRule !== undefined) return yield* refuse(passwordRule)
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const exec = (template: string, ...args: ReadonlyArray<string>) =>
       sql.unsafe<{ stmt: string }>(`SELECT format($1::text, VARIADIC $2::text[]) AS stmt`, [template, args]).pipe(

@@ -35,6 +35,7 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
 import { Effect, Either, ParseResult, Schema } from "effect"
+import { CLOCK_ENTITY, internalDeferred, parse } from "./internal/EngineStorage.js"
 import { exitSchema } from "./internal/InlineActivities.js"
 import * as TablePrefix from "./TablePrefix.js"
 
@@ -99,10 +100,8 @@ export class Report extends Schema.Class<Report>("UpgradeCheck/Report")({
   ok: Schema.Boolean
 }) {}
 
-const CLOCK_ENTITY = "Workflow/-/DurableClock"
 /** Execution ids per query. */
 const CHUNK = 1000
-const internalDeferred = (name: string) => name.startsWith("DurableClock/") || name === "Workflow/InterruptSignal"
 
 const decodeProblem = (schema: Schema.Schema<any, any, never>, value: unknown): string | undefined =>
   Either.match(Schema.decodeUnknownEither(schema)(value), {
@@ -110,14 +109,6 @@ const decodeProblem = (schema: Schema.Schema<any, any, never>, value: unknown): 
     onRight: () => undefined
   })
 
-const parse = (text: string | null): any => {
-  if (text === null) return undefined
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
 
 const exists = (sql: SqlClient.SqlClient, table: string) =>
   Effect.map(sql<{ e: boolean }>`SELECT to_regclass(${`public.${table}`}) IS NOT NULL AS e`, (rows) => rows[0]?.e === true)

@@ -25,6 +25,16 @@ const provision = (env: Record<string, string | undefined>, args: ReadonlyArray<
     return { code, out: child.lines.filter((l) => l !== "").join("\n") }
   })
 
+/** Drops `role` (roles are cluster-wide) when the test's scope closes. */
+const dropRoleAfter = (sql: SqlClient.SqlClient, role: string) =>
+  Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      if ((yield* sql`SELECT 1 FROM pg_roles WHERE rolname = ${role}`).length === 0) return
+      yield* sql.unsafe(`DROP OWNED BY "${role}"`)
+      yield* sql.unsafe(`DROP ROLE "${role}"`)
+    }).pipe(Effect.orDie)
+  )
+
 describe("provision CLI", () => {
   layer(TestDatabase.layer("provision_cli"), { timeout: 120_000, excludeTestServices: true })((it) => {
     it.scoped("--observer: a role that reads every app's tables, writes nothing, and leaves doctor's verdicts clean", () =>
@@ -32,13 +42,7 @@ describe("provision CLI", () => {
         const db = yield* TestDatabase.TestDatabase
         const sql = yield* SqlClient.SqlClient
         const role = `t_obs_${Math.random().toString(36).slice(2, 10)}`
-        yield* Effect.addFinalizer(() =>
-          Effect.gen(function*() {
-            if ((yield* sql`SELECT 1 FROM pg_roles WHERE rolname = ${role}`).length === 0) return
-            yield* sql.unsafe(`DROP OWNED BY "${role}"`)
-            yield* sql.unsafe(`DROP ROLE "${role}"`)
-          }).pipe(Effect.orDie)
-        )
+        yield* dropRoleAfter(sql, role)
         yield* sql.unsafe(`CREATE TABLE obs_runtime_migrations (id int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL);
           CREATE TABLE obs_things (id int); INSERT INTO obs_things VALUES (1)`)
         const made = yield* provision({ DATABASE_URL: db.url, APP_DB_PASSWORD: "look-only" }, ["--observer", "--role", role, "--show-url"])
@@ -67,13 +71,7 @@ describe("provision CLI", () => {
         const db = yield* TestDatabase.TestDatabase
         const sql = yield* SqlClient.SqlClient
         const role = `t_cli_${Math.random().toString(36).slice(2, 10)}`
-        yield* Effect.addFinalizer(() =>
-          Effect.gen(function*() {
-            if ((yield* sql`SELECT 1 FROM pg_roles WHERE rolname = ${role}`).length === 0) return
-            yield* sql.unsafe(`DROP OWNED BY "${role}"`)
-            yield* sql.unsafe(`DROP ROLE "${role}"`)
-          }).pipe(Effect.orDie)
-        )
+        yield* dropRoleAfter(sql, role)
         const password = "s3cret/with:chars@"
         const first = yield* provision({ DATABASE_URL: db.url, APP_DB_PASSWORD: password }, [
           "--",

@@ -32,24 +32,12 @@ import {
   type Step
 } from "../RunsApi.js"
 import * as TablePrefix from "../TablePrefix.js"
+import { CLOCK_ENTITY, internalDeferred, PARENT_KEY, parse } from "./EngineStorage.js"
 
 /** The cluster's snowflake epoch (`@effect/cluster/Snowflake`): ids carry their creation time. */
 const SNOWFLAKE_EPOCH = Date.UTC(2025, 0, 1)
 const timeOf = (id: string) => new Date(Number(BigInt(id) >> 22n) + SNOWFLAKE_EPOCH).toISOString()
 
-const CLOCK_ENTITY = "Workflow/-/DurableClock"
-const PARENT_KEY = "~@effect/workflow/parent"
-/** Deferreds the engine uses itself: a durable clock's, and the interruption of a cancelled run. */
-const internalDeferred = (name: string) => name.startsWith("DurableClock/") || name === "Workflow/InterruptSignal"
-
-const parse = (text: string | null): any => {
-  if (text === null) return undefined
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
 
 /** An encoded `Workflow.Result` inside an encoded reply exit, as an attempt's outcome. */
 const outcomeOf = (reply: any): Pick<ActivityAttempt, "outcome" | "result" | "error"> => {
