@@ -12,7 +12,7 @@
  * role is enough. A table by default, `--json` for scripts. Exit codes: 0 ok,
  * 1 a check failed (doctor) or the database could not be read, 2 usage.
  */
-import { Database, Doctor, Retention, TablePrefix } from "@duraflow/runtime-core"
+import { AppDirectory, Database, Doctor, Retention, TablePrefix } from "@duraflow/runtime-core"
 import { Args, Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
 import { Config, Console, Data, Duration, Effect, Option, Redacted } from "effect"
@@ -42,34 +42,10 @@ const onDatabase = <A, E>(arg: Option.Option<string>, effect: Effect.Effect<A, E
     )
   })
 
-export interface AppInfo {
-  readonly prefix: string
-  /** runners holding their presence lock now (live processes of the app) */
-  readonly replicas: number
-  readonly runs: Record<string, number>
-}
-
-const appInfo = (prefix: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const space = TablePrefix.lockSpace(prefix as TablePrefix.TablePrefix)
-    const [live] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks
-      WHERE locktype = 'advisory' AND objsubid = 2 AND classid::bigint = ${space}
-        AND objid::bigint >= ${TablePrefix.RUNNER_LOCK_BASE}
-        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
-    const [ledger] = yield* sql<{ exists: boolean }>`SELECT to_regclass(${`public.${prefix}_runs`}) IS NOT NULL AS exists`
-    const runs: Record<string, number> = {}
-    if (ledger?.exists) {
-      for (const row of yield* sql<{ status: string; n: number }>`
-        SELECT status, count(*)::int AS n FROM ${sql(`${prefix}_runs`)} GROUP BY status ORDER BY status`) {
-        runs[row.status] = row.n
-      }
-    }
-    return { prefix, replicas: live?.n ?? 0, runs } satisfies AppInfo
-  })
+export type AppInfo = AppDirectory.AppInfo
 
 export const apps = Command.make("apps", { databaseUrl, json }, (args) =>
-  onDatabase(args.databaseUrl, Effect.flatMap(Doctor.prefixes, (prefixes) => Effect.forEach(prefixes, appInfo))).pipe(
+  onDatabase(args.databaseUrl, AppDirectory.list).pipe(
     Effect.flatMap((infos) =>
       args.json
         ? Console.log(JSON.stringify(infos, null, 2))
