@@ -151,9 +151,9 @@ export const router = (assets: ReadonlyMap<string, Asset>) => {
   return HttpRouter.all(r, "*", Effect.succeed(json(404, { _tag: "NotFound", message: "no such route" })))
 }
 
-/** The console on `port`; logs `Listening on http://...`. */
-export const layer = (port: number) =>
+/** The console on `host:port`; logs `Listening on http://...`. */
+export const layer = (port: number, host = "127.0.0.1") =>
   HttpServer.serve(router(loadAssets()), HttpMiddleware.logger).pipe(
     HttpServer.withLogAddress,
-    Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" }))
+    Layer.provide(NodeHttpServer.layer(createServer, { port, host }))
   )
