@@ -122,19 +122,19 @@ function Run({ prefix, workflow, executionId }) {
   const [notice, setNotice] = useState(null)
   const [signal, setSignal] = useState({ name: "", value: "null" })
   const run = runState.value?.ok ? runState.value.body : null
-  const act = async (action, body) => {
+  const act = async (action, body, label = action) => {
     const answer = await api(`${base}/${action}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body ?? null) })
-    if (!answer.ok) setNotice({ error: true, text: `${action}: ${problemOf(answer)}` })
+    if (!answer.ok) setNotice({ error: true, text: `${label}: ${problemOf(answer)}` })
     else if (action === "retry") {
       setNotice({ text: `retried as ${answer.body.executionId}`, link: `#/run/${enc(prefix)}/${enc(workflow)}/${enc(answer.body.executionId)}` })
-    } else setNotice({ text: `${action.split("/")[0]}: done` })
+    } else setNotice({ text: `${label}: done` })
     reloadRun()
     reloadSteps()
   }
   const sendSignal = () => {
     let value
     try { value = JSON.parse(signal.value) } catch { return setNotice({ error: true, text: "the signal's value is not JSON" }) }
-    act(`signals/${enc(signal.name)}`, value)
+    act(`signals/${enc(signal.name)}`, value, `signal ${signal.name}`)
   }
   if (runState.value && !runState.value.ok) return html`<p class="error">${problemOf(runState.value)}</p>`
   if (!run) return html`<p>loading…</p>`

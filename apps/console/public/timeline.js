@@ -65,7 +65,7 @@ export function Timeline({ run, steps }) {
   const ticks = Array.from({ length: 5 }, (_, i) => start + ((end - start) * i) / 4)
   const label = (t) => (end - start < 10_000 ? `+${Math.round(t - start)} ms` : `+${((t - start) / 1000).toFixed(1)} s`)
   return html`<svg class="timeline" data-testid="timeline" width=${width} height=${height} viewBox=${`0 0 ${width} ${height}`}>
-    ${ticks.map((t) => html`<g><line x1=${x(t)} x2=${x(t)} y1=${top - 6} y2=${height} stroke="#e5e7eb" /><text x=${x(t)} y=${12} text-anchor="middle">${label(t)}</text></g>`)}
+    ${ticks.map((t) => html`<g><line x1=${x(t)} x2=${x(t)} y1=${top - 6} y2=${height} stroke="#e5e7eb" /><text x=${x(t)} y=${12} text-anchor=${t === end ? "end" : "middle"}>${label(t)}</text></g>`)}
     ${rows.map((r, i) => {
       const y = top + i * rowHeight
       return html`<g data-testid="timeline-row" data-kind=${r.kind}>

@@ -24,7 +24,7 @@ describe("console API", () => {
     it.scoped("apps, runs, a run with its steps, actions through the owning app, stats", () => {
       let processes: ReadonlyArray<TestProcess.TestProcess> = []
       return logsOnFailure(() => processes, Effect.gen(function*() {
-        const stack = yield* startStack
+        const stack = yield* startStack()
         processes = stack.processes
         const api = `${stack.console}/api`
 

@@ -4,7 +4,9 @@
  * database. It finds the apps, filters the runs, opens a failed run (its
  * timeline, its error shown as text, not HTML), retries it once its cause is
  * repaired (the retry succeeds), and cancels a run that waits for the ontology
- * app. Screenshots go to test-artifacts/console/ at the workspace root.
+ * app; with a third app whose runs suspend on a signal (`fixtures/approvals-app.ts`), it
+ * draws a timeline with retried activity, durable sleep and signal, delivers a signal and
+ * cancels a suspended run. Screenshots go to test-artifacts/console/ at the workspace root.
  */
 import type { TestProcess } from "@duraflow/runtime-core/testing"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
@@ -67,11 +69,11 @@ if (problem !== "") console.warn(`console browser test skipped: ${problem}`)
 
 describe.skipIf(problem !== "")("console in a browser", () => {
   layer(TestDatabase.layer("console_browser"), { timeout: 240_000, excludeTestServices: true })((it) => {
-    it.scoped("find the apps and runs, open a run's timeline, retry a failed run, cancel a waiting one", () => {
+    it.scoped("find the apps and runs, open a run's timeline, retry a failed run, signal and cancel suspended runs, cancel a waiting one", () => {
       let processes: ReadonlyArray<TestProcess.TestProcess> = []
       return logsOnFailure(() => processes, Effect.gen(function*() {
         mkdirSync(artifacts, { recursive: true })
-        const stack = yield* startStack
+        const stack = yield* startStack({ approvals: true })
         processes = stack.processes
         const [ontologyProcess, knowledgeProcess] = stack.processes
 
@@ -88,7 +90,7 @@ describe.skipIf(problem !== "")("console in a browser", () => {
         // the apps: prefix, replicas, health, a chart each
         yield* step(() => page.goto(stack.console))
         const cards = page.getByTestId("app-card")
-        yield* step(() => expectCount(cards, 2))
+        yield* step(() => expectCount(cards, 3))
         yield* step(() => page.locator('[data-prefix="knowledge"] [data-testid="replicas"]').filter({ hasText: "1" }).waitFor())
         yield* step(() => page.locator('[data-prefix="knowledge"] [data-testid="health"]').filter({ hasText: "ok (durable)" }).waitFor())
         yield* step(() => page.locator('[data-testid="chart-knowledge"] canvas').waitFor())
@@ -124,6 +126,36 @@ describe.skipIf(problem !== "")("console in a browser", () => {
         yield* step(() => page.getByText(`retry of ${failedId}`).waitFor())
         yield* shot(page, "4-retried-run")
 
+        // suspended runs of the approvals app: one is signalled, one cancelled
+        const approvals = stack.approvals!
+        const toSignal: string = (yield* post(`${approvals}/runs/Approve`, { id: "to-signal" })).body.executionId
+        const toCancel: string = (yield* post(`${approvals}/runs/Approve`, { id: "to-cancel" })).body.executionId
+        for (const id of [toSignal, toCancel]) {
+          yield* poll(`run ${id} to suspend`, request(`${approvals}/runs/Approve/${id}`), (r) => r.body?.status === "suspended")
+        }
+        yield* step(() => page.goto(`${stack.console}/#/app/approvals`))
+        yield* step(() => page.getByTestId("filter-status").selectOption("suspended"))
+        yield* step(() => expectCount(page.getByTestId("run-row"), 2))
+        yield* step(() => page.getByRole("link", { name: toSignal }).click())
+        const timeline = page.getByTestId("timeline")
+        yield* step(() => timeline.locator('[data-kind="sleep"]').waitFor())
+        expect(yield* step(() => timeline.locator('[data-kind="activity"]').textContent())).toContain("prepare (2 attempts)")
+        expect(yield* step(() => timeline.locator('[data-kind="activity"] rect').count())).toBe(2)
+        yield* shot(page, "5-suspended-run")
+        yield* step(() => page.getByTestId("signal-name").fill("approval"))
+        yield* step(() => page.getByTestId("signal-value").fill("\"approved in the console\""))
+        yield* step(() => page.getByTestId("action-signal").click())
+        yield* step(() => page.locator('[data-testid="run"] [data-testid="status"]').filter({ hasText: "succeeded" }).waitFor({ timeout: 60_000 }))
+        yield* step(() => timeline.locator('[data-kind="signal"] circle').waitFor())
+        expect(yield* step(() => page.getByTestId("result").textContent())).toContain("approved in the console")
+        yield* shot(page, "6-signalled-run")
+        yield* step(() => page.goto(`${stack.console}/#/run/approvals/Approve/${encodeURIComponent(toCancel)}`))
+        yield* step(() => page.locator('[data-testid="run"] [data-testid="status"]').filter({ hasText: "suspended" }).waitFor())
+        yield* step(() => page.getByTestId("action-cancel").click())
+        yield* step(() => page.locator('[data-testid="run"] [data-testid="status"]').filter({ hasText: "cancelled" }).waitFor())
+        expect((yield* request(`${approvals}/runs/Approve/${toCancel}`)).body.status).toBe("cancelled")
+        yield* shot(page, "7-cancelled-suspended-run")
+
         // the ontology app goes away: a new ingest waits for it; the console cancels it
         yield* ontologyProcess!.kill("SIGKILL")
         const waitingId: string = (yield* post(`${stack.knowledge}/runs/IngestDocument`, document("doc-wait", "tiny"))).body.executionId
@@ -133,12 +165,12 @@ describe.skipIf(problem !== "")("console in a browser", () => {
         yield* step(() => page.getByTestId("action-cancel").click())
         yield* step(() => page.locator('[data-testid="run"] [data-testid="status"]').filter({ hasText: "cancelled" }).waitFor())
         expect((yield* request(`${stack.knowledge}/runs/IngestDocument/${waitingId}`)).body.status).toBe("cancelled")
-        yield* shot(page, "5-cancelled-run")
+        yield* shot(page, "8-cancelled-waiting-run")
 
         // the apps page shows the ontology app as unreachable
         yield* step(() => page.goto(stack.console))
         yield* step(() => page.locator('[data-prefix="ontology"] [data-testid="health"]').filter({ hasText: "unreachable" }).waitFor({ timeout: 30_000 }))
-        yield* shot(page, "6-apps-ontology-down")
+        yield* shot(page, "9-apps-ontology-down")
         expect(errors).toEqual([])
       }))
     })

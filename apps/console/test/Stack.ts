@@ -26,9 +26,13 @@ export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => 
   })
 })
 
-const spawn = (dir: string, port: number, env: Record<string, string | undefined>) =>
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url))
+
+const spawn = (dir: string, port: number, env: Record<string, string | undefined>) => spawnEntry(dir, "src/main.ts", port, env)
+
+const spawnEntry = (dir: string, entry: string, port: number, env: Record<string, string | undefined>) =>
   Effect.gen(function*() {
-    const process = yield* TestProcess.spawnTs(`${dir}src/main.ts`, {
+    const process = yield* TestProcess.spawnTs(`${dir}${entry}`, {
       cwd: dir,
       env: { ...env, PORT: String(port), TEST_DATABASE_URL: undefined, WORKFLOW_MODE: "durable" }
     })
@@ -45,21 +49,31 @@ const role = (name: string, create: Effect.Effect<unknown, unknown, SqlClient.Sq
         sql.unsafe(`DROP ROLE IF EXISTS "${name}"`)
       )).pipe(Effect.ignoreLogged))
 
-export const startStack: Effect.Effect<
+/**
+ * With `approvals`, a third app (`fixtures/approvals-app.ts`, prefix `approvals`) whose
+ * runs suspend on a signal, under its own role too.
+ */
+export const startStack = (options: { readonly approvals?: boolean } = {}): Effect.Effect<
   {
     readonly ontology: string
     readonly knowledge: string
+    readonly approvals: string | undefined
     readonly console: string
     readonly processes: ReadonlyArray<TestProcess.TestProcess>
   },
   unknown,
   TestDatabase.TestDatabase | SqlClient.SqlClient | Scope.Scope
-> = Effect.gen(function*() {
+> => Effect.gen(function*() {
   const db = yield* TestDatabase.TestDatabase
   const sql = yield* SqlClient.SqlClient
   const tag = db.name.slice(-8)
-  const roles = { ontology: `c${tag}_ontology`, knowledge: `c${tag}_knowledge`, observer: `c${tag}_observer` }
-  for (const prefix of ["ontology", "knowledge"] as const) {
+  const roles = {
+    ontology: `c${tag}_ontology`,
+    knowledge: `c${tag}_knowledge`,
+    approvals: `c${tag}_approvals`,
+    observer: `c${tag}_observer`
+  }
+  for (const prefix of ["ontology", "knowledge", ...(options.approvals ? ["approvals" as const] : [])] as const) {
     yield* role(roles[prefix], Provisioning.provisionApp({ prefix, role: roles[prefix], password: "app-password" }))
   }
   yield* role(roles.observer, sql.unsafe(`CREATE ROLE "${roles.observer}" LOGIN PASSWORD 'observer' NOSUPERUSER NOCREATEDB NOCREATEROLE`))
@@ -73,12 +87,25 @@ export const startStack: Effect.Effect<
     DURAFLOW_OPERATOR_TOKEN: TOKEN,
     ONTOLOGY_URL: ontology.url
   })
+  const approvals = options.approvals
+    ? yield* Effect.flatMap(freePort, (port) =>
+      spawnEntry(fixtures, "approvals-app.ts", port, {
+        DATABASE_URL: Provisioning.appUrl(db.url, roles.approvals, "app-password"),
+        DURAFLOW_OPERATOR_TOKEN: TOKEN
+      }))
+    : undefined
   const console = yield* spawn(fileURLToPath(new URL("../", import.meta.url)), consolePort, {
     DATABASE_URL: Provisioning.appUrl(db.url, roles.observer, "observer"),
-    CONSOLE_APPS: `${ontology.url},${knowledge.url}`,
+    CONSOLE_APPS: [ontology.url, knowledge.url, ...(approvals ? [approvals.url] : [])].join(","),
     DURAFLOW_OPERATOR_TOKEN: TOKEN
   })
-  return { ontology: ontology.url, knowledge: knowledge.url, console: console.url, processes: [ontology.process, knowledge.process, console.process] }
+  return {
+    ontology: ontology.url,
+    knowledge: knowledge.url,
+    approvals: approvals?.url,
+    console: console.url,
+    processes: [ontology.process, knowledge.process, console.process, ...(approvals ? [approvals.process] : [])]
+  }
 })
 
 /** Prints every process's output when the test fails. */
