@@ -20,7 +20,6 @@ import { chromium, type BrowserContext, type Page } from "playwright-core"
 import { inject } from "vitest"
 import { logsOnFailure, poll, post, request, startStack } from "./Stack.js"
 
-const CHROMIUM = "/usr/bin/chromium"
 const ARGS = [
   "--headless",
   "--no-sandbox",
@@ -46,7 +45,7 @@ const browser = Effect.acquireRelease(
   Effect.promise(async () => {
     const profile = mkdtempSync(join(tmpdir(), "duraflow-console-chromium-"))
     const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
+      executablePath: inject("chromiumPath"),
       headless: true,
       args: ARGS,
       viewport: { width: 1280, height: 900 },

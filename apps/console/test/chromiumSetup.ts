@@ -1,7 +1,7 @@
 /**
  * Global setup of the console's tests: the browser test drives Debian's
  * `chromium` (Playwright's own browser download is not reachable here). When
- * `/usr/bin/chromium` is missing, this installs it with apt-get (running
+ * `/usr/bin/chromium` (or `CHROMIUM_PATH`) is missing, this installs it with apt-get (running
  * `apt-get update` first if the install fails); if that is impossible, it
  * tells the browser test to skip, with the reason.
  */
@@ -9,7 +9,8 @@ import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import type { TestProject } from "vitest/node"
 
-export const CHROMIUM = "/usr/bin/chromium"
+/** Debian's chromium; `CHROMIUM_PATH` points elsewhere (the package is still what gets installed). */
+export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium"
 
 const install = () => {
   const run = (args: ReadonlyArray<string>) =>
@@ -34,10 +35,12 @@ export default function setup(project: TestProject) {
     if (problem === "" && !existsSync(CHROMIUM)) problem = `apt-get ran but ${CHROMIUM} is still missing`
   }
   project.provide("chromiumProblem", problem)
+  project.provide("chromiumPath", CHROMIUM)
 }
 
 declare module "vitest" {
   export interface ProvidedContext {
     chromiumProblem: string
+    chromiumPath: string
   }
 }
