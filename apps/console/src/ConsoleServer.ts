@@ -103,6 +103,10 @@ const proxy = (method: "GET" | "POST", path: (params: Readonly<Record<string, st
   withApp((url, params) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
+      if (method === "POST") {
+        const refused = crossSite(request)
+        if (refused) return refused
+      }
       const search = new URL(request.url, "http://console").search
       const body = method === "POST" ? yield* Effect.orElseSucceed(request.json, () => null) : undefined
       const upstreams = yield* Upstreams
@@ -110,6 +114,32 @@ const proxy = (method: "GET" | "POST", path: (params: Readonly<Record<string, st
       return json(answer.status, answer.body)
     }).pipe(Effect.catchAll(() => Effect.succeed(json(400, { _tag: "MalformedRequest", message: "could not read the request" }))))
   )
+
+/**
+ * Actions carry the console's operator token, so another site must not be able to
+ * make a visitor's browser send them (CSRF): a POST must be JSON (a cross-site
+ * JSON POST needs a CORS preflight, which the console never grants) and, when the
+ * browser names its origin, come from the console's own host.
+ */
+const crossSite = (request: HttpServerRequest.HttpServerRequest) => {
+  const contentType = request.headers["content-type"] ?? ""
+  if (!/^application\/json\b/i.test(contentType)) {
+    return json(415, { _tag: "UnsupportedMediaType", message: "actions must be sent as application/json" })
+  }
+  const origin = request.headers["origin"]
+  if (origin !== undefined && origin !== "null") {
+    let host: string | undefined
+    try {
+      host = new URL(origin).host
+    } catch {
+      host = undefined
+    }
+    if (host !== request.headers["host"]) return json(403, { _tag: "Forbidden", message: "cross-site request refused" })
+  } else if (origin === "null") {
+    return json(403, { _tag: "Forbidden", message: "cross-site request refused" })
+  }
+  return undefined
+}
 
 /** Only the list's own filters are passed on. */
 const listSearch = (search: string) => {

@@ -71,6 +71,21 @@ describe("console API", () => {
         const retried = yield* post(`${api}/apps/knowledge/runs/IngestDocument/${failedId}/retry`)
         expect(retried.status).toBe(202)
         expect(retried.body).toMatchObject({ retryOf: failedId, attempt: 2 })
+        // no cross-site actions: JSON only, and from the console's own origin when one is named
+        const retryUrl = `${api}/apps/knowledge/runs/IngestDocument/${failedId}/retry`
+        expect((yield* request(retryUrl, { method: "POST", headers: { "content-type": "text/plain" }, body: "null" })).status).toBe(415)
+        const foreign = yield* request(retryUrl, {
+          method: "POST",
+          headers: { "content-type": "application/json", origin: "http://evil.example" },
+          body: "null"
+        })
+        expect(foreign.status).toBe(403)
+        const sameOrigin = yield* request(retryUrl, {
+          method: "POST",
+          headers: { "content-type": "application/json", origin: stack.console },
+          body: "null"
+        })
+        expect(sameOrigin.status).toBe(202)
         const signal = yield* post(`${api}/apps/knowledge/runs/IngestDocument/${failedId}/signals/nope`, {})
         expect(signal.status).toBe(404)
 
