@@ -181,9 +181,15 @@ export const router = (assets: ReadonlyMap<string, Asset>) => {
   return HttpRouter.all(r, "*", Effect.succeed(json(404, { _tag: "NotFound", message: "no such route" })))
 }
 
-/** The console on `host:port`; logs `Listening on http://...`. */
+/** The page polls every few seconds: only actions (POST) are worth a log line. */
+const logActions = HttpMiddleware.make((app) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    request.method === "GET" ? HttpMiddleware.withLoggerDisabled(app) : app)
+)
+
+/** The console on `host:port`; logs `Listening on http://...` and each action. */
 export const layer = (port: number, host = "127.0.0.1") =>
-  HttpServer.serve(router(loadAssets()), HttpMiddleware.logger).pipe(
+  HttpServer.serve(router(loadAssets()), (app) => HttpMiddleware.logger(logActions(app))).pipe(
     HttpServer.withLogAddress,
     Layer.provide(NodeHttpServer.layer(createServer, { port, host }))
   )
