@@ -91,6 +91,16 @@ function Runs({ prefix, query }) {
   const search = new URLSearchParams({ limit: "100", ...(workflow ? { workflow } : {}), ...(status ? { status } : {}) })
   const [state] = usePoll(() => api(`/apps/${enc(prefix)}/runs?${search}`), [prefix, workflow, status])
   const answer = state.value
+  // older pages, fetched on demand with the last run's cursor (the first page stays live)
+  const [older, setOlder] = useState([])
+  useEffect(() => setOlder([]), [prefix, workflow, status])
+  const shown = Array.isArray(answer?.body) ? [...answer.body, ...older.filter((o) => !answer.body.some((r) => r.executionId === o.executionId))] : []
+  const loadOlder = async () => {
+    const last = shown[shown.length - 1]
+    if (!last?.cursor) return
+    const page = await api(`/apps/${enc(prefix)}/runs?${new URLSearchParams({ ...Object.fromEntries(search), cursor: last.cursor })}`)
+    if (page.ok && Array.isArray(page.body)) setOlder((o) => [...o, ...page.body])
+  }
   useEffect(() => {
     if (Array.isArray(answer?.body)) setWorkflows((known) => [...new Set([...known, ...answer.body.map((r) => r.workflow)])].sort())
   }, [answer])
@@ -106,12 +116,13 @@ function Runs({ prefix, query }) {
     ${answer && !answer.ok ? html`<p class="error">${problemOf(answer)}</p>` : null}
     ${Array.isArray(answer?.body) ? html`<table data-testid="runs">
       <thead><tr><th>workflow</th><th>execution id</th><th>status</th><th>started</th><th>updated</th><th>retry</th></tr></thead>
-      <tbody>${answer.body.map((r) => html`<tr data-testid="run-row" data-execution-id=${r.executionId} data-status=${r.status}>
+      <tbody>${shown.map((r) => html`<tr data-testid="run-row" data-execution-id=${r.executionId} data-status=${r.status}>
         <td>${r.workflow}</td>
         <td><a href=${`#/run/${enc(prefix)}/${enc(r.workflow)}/${enc(r.executionId)}`}>${r.executionId}</a></td>
         <td><${Status} status=${r.status} /></td><td>${r.createdAt}</td><td>${r.updatedAt}</td>
         <td>${r.retryOf ? `retry of ${r.retryOf}` : r.retriedBy ? `retried by ${r.retriedBy}` : ""}</td></tr>`)}</tbody>
-    </table>${answer.body.length === 0 ? html`<p class="muted">no runs</p>` : null}` : html`<p>loading…</p>`}
+    </table>${answer.body.length === 0 ? html`<p class="muted">no runs</p>` : null}
+    ${shown.length >= 100 ? html`<p><button data-testid="load-older" onClick=${loadOlder}>Older runs</button></p>` : null}` : html`<p>loading…</p>`}
   </div>`
 }
 

@@ -56,6 +56,12 @@ describe("console API", () => {
           r.body?.[0]?.status === "succeeded")
         expect(ontologyRuns.body[0].workflow).toBe("PublishOntology")
         expect((yield* request(`${api}/apps/knowledge/runs?status=bogus`)).status).toBe(400)
+        // pages: the cursor is passed on
+        const first = yield* request(`${api}/apps/knowledge/runs?limit=1&ignored=x`)
+        expect(first.body).toHaveLength(1)
+        const next = yield* request(`${api}/apps/knowledge/runs?limit=1&cursor=${encodeURIComponent(first.body[0].cursor)}`)
+        expect(next.status).toBe(200)
+        expect(next.body.map((r: any) => r.executionId)).not.toContain(first.body[0].executionId)
 
         // its steps (the timeline's data)
         const steps = yield* request(`${api}/apps/knowledge/runs/IngestDocument/${failedId}/steps`)
