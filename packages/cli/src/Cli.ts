@@ -18,7 +18,7 @@
  * migrations `doctor` then compares with the database's (an app's own
  * `duraflow` gives its domain); `main` runs it as a process.
  */
-import { Database, Doctor, Retention, TablePrefix, UpgradeCheck } from "@duraflow/runtime-core"
+import { AppDirectory, Database, Doctor, Retention, TablePrefix, UpgradeCheck } from "@duraflow/runtime-core"
 import { Args, Command, Options, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
@@ -51,44 +51,10 @@ const onDatabase = <A, E>(arg: Option.Option<string>, effect: Effect.Effect<A, E
     )
   })
 
-export interface AppInfo {
-  readonly prefix: string
-  /** runners holding their presence lock now (live processes of the app) */
-  readonly replicas: number
-  /**
-   * `ok`: live replicas, nothing overdue; `degraded`: durable clocks or signals
-   * due over a minute ago still undelivered (`doctor` tells which); `down`: no live replica
-   */
-  readonly health: "ok" | "degraded" | "down"
-  /** engine messages due over a minute ago and not delivered */
-  readonly overdue: number
-  readonly runs: Record<string, number>
-}
-
-const appInfo = (prefix: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const space = TablePrefix.lockSpace(prefix as TablePrefix.TablePrefix)
-    const [live] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks
-      WHERE locktype = 'advisory' AND objsubid = 2 AND classid::bigint = ${space}
-        AND objid::bigint >= ${TablePrefix.RUNNER_LOCK_BASE}
-        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
-    const [ledger] = yield* sql<{ exists: boolean }>`SELECT to_regclass(${`public.${prefix}_runs`}) IS NOT NULL AS exists`
-    const runs: Record<string, number> = {}
-    if (ledger?.exists) {
-      for (const row of yield* sql<{ status: string; n: number }>`
-        SELECT status, count(*)::int AS n FROM ${sql(`${prefix}_runs`)} GROUP BY status ORDER BY status`) {
-        runs[row.status] = row.n
-      }
-    }
-    const overdue = yield* Doctor.overdueMessages(prefix)
-    const replicas = live?.n ?? 0
-    const health = replicas === 0 ? "down" : overdue > 0 ? "degraded" : "ok"
-    return { prefix, replicas, health, overdue, runs } satisfies AppInfo
-  })
+export type AppInfo = AppDirectory.AppInfo
 
 export const apps = Command.make("apps", { databaseUrl, json }, (args) =>
-  onDatabase(args.databaseUrl, Effect.flatMap(Doctor.prefixes, (prefixes) => Effect.forEach(prefixes, appInfo))).pipe(
+  onDatabase(args.databaseUrl, AppDirectory.list).pipe(
     Effect.flatMap((infos) =>
       args.json
         ? Console.log(JSON.stringify(infos, null, 2))

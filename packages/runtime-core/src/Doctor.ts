@@ -158,13 +158,14 @@ const grants = (apps: ReadonlyArray<string>) =>
  */
 const OVERDUE = "deliver_at IS NOT NULL AND deliver_at < (extract(epoch from clock_timestamp()) * 1000)::bigint - 60000"
 
-/** How many of an app's engine messages are overdue (see `OVERDUE`); 0 when it has no engine tables. */
+/** How many of an app's engine messages are overdue (see `OVERDUE`); 0 when it has no engine tables or this role may not read them. */
 export const overdueMessages = (prefix: string): Effect.Effect<number, SqlError, SqlClient.SqlClient> =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.gen(function*() {
-      const [table] = yield* sql<{ exists: boolean }>`
-        SELECT to_regclass(${`public.${prefix}_cluster_messages`}) IS NOT NULL AS exists`
-      if (!table?.exists) return 0
+      const name = `public.${prefix}_cluster_messages`
+      const [table] = yield* sql<{ readable: boolean | null }>`SELECT CASE WHEN to_regclass(${name}) IS NULL THEN NULL
+        ELSE has_table_privilege(to_regclass(${name}), 'SELECT') END AS readable`
+      if (!table?.readable) return 0
       const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${prefix}_cluster_messages`)}
         WHERE processed = false AND kind = 0 AND ${sql.literal(OVERDUE)}`
       return row?.n ?? 0

@@ -6,6 +6,7 @@
  * `src/internal/` so they can change without breaking a consumer. Test helpers
  * are their own entry point, `@duraflow/runtime-core/testing`.
  */
+export * as AppDirectory from "./AppDirectory.js"
 export * as AppRuntime from "./AppRuntime.js"
 export * as AppServer from "./AppServer.js"
 export * as Database from "./Database.js"

@@ -11,7 +11,8 @@
  * - `--replicas N` (1 to 8, default 1): N processes per app, each a runner of
  *   its app's cluster, behind a round-robin load balancer on the app's port.
  * - `--ontology-port` (`ONTOLOGY_PORT`, 4001), `--knowledge-port` (`KNOWLEDGE_PORT`,
- *   4002); a port that is taken is refused. `WORKFLOW_MODE` is passed on.
+ *   4002), `--console-port` (`CONSOLE_PORT`, 4000: the web console, `ConsoleProcess`);
+ *   a port that is taken is refused. `WORKFLOW_MODE` is passed on.
  *
  * Stopping: Ctrl-C (SIGINT), SIGTERM and a closed terminal (SIGHUP) stop the apps,
  * then Postgres, and exit 0. If this process is killed outright (SIGKILL), its
@@ -22,6 +23,7 @@ import { Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Config, Console, Effect, Option } from "effect"
 import * as AppProcesses from "./AppProcesses.js"
+import * as ConsoleProcess from "./ConsoleProcess.js"
 import * as Demo from "./Demo.js"
 import * as PostgresProcess from "./PostgresProcess.js"
 
@@ -57,6 +59,7 @@ const start = Command.make("start", {
   exit: Options.boolean("exit").pipe(Options.withDescription("with --demo: stop after the demo")),
   ontologyPort: port("ontology-port", "ONTOLOGY_PORT", 4001),
   knowledgePort: port("knowledge-port", "KNOWLEDGE_PORT", 4002),
+  consolePort: port("console-port", "CONSOLE_PORT", 4000),
   databaseUrl: Options.text("database-url").pipe(
     Options.withFallbackConfig(Config.string("DATABASE_URL")),
     Options.optional,
@@ -66,7 +69,7 @@ const start = Command.make("start", {
   Effect.gen(function*() {
     const { replicas } = args
     // refuse a taken port before waiting for Postgres
-    yield* AppProcesses.ensureFree(AppProcesses.portsOf(args))
+    yield* AppProcesses.ensureFree([...AppProcesses.portsOf(args), args.consolePort])
     const databaseUrl = yield* database(args.databaseUrl)
     const [ontology, knowledge] = yield* AppProcesses.startAll({
       databaseUrl,
@@ -75,6 +78,7 @@ const start = Command.make("start", {
       replicas,
       workflowMode: process.env.WORKFLOW_MODE || undefined
     })
+    const consoleUrl = yield* ConsoleProcess.start({ port: args.consolePort, databaseUrl, apps: [ontology.url, knowledge.url] })
     const topology = (app: AppProcesses.App) =>
       replicas === 1 ? "" : `\n             ${replicas} replicas behind it: ${app.replicas.join(", ")}`
     yield* Console.log(
@@ -83,6 +87,7 @@ const start = Command.make("start", {
         "Both apps are up, sharing one database:",
         `  ontology   ${ontology.url}   (ready: ${ontology.url}/ready, API: ${ontology.url}/openapi.json)${topology(ontology)}`,
         `  knowledge  ${knowledge.url}   (ready: ${knowledge.url}/ready, API: ${knowledge.url}/openapi.json)${topology(knowledge)}`,
+        `  console    ${consoleUrl}   (open it in a browser: the apps, their runs, actions)`,
         ""
       ].join("\n")
     )

@@ -47,13 +47,14 @@ const processesWith = (text: string) =>
 
 /** Starts `command` in a process group of its own, output kept; resolves once both apps are up. */
 const startJob = async (command: string, args: ReadonlyArray<string>) => {
-  const [ontology, knowledge, postgres] = [await freePort(), await freePort(), await freePort()]
+  const [ontology, knowledge, postgres, consolePort] = [await freePort(), await freePort(), await freePort(), await freePort()]
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     EMBEDDED_PG_DIR: dataDir,
     EMBEDDED_PG_PORT: String(postgres),
     ONTOLOGY_PORT: String(ontology),
-    KNOWLEDGE_PORT: String(knowledge)
+    KNOWLEDGE_PORT: String(knowledge),
+    CONSOLE_PORT: String(consolePort)
   }
   delete env.DATABASE_URL
   delete env.NODE_OPTIONS
@@ -71,8 +72,9 @@ const startJob = async (command: string, args: ReadonlyArray<string>) => {
     if (Date.now() > deadline) throw new Error(`start was not up within 240 s:\n${output}`)
     await sleep(250)
   }
-  for (const port of [ontology, knowledge, postgres]) expect(await listening(port)).toBe(true)
-  return { child, exited, ports: [ontology, knowledge, postgres], output: () => output }
+  for (const port of [ontology, knowledge, postgres, consolePort]) expect(await listening(port)).toBe(true)
+  expect(output).toContain(`console    http://127.0.0.1:${consolePort}`)
+  return { child, exited, ports: [ontology, knowledge, postgres, consolePort], output: () => output }
 }
 
 /** Waits until nothing listens on `ports` and no process runs on the data directory (or 60 s pass). */
@@ -142,7 +144,7 @@ describe("pnpm start", () => {
     try {
       const child = spawn(process.execPath, ["--import", "tsx", "tooling/dev/src/main.ts", "--ontology-port", String(port)], {
         cwd: root,
-        env: { ...process.env, DATABASE_URL: "postgres://postgres@127.0.0.1:9/none", KNOWLEDGE_PORT: String(await freePort()) },
+        env: { ...process.env, DATABASE_URL: "postgres://postgres@127.0.0.1:9/none", KNOWLEDGE_PORT: String(await freePort()), CONSOLE_PORT: String(await freePort()) },
         stdio: ["ignore", "pipe", "pipe"]
       })
       started.push(child)
