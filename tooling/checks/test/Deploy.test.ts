@@ -15,10 +15,11 @@ import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { pnpm, workspacePackages } from "./workspace.js"
+import { pnpm, root, workspacePackages } from "./workspace.js"
 
 const packages = workspacePackages()
-const apps = packages.filter((p) => p.dir.startsWith("apps/"))
+// the apps shipped as images (a Dockerfile each); the web console runs from the workspace
+const apps = packages.filter((p) => p.dir.startsWith("apps/") && existsSync(join(root, p.dir, "Dockerfile")))
 
 /** `name` and the workspace packages it needs at run time (`dependencies`, transitively). */
 const productionClosure = (name: string): ReadonlySet<string> => {
