@@ -5,11 +5,12 @@
  *   per activity retry; `LOG_FORMAT=json` writes one JSON object per line;
  * - the `OTEL_*` settings: nothing is exported when no endpoint is set;
  * - a run interrupted by a shutdown and replayed by the next process (durable
- *   engine, same database) stays in the trace of the request that started it:
- *   the engine stores the parent span with the run's message.
+ *   engine, same database), or suspended on a signal and resumed by it, stays in
+ *   the trace of the request that started it: the engine stores the parent span
+ *   with the run's message and re-delivers that message to resume it.
  * The OTLP export across two real app processes is `tooling/e2e/test/Telemetry.e2e.test.ts`.
  */
-import { Activity, Workflow } from "@effect/workflow"
+import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
@@ -251,6 +252,21 @@ const poll = <A, R>(what: string, effect: Effect.Effect<Option.Option<A>, never,
     Effect.orDieWith((w) => new Error(`timed out waiting for ${w}`))
   )
 
+const Approval = DurableDeferred.make("approval", { success: Schema.String })
+
+const Waits = Workflow.make({
+  name: "Waits",
+  payload: { id: Schema.String },
+  success: Schema.String,
+  idempotencyKey: ({ id }) => id
+})
+
+const WaitsLayer = WorkflowLayer.make(Waits, {
+  dependencies: Layer.empty,
+  signals: [Approval],
+  execute: () => DurableDeferred.await(Approval)
+})
+
 describe("traces across a restart", () => {
   it.live("a run interrupted by a shutdown is replayed by the next process in the trace of its start", () =>
     Effect.gen(function*() {
@@ -295,5 +311,40 @@ describe("traces across a restart", () => {
       const attempts = second.filter((s) => s.name === "activity.attempt wait")
       expect(attempts.length).toBeGreaterThan(0)
       for (const span of attempts) expect(span.traceId).toBe(origin.traceId)
+    }).pipe(Effect.scoped), { timeout: 120_000 })
+  it.live("a run suspended on a signal resumes in the trace of its start, not the signal's", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase.make("telemetry_signal")
+      const sqlLayer = Database.layer({ url: Redacted.make(db.url), applicationName: "duraflow-test" })
+      const spans: Array<Recorded> = []
+      const app = WaitsLayer.pipe(
+        Layer.provideMerge(WorkflowRuntime.layerDurable(prefix)),
+        Layer.provide(sqlLayer),
+        Layer.provide(recordingTracer(spans)),
+        Layer.provide(Logger.minimumLogLevel(LogLevel.Error))
+      )
+      const origin = Tracer.externalSpan({ traceId: "1af7651916cd43dd8448eb211c80319c", spanId: "c7ad6b7169203331", sampled: true })
+      const signaller = Tracer.externalSpan({ traceId: "2af7651916cd43dd8448eb211c80319c", spanId: "d7ad6b7169203331", sampled: true })
+      const payload = { id: "s1" }
+      const executionId = yield* Waits.executionId(payload)
+      yield* Effect.gen(function*() {
+        yield* Waits.execute(payload, { discard: true }).pipe(Effect.withParentSpan(origin))
+        yield* poll("the run to suspend", Waits.poll(executionId).pipe(
+          Effect.map((r) => Option.filter(Option.fromNullable(r), (r) => r._tag === "Suspended"))
+        ))
+        const engine = yield* WorkflowEngine.WorkflowEngine
+        yield* engine.deferredDone(Approval, {
+          workflowName: Waits.name,
+          executionId,
+          deferredName: Approval.name,
+          exit: Exit.succeed("yes")
+        }).pipe(Effect.withParentSpan(signaller))
+        yield* poll("the run to finish", Waits.poll(executionId).pipe(
+          Effect.map((r) => Option.filter(Option.fromNullable(r), (r) => r._tag === "Complete"))
+        ))
+      }).pipe(Effect.provide(app), Effect.scoped)
+      const runs = spans.filter((s) => s.name === "workflow.run Waits")
+      expect(runs.length).toBeGreaterThanOrEqual(2) // the first execution and the resumed one
+      for (const span of runs) expect(span.traceId).toBe(origin.traceId)
     }).pipe(Effect.scoped), { timeout: 120_000 })
 })
