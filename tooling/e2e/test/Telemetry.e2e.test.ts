@@ -5,6 +5,8 @@
  * activity attempts and SQL statements, and the ontology app's HTTP server span
  * for the call knowledge makes to it (W3C `traceparent`). The run metrics
  * arrive too, and `LOG_FORMAT=json` makes every output line of the app JSON.
+ * A run knowledge was in the middle of when it restarted is resumed by the new
+ * process in that same trace.
  */
 import { TestDatabase } from "@duraflow/runtime-core/testing"
 import { describe, expect, layer } from "@effect/vitest"
@@ -97,6 +99,68 @@ describe("telemetry", () => {
           const lines = knowledge.process.lines.filter((l) => l.trim() !== "")
           expect(lines.length).toBeGreaterThan(0)
           for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow()
+        })
+      ))
+
+    it.scoped("a run the knowledge app was in the middle of when it restarted resumes in the same trace", () =>
+      withApps((apps) =>
+        Effect.gen(function*() {
+          const db = yield* TestDatabase.TestDatabase
+          const receiver = yield* OtlpReceiver.make
+          const { knowledge, ontology } = yield* startBoth(apps, db.url, {
+            mode: "durable",
+            env: { ontology: otel(receiver.endpoint), knowledge: otel(receiver.endpoint) }
+          })
+          const published = yield* publishSample(ontology)
+          expect(published.status).toBe("succeeded")
+
+          // the ontology app goes away: the run keeps retrying its ontology lookup
+          yield* ontology.process.kill("SIGKILL")
+          const document = { ...sampleDocuments(2)[1]!, documentId: "otel-restart", ontologyId: ONTOLOGY_ID }
+          const id = yield* knowledge.client.workflows.IngestDocument({ payload: document }).pipe(executionId)
+          yield* knowledge.process.waitFor((l) => l.includes("retrying"), "30 seconds")
+          // the trace of the POST that started it (the run's own span only ends with the run)
+          const started = yield* poll(
+            "the POST's span",
+            Effect.sync(() =>
+              receiver.spans.find((s) =>
+                s.service === "knowledge" && s.name.startsWith("http.server POST") &&
+                String(s.attributes["url.path"] ?? "").includes("/runs/IngestDocument")
+              )
+            ),
+            (s) => s !== undefined,
+            { timeout: "30 seconds", interval: "200 millis" }
+          )
+          // the failing calls to ontology are already in it
+          expect(receiver.spans.some((s) => s.traceId === started!.traceId && s.name.startsWith("http.client GET"))).toBe(true)
+          const traceId = started!.traceId
+
+          // knowledge restarts (a new process, told apart by its service name), ontology comes back
+          yield* knowledge.process.kill("SIGTERM")
+          yield* knowledge.process.exited
+          yield* apps.start("ontology", { databaseUrl: db.url, port: ontology.port, env: otel(receiver.endpoint) })
+          const again = yield* apps.start("knowledge", {
+            databaseUrl: db.url,
+            port: knowledge.port,
+            ontologyUrl: ontology.baseUrl,
+            env: { ...otel(receiver.endpoint), OTEL_SERVICE_NAME: "knowledge-restarted" }
+          })
+          const run = yield* awaitRun(again, "IngestDocument", id)
+          expect(run.status, JSON.stringify(run.error)).toBe("succeeded")
+
+          // the restarted process's run, its activities and its call to ontology are in the first POST's trace
+          const resumed = yield* poll(
+            "the resumed run's spans",
+            Effect.sync(() => receiver.spans.filter((s) => s.service === "knowledge-restarted" && s.traceId === traceId)),
+            (spans) =>
+              spans.some((s) => s.name === "workflow.run IngestDocument" && s.attributes["workflow.execution_id"] === id) &&
+              spans.some((s) => s.name.startsWith("activity.attempt ") && s.attributes["activity.outcome"] === "success") &&
+              receiver.spans.some((s) => s.service === "ontology" && s.traceId === traceId && s.name.startsWith("http.server GET")),
+            { timeout: "30 seconds", interval: "200 millis" }
+          ).pipe(Effect.tapError(() =>
+            Effect.sync(() => console.error(receiver.spans.map((s) => `${s.service} ${s.traceId} ${s.name}`).join("\n")))
+          ))
+          expect(resumed.length).toBeGreaterThan(0)
         })
       ))
   })
