@@ -106,10 +106,22 @@ describe("logs of workflow runs", () => {
   it.live("a failed run is logged once, with its error, whatever its activity retried", () =>
     Effect.gen(function*() {
       const { lines, logger } = capture()
+      const spans: Array<Recorded> = []
       const payload = { id: "f1", fail: true }
       const executionId = yield* Chatty.executionId(payload)
-      const exit = yield* Chatty.execute(payload).pipe(Effect.provide(memory), Effect.provide(logger), Effect.exit)
+      const exit = yield* Chatty.execute(payload).pipe(
+        Effect.provide(memory),
+        Effect.provide(logger),
+        Effect.provide(recordingTracer(spans)),
+        Effect.exit
+      )
       expect(Exit.isFailure(exit)).toBe(true)
+      // one span per attempt, each saying how it ended
+      const attempts = spans.filter((s) => s.name === "activity.attempt step")
+      expect(attempts.map((s) => s.attributes.get("activity.attempt"))).toEqual([1, 2, 3])
+      for (const a of attempts) expect(a.attributes.get("activity.outcome")).toBe("failure")
+      const run = spans.find((s) => s.name === "workflow.run Chatty")
+      expect(run?.attributes.get("workflow.execution_id")).toBe(executionId)
       // the activity ran three times
       expect(lines.filter((l) => l.message === "in the activity").length).toBe(3)
       const errors = lines.filter((l) => l.level === "ERROR")

@@ -30,9 +30,9 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
-import { Cause, Context, Effect, Exit, Layer, Metric, Option, Schema } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import * as Retry from "../Retry.js"
-import { Metrics } from "../Telemetry.js"
+import { observeAttempt } from "./ActivityTelemetry.js"
 import * as TablePrefix from "../TablePrefix.js"
 import * as RuntimeTables from "./RuntimeTables.js"
 
@@ -73,48 +73,6 @@ export class Recording extends Context.Tag("@duraflow/runtime-core/InlineActivit
   readonly insert: (encodedExit: unknown) => Effect.Effect<void, SqlError>
   recorded: boolean
 }>() {}
-
-/** How an attempt ended, as its span and the duration metric say. */
-const outcomeOf = (result: Workflow.Result<unknown, unknown>): "success" | "failure" | "defect" | "suspended" =>
-  result._tag === "Suspended"
-    ? "suspended"
-    : Exit.isSuccess(result.exit)
-    ? "success"
-    : Option.isSome(Cause.failureOption(result.exit.cause))
-    ? "failure"
-    : "defect"
-
-/**
- * One `activity.attempt <name>` span per attempt whose body runs (a replayed
- * step, answered from its record, has none), with `activity.outcome`, and the
- * attempt's duration in `duraflow.activity.duration`.
- */
-const observeAttempt = (workflow: string, executionId: string, activity: string, attempt: number) =>
-<E, R>(self: Effect.Effect<Workflow.Result<unknown, unknown>, E, R>) =>
-  Effect.gen(function*() {
-    const started = Date.now()
-    const result = yield* self
-    const outcome = outcomeOf(result)
-    yield* Effect.annotateCurrentSpan("activity.outcome", outcome)
-    yield* Metric.update(
-      Metrics.activityDuration.pipe(
-        Metric.tagged("workflow", workflow),
-        Metric.tagged("activity", activity),
-        Metric.tagged("outcome", outcome)
-      ),
-      Date.now() - started
-    )
-    return result
-  }).pipe(Effect.withSpan(`activity.attempt ${activity}`, {
-    kind: "internal",
-    captureStackTrace: false,
-    attributes: {
-      "workflow.name": workflow,
-      "workflow.execution_id": executionId,
-      "activity.name": activity,
-      "activity.attempt": attempt
-    }
-  }))
 
 /** Wraps the engine in context: `activityExecute` runs inline and records the exit. */
 export const layer = (
