@@ -13,7 +13,7 @@
  * restart stays in the trace of the request that started it) plus the
  * runtime's own: `workflow.run` per execution (`WorkflowLayer`) and
  * `activity.attempt` per activity attempt with its outcome
- * (`InlineActivities`). Metrics are effect `Metric`s, see `Metrics` below.
+ * (`internal/ActivityTelemetry`). Metrics are effect `Metric`s, see `Metrics` below.
  *
  * Variables read (per the OpenTelemetry spec where it applies):
  * - `OTEL_EXPORTER_OTLP_ENDPOINT` (base URL; `/v1/traces` and `/v1/metrics` are appended),
