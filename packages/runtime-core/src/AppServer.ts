@@ -9,9 +9,9 @@
  * database pool shut down, since they sit below it.
  */
 import { HttpApiBuilder, HttpApiSchema, HttpMiddleware, HttpServer, HttpServerRequest, OpenApi } from "@effect/platform"
-import type { HttpApi, HttpApiGroup } from "@effect/platform"
+import type { HttpApi, HttpApiGroup, HttpApp } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Config, Duration, Effect, Layer, Schema } from "effect"
+import { Config, Duration, Effect, FiberRef, Layer, LogLevel, Schema } from "effect"
 import { createServer } from "node:http"
 import * as RequestGuard from "./RequestGuard.js"
 import * as RunsHttp from "./RunsHttp.js"
@@ -95,6 +95,18 @@ const quietProbes = HttpMiddleware.make((app) =>
       : app)
 )
 
+/**
+ * The platform's request log (one line per request: method, url, status, time)
+ * at `debug`: visible with `LOG_LEVEL=debug`. Only the request line is lowered,
+ * what the handlers log keeps its own level.
+ */
+const requestLog = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
+  Effect.locally(
+    HttpMiddleware.logger(Effect.locally(app, FiberRef.currentLogLevel, LogLevel.Info)),
+    FiberRef.currentLogLevel,
+    LogLevel.Debug
+  )
+
 export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, ApiE, ApiR, GOut, E, R>(
   api_: HttpApi.HttpApi<Id, Groups, ApiE, ApiR>,
   options: {
@@ -106,7 +118,7 @@ export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGrou
 ) => {
   const api = options.info ? api_.annotate(OpenApi.Title, options.info.title).annotate(OpenApi.Version, options.info.version) : api_
   const errors = RequestGuard.errors(routesOf(api), declaredErrors(api))
-  return HttpApiBuilder.serve((app) => HttpMiddleware.logger(quietProbes(RequestGuard.middleware(app)))).pipe(
+  return HttpApiBuilder.serve((app) => requestLog(quietProbes(RequestGuard.middleware(app)))).pipe(
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: OPENAPI_PATH })),
     // inside the app, before the server turns a failure into an empty answer
     Layer.provide(HttpApiBuilder.middleware(errors)),

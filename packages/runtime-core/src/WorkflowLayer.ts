@@ -17,12 +17,14 @@
  */
 import { Workflow, WorkflowEngine } from "@effect/workflow"
 import type { DurableDeferred } from "@effect/workflow"
-import { Cause, Context, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Metric, Option, Schema } from "effect"
 import type { Scope } from "effect"
 import { RunStore } from "./internal/RunStore.js"
 import { WorkflowRegistry } from "./internal/WorkflowRegistry.js"
 import * as Retry from "./Retry.js"
 import { defectMessage } from "./RuntimeError.js"
+import { Metrics } from "./Telemetry.js"
+import { WorkflowRuntime } from "./WorkflowRuntime.js"
 
 /** What the engine itself provides to a running workflow. */
 export type EngineProvided<Name extends string> =
@@ -111,17 +113,60 @@ const tracked = <A, E, R>(
                 return record(runs.suspended(workflow.name, executionId))
               }
               const error = Option.match(Cause.failureOption(cause), {
-                // no stack in the record: it is served by the runs API (the log has the cause)
-                onNone: () =>
-                  Effect.logError(`Run ${executionId} of ${workflow.name} died`, cause).pipe(
-                    Effect.as({ defect: defectMessage(cause) })
-                  ),
+                // no stack in the record: it is served by the runs API (the log has the cause, `observed`)
+                onNone: () => Effect.succeed({ defect: defectMessage(cause) }),
                 onSome: (e) => encodeJson(workflow.errorSchema, e)
               })
               return record(Effect.flatMap(error, (e) =>
                 runs.finished(workflow.name, executionId, { status: "failed", error: e })))
             })
         }))
+    )
+  })
+
+/**
+ * Wraps an execution in what an operator watches: a `workflow.run <name>` span
+ * (its parent is the engine's span for the message that started or resumed the
+ * run, so every execution of a run is in the trace of its start), the log
+ * annotations `app`, `workflow` and `executionId` on every line it writes, the
+ * run metrics (`Telemetry.Metrics`), and one log line at its end when it failed
+ * (with the cause; retried activities log nothing per attempt). Suspensions and
+ * shutdowns (interruptions) are not endings.
+ */
+const observed = <A, E, R>(
+  workflow: Workflow.Any,
+  executionId: string,
+  run: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.serviceOption(WorkflowRuntime), (runtime) => {
+    const app = Option.map(runtime, (r) => r.prefix as string)
+    const annotations: Record<string, string> = {
+      ...(Option.isSome(app) ? { app: app.value } : {}),
+      workflow: workflow.name,
+      executionId
+    }
+    const tagged = <T extends Metric.Metric<any, any, any>>(metric: T): T => Metric.tagged(metric, "workflow", workflow.name) as T
+    const inFlight = tagged(Metrics.runsInFlight)
+    return Metric.increment(tagged(Metrics.runsStarted)).pipe(
+      Effect.zipRight(Metric.increment(inFlight)),
+      Effect.zipRight(Effect.onExit(run, (exit) =>
+        Metric.incrementBy(inFlight, -1).pipe(Effect.zipRight(Exit.match(exit, {
+          onSuccess: () => Metric.increment(tagged(Metrics.runsSucceeded)),
+          onFailure: (cause) =>
+            Cause.isInterruptedOnly(cause)
+              ? Effect.void
+              : Context.get(workflow.annotations, Workflow.SuspendOnFailure)
+              ? Effect.logWarning("Run failed and is suspended until an operator resumes it", cause)
+              : Metric.increment(tagged(Metrics.runsFailed)).pipe(
+                Effect.zipRight(Effect.logError(`Run failed`, cause))
+              )
+        }))))),
+      Effect.annotateLogs(annotations),
+      Effect.withSpan(`workflow.run ${workflow.name}`, {
+        kind: "internal",
+        captureStackTrace: false,
+        attributes: { "workflow.name": workflow.name, "workflow.execution_id": executionId, ...(Option.isSome(app) ? { "duraflow.app": app.value } : {}) }
+      })
     )
   })
 
@@ -155,7 +200,11 @@ export const make = <
   WorkflowEngine.WorkflowEngine | RIn | Payload["Context"] | Success["Context"] | Error["Context"]
 > => {
   const registered = workflow.toLayer((payload, executionId) =>
-    tracked(workflow as Workflow.Any, payload, executionId, options.execute(payload, executionId))
+    observed(
+      workflow as Workflow.Any,
+      executionId,
+      tracked(workflow as Workflow.Any, payload, executionId, options.execute(payload, executionId))
+    )
   ) as Layer.Layer<
     never,
     never,

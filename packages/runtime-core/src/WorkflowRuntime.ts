@@ -24,6 +24,7 @@ import { Config, Context, Effect, Layer, Option } from "effect"
 import * as ClusterRunner from "./internal/ClusterRunner.js"
 import { InvalidRuntimeConfig } from "./RuntimeError.js"
 import * as DeferredWake from "./internal/DeferredWake.js"
+import * as ActivityTelemetry from "./internal/ActivityTelemetry.js"
 import * as InlineActivities from "./internal/InlineActivities.js"
 import * as ShardLockStorage from "./internal/ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
@@ -87,7 +88,7 @@ export const layerMemory = (
   prefix: TablePrefix.TablePrefix
 ): Layer.Layer<WorkflowEngine.WorkflowEngine | WorkflowRuntime> =>
   Layer.merge(
-    DeferredWake.layerMemory.pipe(Layer.provide(WorkflowEngine.layerMemory)),
+    DeferredWake.layerMemory.pipe(Layer.provide(ActivityTelemetry.layerMemory), Layer.provide(WorkflowEngine.layerMemory)),
     Layer.succeed(WorkflowRuntime, { mode: "memory", prefix })
   )
 

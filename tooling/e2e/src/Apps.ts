@@ -66,6 +66,8 @@ export interface StartOptions {
   readonly ontologyUrl?: string | undefined
   /** `DURAFLOW_OPERATOR_TOKEN`: the operator routes (cancel, resume, retry, signals) then need it */
   readonly operatorToken?: string | undefined
+  /** More environment (e.g. `OTEL_*`, `LOG_FORMAT`); `undefined` unsets a variable. */
+  readonly env?: Record<string, string | undefined> | undefined
 }
 
 export interface RunningApp<K extends AppName = AppName> {
@@ -97,7 +99,8 @@ export class AppSet {
           ONTOLOGY_URL: options.ontologyUrl,
           DURAFLOW_OPERATOR_TOKEN: options.operatorToken,
           // inherited values must not leak into the apps
-          TEST_DATABASE_URL: undefined
+          TEST_DATABASE_URL: undefined,
+          ...options.env
         }
       })
       const baseUrl = `http://127.0.0.1:${options.port}`
@@ -150,20 +153,26 @@ export const operatorClient = <K extends AppName>(app: RunningApp<K>, app_: K, t
 export const startBoth = (
   apps: AppSet,
   databaseUrl: string,
-  options: { readonly mode?: "durable" | "memory"; readonly operatorToken?: string | undefined } = {}
+  options: {
+    readonly mode?: "durable" | "memory"
+    readonly operatorToken?: string | undefined
+    /** per app: more environment */
+    readonly env?: { readonly ontology?: Record<string, string | undefined>; readonly knowledge?: Record<string, string | undefined> }
+  } = {}
 ) =>
   Effect.gen(function*() {
     const [ontologyPort, knowledgePort] = yield* Effect.all([freePort, freePort])
     if (ontologyPort === knowledgePort) return yield* new E2EError({ message: "the OS handed out the same port twice" })
     const mode = options.mode ?? defaultMode
     const [ontology, knowledge] = yield* Effect.all([
-      apps.start("ontology", { databaseUrl, port: ontologyPort, mode, operatorToken: options.operatorToken }),
+      apps.start("ontology", { databaseUrl, port: ontologyPort, mode, operatorToken: options.operatorToken, env: options.env?.ontology }),
       apps.start("knowledge", {
         databaseUrl,
         port: knowledgePort,
         mode,
         ontologyUrl: `http://127.0.0.1:${ontologyPort}`,
-        operatorToken: options.operatorToken
+        operatorToken: options.operatorToken,
+        env: options.env?.knowledge
       })
     ], { concurrency: 2 })
     return { ontology, knowledge }

@@ -32,6 +32,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, Effect, Layer, Schema } from "effect"
 import * as Retry from "../Retry.js"
+import { observeAttempt } from "./ActivityTelemetry.js"
 import * as TablePrefix from "../TablePrefix.js"
 import * as RuntimeTables from "./RuntimeTables.js"
 
@@ -141,7 +142,8 @@ export const layer = (
               Workflow.intoResult,
               Effect.provideService(WorkflowEngine.WorkflowInstance, activityInstance),
               Effect.provideService(Activity.CurrentAttempt, attempt),
-              Effect.provideService(Recording, recording)
+              Effect.provideService(Recording, recording),
+              observeAttempt(instance.workflow.name, executionId, activity.name, attempt)
             )
             // suspended: nothing to record; recorded: a transactional activity committed it
             if (result._tag === "Suspended" || recording.recorded) return result
