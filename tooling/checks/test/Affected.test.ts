@@ -90,18 +90,18 @@ describe("every project: a change in it affects exactly it and its dependents", 
 })
 
 describe("a change to an app alone (apps/ontology-server/src/main.ts)", () => {
-  // e2e and dev start the apps as processes by path, so they declare them (devDependencies) to get the edge;
-  // faults starts them through e2e's helpers (@duraflow/e2e)
-  it("affects the app and the projects that start it (e2e, dev, faults), in nx and turbo", async () => {
-    const expected = ["@duraflow/dev", "@duraflow/e2e", "@duraflow/faults", "@duraflow/ontology-server"]
+  // e2e, dev and the console's tests start the apps as processes by path, so they declare them (devDependencies)
+  // to get the edge; faults starts them through e2e's helpers (@duraflow/e2e)
+  it("affects the app and the projects that start it (e2e, dev, faults, console), in nx and turbo", async () => {
+    const expected = ["@duraflow/console", "@duraflow/dev", "@duraflow/e2e", "@duraflow/faults", "@duraflow/ontology-server"]
     expect(sorted(withDependents("@duraflow/ontology-server", packages))).toEqual(expected)
     expect(sorted(await nxAffectedBy("apps/ontology-server/src/main.ts"))).toEqual(expected)
     expect(sorted(await turboWithDependents("@duraflow/ontology-server"))).toEqual(expected)
   })
 
-  it("`pnpm affected` exits 0 on it: the app's lint, typecheck and tests run (e2e, dev and faults left out: too slow here)", async () => {
+  it("`pnpm affected` exits 0 on it: the app's lint, typecheck and tests run (e2e, dev, faults and console left out: too slow here)", async () => {
     const { stdout } = await pnpm(
-      ["affected", "--files=apps/ontology-server/src/main.ts", "--exclude=@duraflow/e2e,@duraflow/dev,@duraflow/faults", "--skip-nx-cache"],
+      ["affected", "--files=apps/ontology-server/src/main.ts", "--exclude=@duraflow/e2e,@duraflow/dev,@duraflow/faults,@duraflow/console", "--skip-nx-cache"],
       { env: toolEnv({ NO_COLOR: "1", FORCE_COLOR: "0" }), timeoutMs: 300_000 }
     )
     const plain = stdout.replace(/\u001b\[[0-9;]*m/g, "")

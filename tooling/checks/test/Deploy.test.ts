@@ -15,11 +15,11 @@ import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { pnpm, root, workspacePackages } from "./workspace.js"
+import { NOT_SHIPPED, pnpm, workspacePackages } from "./workspace.js"
 
 const packages = workspacePackages()
-// the apps shipped as images (a Dockerfile each); the web console runs from the workspace
-const apps = packages.filter((p) => p.dir.startsWith("apps/") && existsSync(join(root, p.dir, "Dockerfile")))
+// the apps shipped as images; the web console runs from the workspace for now (see workspace.ts)
+const apps = packages.filter((p) => p.dir.startsWith("apps/") && !NOT_SHIPPED.has(p.name))
 
 /** `name` and the workspace packages it needs at run time (`dependencies`, transitively). */
 const productionClosure = (name: string): ReadonlySet<string> => {

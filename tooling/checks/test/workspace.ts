@@ -13,6 +13,9 @@ import { parse } from "yaml"
 
 export const root = resolve(import.meta.dirname, "../../..")
 
+/** Apps not shipped as an image (no Dockerfile, no deploy folder): the web console runs from the workspace for now. */
+export const NOT_SHIPPED: ReadonlySet<string> = new Set(["@duraflow/console"])
+
 const readJson = (path: string): any => JSON.parse(readFileSync(path, "utf8"))
 
 export const rootManifest: { readonly packageManager: string } = readJson(join(root, "package.json"))
