@@ -150,6 +150,28 @@ const passwordViolation = (password: string): string | undefined =>
     ? "the password must not contain a NUL character"
     : undefined
 
+/** The role name and password checked (see `roleViolation`, `passwordViolation`): the password in clear. */
+const checkCredentials = (
+  role: string,
+  password: string | Redacted.Redacted<string>,
+  refuse: (reason: string) => ProvisioningError
+): Effect.Effect<string, ProvisioningError> => {
+  const roleRule = roleViolation(role)
+  if (roleRule !== undefined) return Effect.fail(refuse(`invalid role name: ${roleRule}`))
+  const clear = Redacted.isRedacted(password) ? Redacted.value(password) : password
+  const passwordRule = passwordViolation(clear)
+  return passwordRule === undefined ? Effect.succeed(clear) : Effect.fail(refuse(passwordRule))
+}
+
+/**
+ * Runs a statement rendered server-side: `format(template, ...args)`, args bound
+ * as parameters, so names and the password are never spliced into SQL by us.
+ */
+const executor = (sql: SqlClient.SqlClient) => (template: string, ...args: ReadonlyArray<string>) =>
+  sql.unsafe<{ stmt: string }>(`SELECT format($1::text, VARIADIC $2::text[]) AS stmt`, [template, args]).pipe(
+    Effect.flatMap((rows) => sql.unsafe(rows[0]!.stmt).raw)
+  )
+
 /** Relation kinds provisioning hands over, with the keyword ALTER uses for them. */
 const RELKIND_SQL = `CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
   WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END`
@@ -174,20 +196,10 @@ export const provisionApp = (
     const prefix = yield* TablePrefix.make(options.prefix)
     const role = options.role ?? prefix
     const refuse = (reason: string) => new ProvisioningError({ prefix, role, reason })
-    const roleRule = roleViolation(role)
-    if (roleRule !== undefined) return yield* refuse(`invalid role name: ${roleRule}`)
-    const password = Redacted.isRedacted(options.password) ? Redacted.value(options.password) : options.password
-    const passwordRule = passwordViolation(password)
-    if (passwordRule !== undefined) return yield* refuse(passwordRule)
+    const password = yield* checkCredentials(role, options.password, refuse)
 
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
-    /** Renders a statement server-side: `format(template, ...args)`, args bound as parameters. */
-    const render = (template: string, ...args: ReadonlyArray<string>) =>
-      sql.unsafe<{ stmt: string }>(`SELECT format($1::text, VARIADIC $2::text[]) AS stmt`, [template, args]).pipe(
-        Effect.map((rows) => rows[0]!.stmt)
-      )
-    const exec = (template: string, ...args: ReadonlyArray<string>) =>
-      Effect.flatMap(render(template, ...args), (stmt) => sql.unsafe(stmt).raw)
+    const exec = executor(sql)
 
     const currentDatabase = sql.unsafe<{ name: string }>(`SELECT current_database() AS name`).pipe(
       Effect.map((rows) => rows[0]!.name)
@@ -350,16 +362,9 @@ export const provisionObserver = (
   Effect.gen(function*() {
     const role = options.role ?? "duraflow_observer"
     const refuse = (reason: string) => new ProvisioningError({ prefix: OBSERVER, role, reason })
-    const roleRule = roleViolation(role)
-    if (roleRule !== undefined) return yield* refuse(`invalid role name: ${roleRule}`)
-    const password = Redacted.isRedacted(options.password) ? Redacted.value(options.password) : options.password
-    const passwordRule = passwordViolation(password)
-    if (passwordRule !== undefined) return yield* refuse(passwordRule)
+    const password = yield* checkCredentials(role, options.password, refuse)
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
-    const exec = (template: string, ...args: ReadonlyArray<string>) =>
-      sql.unsafe<{ stmt: string }>(`SELECT format($1::text, VARIADIC $2::text[]) AS stmt`, [template, args]).pipe(
-        Effect.flatMap((rows) => sql.unsafe(rows[0]!.stmt).raw)
-      )
+    const exec = executor(sql)
     const program = Effect.gen(function*() {
       yield* sql.unsafe(`SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${LOCK_KEY})`)
       const [server] = yield* sql.unsafe<{ version: number }>(`SELECT current_setting('server_version_num')::int AS version`)
