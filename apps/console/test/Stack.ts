@@ -9,22 +9,13 @@ import { Provisioning } from "@duraflow/runtime-core"
 import { TestDatabase, TestProcess } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
 import { Effect, Exit, type Scope } from "effect"
-import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 
 export const TOKEN = "console-test-operator-token"
 
 const appDir = (name: string) => fileURLToPath(new URL(`../../${name}/`, import.meta.url))
 
-export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => {
-  const server = createServer()
-  server.unref()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
+export const freePort = TestProcess.freePort
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url))
 

@@ -171,15 +171,22 @@ export const overdueMessages = (prefix: string): Effect.Effect<number, SqlError,
       return row?.n ?? 0
     }))
 
+/** Which of the app's ledger and engine tables exist (an app may have no engine tables yet). */
+const engineTables = (sql: SqlClient.SqlClient, app: string) =>
+  Effect.map(
+    sql<{ runs: boolean; messages: boolean; replies: boolean }>`
+      SELECT to_regclass(${`public.${app}_runs`}) IS NOT NULL AS runs,
+        to_regclass(${`public.${app}_cluster_messages`}) IS NOT NULL AS messages,
+        to_regclass(${`public.${app}_cluster_replies`}) IS NOT NULL AS replies`,
+    (rows) => rows[0]
+  )
+
 const stuckRuns = (apps: ReadonlyArray<string>) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.map(
       Effect.forEach(apps, (app) =>
         Effect.gen(function*() {
-          const [tables] = yield* sql<{ runs: boolean; messages: boolean; replies: boolean }>`
-            SELECT to_regclass(${`public.${app}_runs`}) IS NOT NULL AS runs,
-              to_regclass(${`public.${app}_cluster_messages`}) IS NOT NULL AS messages,
-              to_regclass(${`public.${app}_cluster_replies`}) IS NOT NULL AS replies`
+          const tables = yield* engineTables(sql, app)
           if (!tables?.runs || !tables.messages) return []
           const runs = sql(`${app}_runs`)
           const messages = sql(`${app}_cluster_messages`)
@@ -329,10 +336,7 @@ export const fix: Effect.Effect<ReadonlyArray<Fixed>, SqlError, SqlClient.SqlCli
     Effect.flatMap(SqlClient.SqlClient, (sql) =>
       Effect.forEach(apps, (app) =>
         Effect.gen(function*() {
-          const [tables] = yield* sql<{ runs: boolean; messages: boolean; replies: boolean }>`
-            SELECT to_regclass(${`public.${app}_runs`}) IS NOT NULL AS runs,
-              to_regclass(${`public.${app}_cluster_messages`}) IS NOT NULL AS messages,
-              to_regclass(${`public.${app}_cluster_replies`}) IS NOT NULL AS replies`
+          const tables = yield* engineTables(sql, app)
           if (!tables?.runs || !tables.messages) return { prefix: app, redriven: 0, orphansFailed: 0, resumed: 0 }
           const messages = sql(`${app}_cluster_messages`)
           const redriven = yield* sql`UPDATE ${messages} SET last_read = NULL

@@ -14,7 +14,6 @@ import { FetchHttpClient, HttpApiClient, HttpClient, HttpClientRequest } from "@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Data, Duration, Effect, Exit, Layer, ParseResult, Predicate, Redacted, Schedule, Schema, type Scope } from "effect"
 import { request as httpRequest } from "node:http"
-import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 
 export class E2EError extends Data.TaggedError("E2EError")<{ readonly message: string }> {}
@@ -44,15 +43,7 @@ export type AppName = keyof typeof Apps
 export type AppClient<K extends AppName> = Effect.Effect.Success<ReturnType<typeof Apps[K]["client"]>>
 
 /** A port nobody listens on right now (the OS picks it). */
-export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => {
-  const server = createServer()
-  server.unref()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
+export const freePort = TestProcess.freePort
 
 /** The engine mode of apps whose test does not pin one: the test run's `WORKFLOW_MODE`, default durable. */
 export const defaultMode: "durable" | "memory" =

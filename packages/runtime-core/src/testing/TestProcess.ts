@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { createRequire } from "node:module"
 import { Data, Deferred, Duration, Effect, Scope } from "effect"
+import { createServer } from "node:net"
 
 export class TestProcessError extends Data.TaggedError("TestProcessError")<{
   readonly message: string
@@ -133,3 +134,14 @@ export const spawnTs = (
     }),
     (p) => p.kill("SIGKILL")
   )
+
+/** A port nobody listens on right now (the OS picks it). */
+export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => {
+  const server = createServer()
+  server.unref()
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    const port = typeof address === "object" && address !== null ? address.port : 0
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
