@@ -182,10 +182,14 @@ describe("ShardLockStorage", () => {
         // a PersistenceError (the deadline), not the test's own timeout
         expect(Exit.isFailure(stuck) && String(stuck.cause)).toMatch(/PersistenceError|did not answer/)
 
-        // the network heals (the dead TCP connections are gone): a new session takes the shards again
+        // the network heals (the dead TCP connections are gone): a new session takes the shards again,
+        // all of them once the server has ended the old session (a lock request that reached it before
+        // the black hole may hold shards until then)
         proxy.heal()
         const again = yield* locks.acquire(address, shards(6)).pipe(
-          Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo("20 seconds")))
+          Effect.filterOrFail((held) => held.length === 6, (held) => new Error(`${held.length} of 6 shards so far`)),
+          Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo("20 seconds"))),
+          Effect.orElse(() => locks.acquire(address, shards(6)))
         )
         expect(again.length).toBe(6)
       }))
