@@ -122,6 +122,7 @@ export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGrou
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: OPENAPI_PATH })),
     // inside the app, before the server turns a failure into an empty answer
     Layer.provide(HttpApiBuilder.middleware(errors)),
+    Layer.provide(HttpApiBuilder.middleware(RequestGuard.readsWholeBody)),
     Layer.provide(
       HttpApiBuilder.api(api).pipe(
         Layer.provide(RunsHttp.layer(api)),
@@ -130,7 +131,7 @@ export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGrou
     ),
     HttpServer.withLogAddress,
     // merged, so callers (tests) can read the bound address
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port }))
+    Layer.provideMerge(NodeHttpServer.layer(() => createServer().on("clientError", RequestGuard.answerClientError), { port: options.port }))
   )
 }
 

@@ -30,6 +30,8 @@ import {
 import type { HttpApp } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Cause, Effect, Option, Schema, Stream } from "effect"
+import { STATUS_CODES } from "node:http"
+import type { Duplex } from "node:stream"
 
 export const MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -103,6 +105,32 @@ const readBounded = (request: HttpServerRequest.HttpServerRequest) =>
       finish(Effect.fail(new HttpServerError.RequestError({ request, reason: "Transport", cause }))))
   })
 
+/**
+ * Reads and drops what is left of a request body that no one read (an answer
+ * given before the body was looked at: 404, 405, 415, ...), up to the body
+ * limit and for a few seconds at most. Node closes a `connection: close`
+ * socket right after the answer; unread bytes in it make the kernel reset the
+ * connection, and the client then loses the answer it was sent (it sees
+ * EPIPE/ECONNRESET instead of the 404).
+ */
+const drainUnread = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.async<void>((resume) => {
+    const source = NodeHttpServerRequest.toIncomingMessage(request)
+    if (source.complete || source.readableEnded || source.destroyed) return resume(Effect.void)
+    let bytes = 0
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length
+      if (bytes > MAX_BODY_BYTES) done()
+    }
+    const done = () => {
+      source.off("data", onData).off("end", done).off("error", done).off("close", done)
+      resume(Effect.void)
+    }
+    source.on("data", onData).once("end", done).once("error", done).once("close", done)
+    source.resume()
+    return Effect.sync(done)
+  }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+
 /** `request` with its body already read: the same request for everything else. */
 const withBody = (request: HttpServerRequest.HttpServerRequest, body: Uint8Array) => {
   const text = new TextDecoder().decode(body)
@@ -113,24 +141,57 @@ const withBody = (request: HttpServerRequest.HttpServerRequest, body: Uint8Array
   }) as HttpServerRequest.HttpServerRequest
 }
 
-/** Refuses what no route accepts (above) before routing. */
+/**
+ * Refuses what no route accepts (above) before routing. Its own answers are
+ * given before the body is read: the rest of the body is read after them (see
+ * `drainUnread`), so that the client gets the answer.
+ */
 export const middleware = HttpMiddleware.make((app) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
+    const refused = yield* refusal(request)
+    if (Option.isNone(refused)) return yield* bounded(app, request)
+    // a body over the limit is not read: its 413 may be cut off (the client learns the upload failed)
+    if (refused.value.status !== 413) yield* drainUnread(request)
+    return refused.value
+  })
+)
+
+/**
+ * An API-level middleware (`HttpApiBuilder.middleware`): reads the rest of any
+ * body the answer did not need (a 404, a handler that ignores the body) before
+ * the answer is written. The outer `middleware` runs only after the server
+ * wrote the app's answer, too late for this.
+ */
+export const readsWholeBody = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R | HttpServerRequest.HttpServerRequest> =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Effect.onExit(app, (exit) =>
+      exit._tag === "Success" && exit.value.status === 413 ? Effect.void : drainUnread(request)))
+
+/** The guard's own answer to `request`, if it refuses it before routing. */
+const refusal = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.sync((): Option.Option<HttpServerResponse.HttpServerResponse> => {
     if (request.url.includes("\u0000") || /%00/i.test(request.url)) {
-      return json(400, new MalformedRequest({ message: "The URL contains a NUL byte" }))
+      return Option.some(json(400, new MalformedRequest({ message: "The URL contains a NUL byte" })))
     }
-    const declared = request.headers["content-length"]
-    const length = Number(declared ?? "0")
-    if (Number.isFinite(length) && length > MAX_BODY_BYTES) return tooLarge()
+    const length = Number(request.headers["content-length"] ?? "0")
+    if (Number.isFinite(length) && length > MAX_BODY_BYTES) return Option.some(tooLarge())
     // any declared body type but JSON is refused, even with an empty body: the multipart
     // parser waits forever for a boundary that never comes. An undeclared body is left to
     // the route (none, or a 400 when it is not JSON).
     const contentType = request.headers["content-type"]
     if (contentType !== undefined && contentType.trim() !== "" && !isJson(contentType)) {
-      return json(415, new UnsupportedMediaType({ message: "Request bodies must be JSON (content-type: application/json)" }))
+      return Option.some(
+        json(415, new UnsupportedMediaType({ message: "Request bodies must be JSON (content-type: application/json)" }))
+      )
     }
-    if (declared === undefined && request.headers["transfer-encoding"] !== undefined) {
+    return Option.none()
+  })
+
+/** `app` with the body limit: a chunked body is read here, up to the limit; a declared length is left to the platform's limit. */
+const bounded = <E, R>(app: HttpApp.Default<E, R>, request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function*() {
+    if (request.headers["content-length"] === undefined && request.headers["transfer-encoding"] !== undefined) {
       const body = yield* Effect.either(readBounded(request))
       if (body._tag === "Left") return json(400, new MalformedRequest({ message: "The request body could not be read" }))
       if (body.right === undefined) return tooLarge()
@@ -138,7 +199,32 @@ export const middleware = HttpMiddleware.make((app) =>
     }
     return yield* HttpIncomingMessage.withMaxBodySize(app, Option.some(MAX_BODY_BYTES))
   })
-)
+
+/**
+ * Answers a request Node's HTTP parser refused (a raw byte where the request
+ * line allows none, a broken header, ...) with a JSON 400, as a `clientError`
+ * listener of the `node:http` server. Node's own answer destroys the socket
+ * right after writing it: a body still arriving then resets the connection and
+ * the client never reads the 400. Here the socket is ended and what is still
+ * coming in is read and dropped, for a few seconds at most.
+ */
+export const answerClientError = (error: NodeJS.ErrnoException, socket: Duplex): void => {
+  if (answered.has(socket)) return // the parser reports every later chunk again
+  answered.add(socket)
+  if (error.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400
+  const body = JSON.stringify(encodeAnswer(new MalformedRequest({ message: "The request is not valid HTTP/1.1" })))
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+  )
+  socket.resume()
+  setTimeout(() => socket.destroy(), 5_000).unref()
+}
+const answered = new WeakSet<Duplex>()
 
 /** What the router knows: each path pattern (`/runs/:workflow`) with its methods. */
 export type Routes = ReadonlyArray<{ readonly method: string; readonly path: string }>

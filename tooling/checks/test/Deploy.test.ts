@@ -6,13 +6,12 @@
  * `node dist/main.js` inside it (no workspace around it, no tsx) serves /health against a
  * fresh database.
  */
-import { TestDatabase } from "@duraflow/runtime-core/testing"
+import { TestDatabase, TestProcess } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Duration, Effect, Schedule } from "effect"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { NOT_SHIPPED, pnpm, workspacePackages } from "./workspace.js"
@@ -33,16 +32,6 @@ const productionClosure = (name: string): ReadonlySet<string> => {
   visit(name)
   return found
 }
-
-/** A port nobody listens on right now (the OS picks it). */
-const freePort = Effect.async<number>((resume) => {
-  const server = createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
 
 /** Deploys `app` into a fresh temporary folder with the README's command, removed when the scope closes. */
 const deploy = (app: string) =>
@@ -210,7 +199,7 @@ describe("per-app deploy", () => {
 
           // it runs from the folder alone, on a fresh database
           const db = yield* TestDatabase.TestDatabase
-          const port = yield* freePort
+          const port = yield* TestProcess.freePort
           const mode = process.env.WORKFLOW_MODE ?? "durable"
           const running = yield* startApp(dir, { DATABASE_URL: db.url, PORT: String(port), WORKFLOW_MODE: mode, ...env })
           const health = yield* healthy(port, running)

@@ -13,20 +13,15 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { createServer, Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { TestProcess } from "@duraflow/runtime-core/testing"
+import { Effect } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 
 const root = resolve(import.meta.dirname, "../../..")
 const dataDir = mkdtempSync(join(tmpdir(), "duraflow-start-"))
 const started: Array<ChildProcess> = []
 
-const freePort = () =>
-  new Promise<number>((done) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => done(typeof address === "object" && address !== null ? address.port : 0))
-    })
-  })
+const freePort = () => Effect.runPromise(TestProcess.freePort)
 
 const listening = (port: number) =>
   new Promise<boolean>((done) => {

@@ -19,6 +19,7 @@ import {
   publishSample,
   raw,
   type RawResponse,
+  send,
   rowCounts,
   type RunningApp,
   startBoth,
@@ -244,6 +245,41 @@ describe("bad input", () => {
           expect(yield* rowCounts(isDomainTable)).toEqual(domainBefore)
           expect((yield* ontology.client.runs.list({ urlParams: { limit: 500 } })).length).toBe(3)
           expect(yield* knowledge.client.runs.list({ urlParams: { limit: 500 } })).toEqual([])
+        })
+      ), 180_000)
+
+    // The server answers these before reading the body. Unread bytes on a socket the server closes make
+    // the kernel reset the connection, and the client then loses the answer (EPIPE/ECONNRESET instead).
+    it.scoped("an answer given before the body was read reaches the client, whatever the body's size", () =>
+      withApps((apps) =>
+        Effect.gen(function*() {
+          const db = yield* TestDatabase.TestDatabase
+          const { ontology } = yield* startBoth(apps, db.url)
+          const body = Buffer.alloc(2_000_000, "a") // under the 4 MiB limit
+          const json: ReadonlyArray<readonly [string, string]> = [["content-type", "application/json"]]
+          const cases = [
+            { what: "an unknown path", target: "/no-such-path", headers: json, status: 404, tag: "NotFound" },
+            { what: "a path with too many segments", target: "/runs/PublishOntology/x/y", headers: json, status: 404, tag: "NotFound" },
+            { what: "a body that is not JSON", target: "/runs/PublishOntology", headers: [["content-type", "text/plain"]] as const, status: 415, tag: "UnsupportedMediaType" },
+            { what: "a NUL in the URL", target: "/runs/PublishOntology%00", headers: json, status: 400, tag: "MalformedRequest" },
+            // U+0080..U+00FF stand for raw bytes: Node's HTTP parser refuses the request line
+            { what: "raw bytes in the request line", target: "/runs/\u00f1\u00bd", headers: json, status: 400, tag: "MalformedRequest" }
+          ]
+          for (const c of cases) {
+            const outcomes = new Map<string, number>()
+            for (let i = 0; i < 20; i++) {
+              const outcome = yield* Effect.promise(() =>
+                send(ontology.port, { method: "POST", target: c.target, headers: c.headers, body }).then(
+                  (r) => `${r.status} ${Schema.decodeUnknownSync(Schema.parseJson(TaggedError))(r.body)._tag}`,
+                  (e: Error) => `no answer: ${e.message}`
+                )
+              )
+              outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
+            }
+            expect(Object.fromEntries(outcomes), c.what).toEqual({ [`${c.status} ${c.tag}`]: 20 })
+          }
+          // and the app still answers
+          expect((yield* raw(ontology, "GET", "/health")).status).toBe(200)
         })
       ), 180_000)
   })

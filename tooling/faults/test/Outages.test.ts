@@ -5,24 +5,15 @@
  * finishes, and no transactional write is applied twice.
  */
 import { EmbeddedPostgres } from "@duraflow/embedded-postgres"
-import { TestDatabase } from "@duraflow/runtime-core/testing"
+import { TestDatabase, TestProcess } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { chmodSync, mkdtempSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
 import { diagnose, effects, eventually, startApp, succeededRuns } from "./helpers.js"
-
-const freePort = Effect.async<number>((resume) => {
-  const server = createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const { port } = server.address() as { port: number }
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
 
 describe("database outages", () => {
   it.scopedLive("Postgres restarted in the middle of runs: the app reconnects and every run finishes", () =>
@@ -30,7 +21,7 @@ describe("database outages", () => {
       const dataDir = mkdtempSync(join(tmpdir(), "duraflow-restart-"))
       chmodSync(dataDir, 0o755) // embedded Postgres runs as the postgres user when we are root
       yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dataDir, { recursive: true, force: true })))
-      const port = yield* freePort
+      const port = yield* TestProcess.freePort
       const startServer = Effect.gen(function*() {
         const scope = yield* Scope.make()
         const server = yield* EmbeddedPostgres.make({ dataDir, port, ifRunning: "fail" }).pipe(Scope.extend(scope))

@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { createRequire } from "node:module"
 import { Data, Deferred, Duration, Effect, Scope } from "effect"
+import { readFileSync } from "node:fs"
 import { createServer } from "node:net"
 
 export class TestProcessError extends Data.TaggedError("TestProcessError")<{
@@ -135,13 +136,55 @@ export const spawnTs = (
     (p) => p.kill("SIGKILL")
   )
 
-/** A port nobody listens on right now (the OS picks it). */
-export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => {
-  const server = createServer()
-  server.unref()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
+/**
+ * The ports a process may take for its own listeners: below the kernel's
+ * ephemeral range (`ip_local_port_range`, 32768 on Linux), from which every
+ * outgoing connection (a pool's Postgres connections, an HTTP client) gets its
+ * local port. A port the OS hands out for `listen(0)` comes from that range,
+ * so between the moment it is found free and the moment the child process
+ * listens on it, an outgoing connection may take it (EADDRINUSE).
+ */
+const listenRange = ((): readonly [number, number] => {
+  try {
+    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0])
+    if (Number.isInteger(low) && low > 12_000) return [10_000, low - 1]
+  } catch {
+    // not Linux: the default ephemeral ranges elsewhere start at 49152
+  }
+  return [10_000, 32_767]
+})()
+
+/**
+ * Test files run side by side in vitest workers: each worker takes its own
+ * slice of the range (by `VITEST_POOL_ID`), so two workers never pick the same
+ * port in the moment before it is bound.
+ */
+const slice = ((): readonly [number, number] => {
+  const slices = 16
+  const [low, high] = listenRange
+  const size = Math.floor((high - low + 1) / slices)
+  const index = (Number(process.env.VITEST_POOL_ID ?? process.pid) || 0) % slices
+  return [low + index * size, low + (index + 1) * size - 1]
+})()
+const handedOut = new Set<number>()
+
+const bindable = (port: number) =>
+  Effect.async<boolean>((resume) => {
+    const server = createServer()
+    server.unref()
+    server.once("error", () => resume(Effect.succeed(false)))
+    // every interface, as the apps listen
+    server.listen(port, () => server.close(() => resume(Effect.succeed(true))))
   })
+
+/**
+ * A port nobody listens on right now, outside the range outgoing connections
+ * take theirs from, and never the same twice in one process.
+ */
+export const freePort: Effect.Effect<number> = Effect.suspend(() => {
+  const [low, high] = slice
+  const port = low + Math.floor(Math.random() * (high - low + 1))
+  if (handedOut.has(port)) return freePort
+  handedOut.add(port)
+  return Effect.flatMap(bindable(port), (ok) => ok ? Effect.succeed(port) : freePort)
 })
