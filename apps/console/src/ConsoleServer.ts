@@ -15,6 +15,7 @@
  * through as it is; an app that does not answer is a 502 `AppUnreachable`, an
  * unknown prefix a 404 `UnknownApp`. Actions carry the console's operator token.
  */
+import { RequestGuard } from "@duraflow/runtime-core"
 import { HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer, Option } from "effect"
@@ -189,7 +190,8 @@ const logActions = HttpMiddleware.make((app) =>
 
 /** The console on `host:port`; logs `Listening on http://...` and each action. */
 export const layer = (port: number, host = "127.0.0.1") =>
-  HttpServer.serve(router(loadAssets()), (app) => HttpMiddleware.logger(logActions(app))).pipe(
+  // as the apps: the rest of an unread body is read before the answer, a request Node cannot parse gets a 400
+  HttpServer.serve(RequestGuard.readsWholeBody(router(loadAssets())), (app) => HttpMiddleware.logger(logActions(app))).pipe(
     HttpServer.withLogAddress,
-    Layer.provide(NodeHttpServer.layer(createServer, { port, host }))
+    Layer.provide(NodeHttpServer.layer(() => createServer().on("clientError", RequestGuard.answerClientError), { port, host }))
   )
