@@ -32,6 +32,13 @@ const Transactional = Workflow.make({
   idempotencyKey: (p) => p.id
 })
 
+const Repeated = Workflow.make({
+  name: "Repeated",
+  payload: { id: Schema.String },
+  success: Schema.Array(Schema.Number),
+  idempotencyKey: (p) => p.id
+})
+
 const Raced = Workflow.make({ name: "Raced", payload: { id: Schema.String }, success: Schema.Number, idempotencyKey: (p) => p.id })
 
 const RunsLive = Layer.effect(Runs, Ref.make(0))
@@ -54,6 +61,26 @@ const Workflows = Layer.mergeAll(
         // suspends the run: what comes after is a replay
         yield* DurableDeferred.await(Go)
         return Either.match(first, { onLeft: (e) => `error: ${e}`, onRight: (n) => `value: ${n}` })
+      })
+  }),
+  WorkflowLayer.make(Repeated, {
+    dependencies: Dependencies,
+    signals: [Go],
+    execute: () =>
+      Effect.gen(function*() {
+        const counted = (name: string) =>
+          Activity.make({
+            name,
+            success: Schema.Number,
+            execute: Effect.flatMap(Runs, (runs) => Ref.updateAndGet(runs, (n) => n + 1))
+          })
+        // two steps in parallel first (they share one read of the run's records), then one step
+        // twice: the second is the first's recorded exit, in this execution and in the replay
+        const [a, b] = yield* Effect.all([counted("a"), counted("b")], { concurrency: 2 })
+        const once = yield* counted("once")
+        const again = yield* counted("once")
+        yield* DurableDeferred.await(Go)
+        return [a, b, once, again]
       })
   }),
   WorkflowLayer.make(Raced, {
@@ -168,6 +195,27 @@ describe("InlineActivities", () => {
         expect(yield* Fiber.join(fiber)).toBe(7)
         expect(yield* Ref.get(yield* Runs)).toBe(before)
         expect(yield* sql`SELECT n FROM inl_counter WHERE id = 'legacy'`).toEqual([])
+      }))
+
+    it.effect("a step called twice in one execution runs once; parallel first steps run once each", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const engine = yield* WorkflowEngine.WorkflowEngine
+        const before = yield* Ref.get(yield* Runs)
+        const executionId = yield* Repeated.executionId({ id: "rep" })
+        const fiber = yield* Effect.fork(Repeated.execute({ id: "rep" }))
+        while ((yield* engine.poll(Repeated, executionId))?._tag !== "Suspended") yield* Effect.sleep("50 millis")
+        expect(yield* Ref.get(yield* Runs)).toBe(before + 3)
+        const rows = yield* sql<{ activity: string }>`SELECT activity FROM inl_activity_exits
+          WHERE execution_id = ${executionId} ORDER BY activity`
+        expect(rows.map((r) => r.activity)).toEqual(["a", "b", "once"])
+        yield* engine.deferredDone(Go, { workflowName: Repeated.name, executionId, deferredName: Go.name, exit: Exit.void })
+        const [a, b, once, again] = yield* Fiber.join(fiber)
+        expect([a, b].sort()).toEqual([before + 1, before + 2])
+        expect(once).toBe(before + 3)
+        expect(again).toBe(once)
+        // the replay ran no body again
+        expect(yield* Ref.get(yield* Runs)).toBe(before + 3)
       }))
 
     it.effect("two executions of one step: the first recorded exit wins", () =>

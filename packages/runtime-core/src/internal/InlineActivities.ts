@@ -24,13 +24,19 @@
  *   old one still finishes) race on the primary key: the first recorded exit
  *   wins and both return it.
  *
+ * A run's recorded exits are read once per execution of its body (one
+ * `WorkflowInstance`), with its first activity, instead of once per step: a
+ * fresh run of three steps makes 1 read instead of 3 (measured: each statement
+ * costs a run about 0.4 ms of node CPU under load). A step that runs twice in
+ * one execution (the same name and attempt) asks the table again.
+ *
  * A run that a build sending activities as messages left in flight (their
  * replies are in the cluster tables) runs those activities once more here.
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Deferred, Effect, FiberId, Layer, Schema } from "effect"
 import * as Retry from "../Retry.js"
 import { observeAttempt } from "./ActivityTelemetry.js"
 import * as TablePrefix from "../TablePrefix.js"
@@ -52,6 +58,16 @@ export const exitSchema = (success: Schema.Schema.All, error: Schema.Schema.All)
   }
   return schema
 }
+
+/** What one execution of a run's body knows of its steps' records. */
+interface Recorded {
+  /** the exits recorded before this execution started, by `stepKey` */
+  readonly exits: ReadonlyMap<string, unknown>
+  /** steps this execution ran (their records are newer than `exits`) */
+  readonly ran: Set<string>
+}
+
+const stepKey = (activity: string, attempt: number) => `${attempt}:${activity}`
 
 export interface Key {
   readonly executionId: string
@@ -99,6 +115,46 @@ export const layer = (
           (rows) => rows[0]
         )
 
+      // every recorded exit of an execution, as `recorded` reads them one at a time
+      const recordedAll = (executionId: string) =>
+        Effect.map(
+          sql<{ activity: string; attempt: number; exit: unknown }>`SELECT activity, attempt, exit FROM ${table}
+            WHERE execution_id = ${executionId}
+            UNION ALL
+            SELECT activity, attempt, jsonb_build_object('_tag', 'Success', 'value', result) FROM ${results}
+            WHERE execution_id = ${executionId}`,
+          (rows) => {
+            const exits = new Map<string, unknown>()
+            // an exit row wins over an earlier build's result row of the same step
+            for (const row of rows) {
+              const key = stepKey(row.activity, row.attempt)
+              if (!exits.has(key)) exits.set(key, row.exit)
+            }
+            return exits
+          }
+        )
+
+      // per execution of a run's body: read once, by whichever of its steps (maybe parallel) comes first;
+      // a read that fails or is interrupted leaves the next step to read again
+      const executions = new WeakMap<WorkflowEngine.WorkflowInstance["Type"], Deferred.Deferred<Recorded | undefined>>()
+      const recordedFor = (instance: WorkflowEngine.WorkflowInstance["Type"]): Effect.Effect<Recorded> =>
+        Effect.suspend(() => {
+          const pending = executions.get(instance)
+          if (pending !== undefined) {
+            return Effect.flatMap(Deferred.await(pending), (found) => found === undefined ? recordedFor(instance) : Effect.succeed(found))
+          }
+          const deferred = Deferred.unsafeMake<Recorded | undefined>(FiberId.none)
+          executions.set(instance, deferred)
+          return durably(recordedAll(instance.executionId)).pipe(
+            Effect.map((exits): Recorded => ({ exits, ran: new Set() })),
+            Effect.onExit((exit) => {
+              if (exit._tag === "Success") return Deferred.succeed(deferred, exit.value)
+              executions.delete(instance)
+              return Deferred.succeed(deferred, undefined)
+            })
+          )
+        })
+
       /** Records `encoded`, or returns the exit another execution recorded first. */
       const record = (executionId: string, activity: string, attempt: number, startedAt: Date, encoded: unknown) =>
         Effect.flatMap(
@@ -121,7 +177,13 @@ export const layer = (
             const instance = yield* WorkflowEngine.WorkflowInstance
             const schema = exitSchema(activity.successSchema, activity.errorSchema)
             const executionId = instance.executionId
-            const found = yield* durably(recorded(executionId, activity.name, attempt))
+            const known = yield* recordedFor(instance)
+            const key = stepKey(activity.name, attempt)
+            const found = known.ran.has(key)
+              ? yield* durably(recorded(executionId, activity.name, attempt))
+              : known.exits.has(key)
+              ? { exit: known.exits.get(key) }
+              : undefined
             if (found !== undefined) {
               return new Workflow.Complete({ exit: yield* Effect.orDie(Schema.decodeUnknown(schema)(found.exit)) })
             }
@@ -146,7 +208,9 @@ export const layer = (
               observeAttempt(instance.workflow.name, executionId, activity.name, attempt)
             )
             // suspended: nothing to record; recorded: a transactional activity committed it
-            if (result._tag === "Suspended" || recording.recorded) return result
+            if (result._tag === "Suspended") return result
+            known.ran.add(key)
+            if (recording.recorded) return result
             const encoded = yield* Effect.orDie(Schema.encode(schema)(result.exit))
             const earlier = yield* durably(record(executionId, activity.name, attempt, startedAt, encoded))
             if (earlier === undefined) return result
