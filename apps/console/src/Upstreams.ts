@@ -8,7 +8,8 @@
  * HTTP API, which keeps the authority (its operator token, its ledger).
  */
 import { AppDirectory, Database } from "@duraflow/runtime-core"
-import { HttpClient, HttpClientRequest } from "@effect/platform"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { SqlClient } from "@effect/sql"
 import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 

@@ -6,7 +6,7 @@
  * `DURAFLOW_OPERATOR_TOKEN` (sent to the apps with cancel, resume, retry and
  * signals). SIGTERM/SIGINT stop it.
  */
-import { FetchHttpClient } from "@effect/platform"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { NodeRuntime } from "@effect/platform-node"
 import { Config, Effect, Layer, Option, Redacted } from "effect"
 import * as ConsoleServer from "./ConsoleServer.js"

@@ -6,7 +6,9 @@
  */
 import { KnowledgeApi } from "@duraflow/knowledge"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
-import { HttpApiClient, HttpServer, OpenApi } from "@effect/platform"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel } from "effect"
 import * as KnowledgeServer from "../src/KnowledgeServer.js"

@@ -7,7 +7,9 @@
  */
 import { OntologyApi, SampleOntology } from "@duraflow/ontology"
 import { TestDatabase } from "@duraflow/runtime-core/testing"
-import { FetchHttpClient, HttpApiClient, HttpServer } from "@effect/platform"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpServer from "@effect/platform/HttpServer"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel, Schedule } from "effect"

@@ -16,7 +16,11 @@
  */
 import { RunsApi } from "@duraflow/runtime-core"
 import { Args, Command, Options } from "@effect/cli"
-import { FetchHttpClient, HttpApi, HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Config, Console, Duration, Effect, Option, Redacted } from "effect"
 import { table, Usage } from "./Table.js"
 

@@ -7,7 +7,9 @@
 // through the package entry (runtime-core exports no deep paths)
 import type { RequestGuard as _RequestGuard } from "@duraflow/runtime-core"
 import { RunsApi } from "@duraflow/runtime-core"
-import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import { Schema } from "effect"
 import { IngestDocument } from "./IngestDocument.js"
 import * as KnowledgeModel from "./KnowledgeModel.js"

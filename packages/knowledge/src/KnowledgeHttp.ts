@@ -1,6 +1,6 @@
 /** Handlers of the knowledge domain's own routes (the runtime serves health and runs). */
 import { RunsHttp } from "@duraflow/runtime-core"
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect, Option } from "effect"
 import { DocumentNotFound, KnowledgeApi } from "./KnowledgeApi.js"
 import { KnowledgeRepository } from "./KnowledgeRepository.js"

@@ -9,7 +9,10 @@
  * does not know (a 404) is "not published": retrying cannot change the answer.
  */
 import { OntologyApi, OntologyModel } from "@duraflow/ontology"
-import { FetchHttpClient, HttpApiClient, HttpClient, HttpClientError } from "@effect/platform"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
 import { Config, Context, Effect, Layer, Schema } from "effect"
 import * as KnowledgeModel from "./KnowledgeModel.js"
 

@@ -1,6 +1,6 @@
 /** Handlers of the ontology domain's own routes (the runtime serves health and runs). */
 import { RunsHttp } from "@duraflow/runtime-core"
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect, Option } from "effect"
 import { OntologyApi, OntologyNotFound } from "./OntologyApi.js"
 import { OntologyRepository } from "./OntologyRepository.js"

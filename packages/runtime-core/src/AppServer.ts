@@ -8,8 +8,15 @@
  * `NodeRuntime.runMain`) stops accepting requests before the engine and the
  * database pool shut down, since they sit below it.
  */
-import { HttpApiBuilder, HttpApiSchema, HttpMiddleware, HttpServer, HttpServerRequest, OpenApi } from "@effect/platform"
-import type { HttpApi, HttpApiGroup, HttpApp } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as OpenApi from "@effect/platform/OpenApi"
+import type * as HttpApi from "@effect/platform/HttpApi"
+import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import type * as HttpApp from "@effect/platform/HttpApp"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Config, Duration, Effect, FiberRef, Layer, LogLevel, Schema } from "effect"
 import { createServer } from "node:http"

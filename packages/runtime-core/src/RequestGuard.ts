@@ -19,15 +19,13 @@
  * Bodies are also checked for what Postgres' jsonb cannot store (NUL, lone
  * surrogates) and for absurd nesting in `RunsHttp`, after JSON parsing.
  */
-import {
-  HttpApiSchema,
-  HttpIncomingMessage,
-  HttpMiddleware,
-  HttpServerError,
-  HttpServerRequest,
-  HttpServerResponse
-} from "@effect/platform"
-import type { HttpApp } from "@effect/platform"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as HttpApp from "@effect/platform/HttpApp"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Cause, Effect, Option, Schema, Stream } from "effect"
 import { STATUS_CODES } from "node:http"

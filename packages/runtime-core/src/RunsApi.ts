@@ -30,7 +30,11 @@
  * a 503; the answers every route may give (`RequestGuard`) are declared on the
  * whole API.
  */
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as OpenApi from "@effect/platform/OpenApi"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
 import { Context, Schema } from "effect"
 import * as Readiness from "./internal/Readiness.js"

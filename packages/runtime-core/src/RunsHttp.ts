@@ -12,9 +12,12 @@
  * deadline (`START_DEADLINE`): past it, or when the engine's write fails, the
  * answer is a 503 and nothing is left behind.
  */
-import { HttpApiBuilder, HttpRouter, HttpServerResponse } from "@effect/platform"
-import type { HttpServerRequest } from "@effect/platform"
-import type { HttpApi, HttpApiGroup } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import type * as HttpApi from "@effect/platform/HttpApi"
+import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import { SqlClient } from "@effect/sql"
 import type { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"

@@ -29,7 +29,7 @@
 import * as OtlpMetrics from "@effect/opentelemetry/OtlpMetrics"
 import * as OtlpSerialization from "@effect/opentelemetry/OtlpSerialization"
 import * as OtlpTracer from "@effect/opentelemetry/OtlpTracer"
-import { FetchHttpClient } from "@effect/platform"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { Config, Duration, Effect, Layer, Metric, MetricBoundaries, Option } from "effect"
 import * as Logging from "./Logging.js"
 import { InvalidRuntimeConfig } from "./RuntimeError.js"

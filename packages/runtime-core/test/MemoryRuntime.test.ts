@@ -5,7 +5,7 @@
  * An app whose domain keeps data in Postgres is told, by name, that it still
  * needs DATABASE_URL. The in-memory runs ledger keeps the table's rules.
  */
-import { HttpServer } from "@effect/platform"
+import * as HttpServer from "@effect/platform/HttpServer"
 import { Activity, Workflow } from "@effect/workflow"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel, Option, Schedule, Schema } from "effect"

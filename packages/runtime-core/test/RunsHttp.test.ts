@@ -4,7 +4,10 @@
  * input, which must persist nothing; every answer has a JSON body and is
  * documented in /openapi.json for its route; a start is atomic.
  */
-import { HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpServer } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpServer from "@effect/platform/HttpServer"
 import { SqlClient } from "@effect/sql"
 import { Activity, DurableDeferred, Workflow } from "@effect/workflow"
 import { describe, expect, layer } from "@effect/vitest"

@@ -6,7 +6,7 @@
  * printed by `tooling/faults` `figures`): a durable sleep, a signal sent over
  * the HTTP route, and a deferred completed by another (client-only) process.
  */
-import { HttpServer } from "@effect/platform"
+import * as HttpServer from "@effect/platform/HttpServer"
 import { DurableClock, DurableDeferred, Workflow } from "@effect/workflow"
 import { describe, expect, layer } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Layer, Schedule, Schema, Logger, LogLevel } from "effect"

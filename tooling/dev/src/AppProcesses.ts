@@ -14,8 +14,10 @@
  * knowledge 4012, 4022, ...) and a round-robin load balancer (`LoadBalancer`)
  * takes the public port, sending traffic only to ready replicas.
  */
-import { Command, FetchHttpClient, HttpClient } from "@effect/platform"
-import type { CommandExecutor } from "@effect/platform"
+import * as Command from "@effect/platform/Command"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import { Console, Duration, Effect, Schedule, Stream, String as Str } from "effect"
 import { Socket } from "node:net"
 import { fileURLToPath } from "node:url"

@@ -4,8 +4,10 @@
  * sends operator actions with `DURAFLOW_OPERATOR_TOKEN` (inherited, like the
  * apps). Waits until it answers `/health`; closing the scope sends it SIGTERM.
  */
-import { Command, FetchHttpClient, HttpClient } from "@effect/platform"
-import type { CommandExecutor } from "@effect/platform"
+import * as Command from "@effect/platform/Command"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type { Scope } from "effect"
 import { Console, Effect, Schedule, Stream, String as Str } from "effect"
 import { fileURLToPath } from "node:url"

@@ -5,7 +5,8 @@
  */
 import { KnowledgeApi, SampleDocuments } from "@duraflow/knowledge"
 import { OntologyApi, SampleOntology } from "@duraflow/ontology"
-import { FetchHttpClient, HttpApiClient } from "@effect/platform"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { Array as Arr, Console, Effect, Schedule } from "effect"
 
 const until = <A extends { readonly status: string }, E, R>(poll: Effect.Effect<A, E, R>) =>

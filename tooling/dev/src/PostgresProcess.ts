@@ -6,7 +6,7 @@
  * shutting down). It stops on its own when the main job is gone (`ParentWatch`).
  * While it boots (initdb on a first run takes a while), a progress line every 2 s.
  */
-import { Command } from "@effect/platform"
+import * as Command from "@effect/platform/Command"
 import { Console, Data, Duration, Effect, Fiber, Option, Schedule, Stream } from "effect"
 import { createRequire } from "node:module"
 

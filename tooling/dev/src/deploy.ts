@@ -15,7 +15,7 @@
  * Default folder: `<workspace root>/dist/<app>`.
  */
 import { Args, Command as Cli, Options, ValidationError } from "@effect/cli"
-import { Command } from "@effect/platform"
+import * as Command from "@effect/platform/Command"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs"

@@ -13,7 +13,7 @@
  * after the global setups ran) inherit it, `TestDatabase` reads it, and the
  * setups of the run's other projects find it set and reuse the same server.
  */
-import { Command } from "@effect/platform"
+import * as Command from "@effect/platform/Command"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Exit, Schedule, Scope } from "effect"
 import { chmodSync, mkdtempSync, readdirSync, rmSync } from "node:fs"

@@ -10,7 +10,7 @@
  *   between tests, which the JSON report leaves out) is one failure;
  * - no report at all (vitest crashed, or was killed at the timeout) is one failure.
  */
-import { Command } from "@effect/platform"
+import * as Command from "@effect/platform/Command"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import { Duration, Effect, Option, Stream } from "effect"
 import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"

@@ -10,7 +10,7 @@
  *    its last line: `N passed, N failed, N skipped`. Exit code 1 when anything failed.
  */
 import { Command, Options } from "@effect/cli"
-import { Command as Process } from "@effect/platform"
+import * as Process from "@effect/platform/Command"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit } from "effect"
 import { mkdirSync } from "node:fs"

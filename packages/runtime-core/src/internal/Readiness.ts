@@ -9,7 +9,8 @@
  * and after it (shutting down, lock session lost, marked unhealthy by the
  * other replicas) it answers 503 with the reason.
  */
-import { HttpApiEndpoint, HttpApiSchema } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
 import * as ShardLockStorage from "./ShardLockStorage.js"
