@@ -136,10 +136,15 @@ export const layer = (
           }
         )
 
-      // per execution of a run's body: read once, by whichever of its steps (maybe parallel) comes first;
-      // a read that fails or is interrupted leaves the next step to read again
+      // per execution of a run's body: read once, by the execution's start (`prefetch`) or whichever of
+      // its steps (maybe parallel) comes first; a read that fails or is interrupted leaves the next
+      // step to read again
       const executions = new WeakMap<WorkflowEngine.WorkflowInstance["Type"], Deferred.Deferred<Recorded | undefined>>()
-      const recordedFor = (instance: WorkflowEngine.WorkflowInstance["Type"]): Effect.Effect<Recorded> =>
+      const recordedFor = (
+        instance: WorkflowEngine.WorkflowInstance["Type"],
+        read: (effect: Effect.Effect<ReadonlyMap<string, unknown>, SqlError>) => Effect.Effect<ReadonlyMap<string, unknown>> =
+          durably
+      ): Effect.Effect<Recorded> =>
         Effect.suspend(() => {
           const pending = executions.get(instance)
           if (pending !== undefined) {
@@ -147,7 +152,7 @@ export const layer = (
           }
           const deferred = Deferred.unsafeMake<Recorded | undefined>(FiberId.none)
           executions.set(instance, deferred)
-          return durably(recordedAll(instance.executionId)).pipe(
+          return read(recordedAll(instance.executionId)).pipe(
             Effect.map((exits): Recorded => ({ exits, ran: new Set() })),
             Effect.onExit((exit) => {
               if (exit._tag === "Success") return Deferred.succeed(deferred, exit.value)
@@ -174,11 +179,14 @@ export const layer = (
 
       return WorkflowEngine.WorkflowEngine.of({
         ...engine,
-        // each execution starts reading its records at once (its first step awaits them)
+        // each execution starts reading its records at once (its first step awaits them). One try,
+        // outside the run's fiber: a run that ends or suspends first does not interrupt the statement
+        // (which would cost a pg_cancel_backend); a failed read leaves its first step to read again.
         register: (workflow, execute) =>
           engine.register(workflow, (payload, executionId) =>
             Effect.zipRight(
-              Effect.flatMap(WorkflowEngine.WorkflowInstance, (instance) => Effect.fork(recordedFor(instance))),
+              Effect.flatMap(WorkflowEngine.WorkflowInstance, (instance) =>
+                Effect.forkDaemon(Effect.catchAllCause(recordedFor(instance, Effect.orDie), () => Effect.void))),
               execute(payload, executionId)
             )),
         activityExecute: (activity, attempt) =>
