@@ -128,17 +128,31 @@ const Durable = Workflows.pipe(
   Layer.provideMerge(TestDatabase.layer("inline_activities"))
 )
 
+/**
+ * Starts `workflow` and waits until the run suspends on `Go` (its reply says Suspended);
+ * `signal` completes `Go`, after which `fiber` ends with the replay's result.
+ */
+const suspendedOnGo = <Name extends string, P extends Workflow.AnyStructSchema, S extends Schema.Schema.Any, E extends Schema.Schema.All>(
+  workflow: Workflow.Workflow<Name, P, S, E>,
+  payload: P["Type"]
+) =>
+  Effect.gen(function*() {
+    const engine = yield* WorkflowEngine.WorkflowEngine
+    const executionId = yield* workflow.executionId(payload)
+    const fiber = yield* Effect.fork(workflow.execute(payload))
+    while ((yield* engine.poll(workflow, executionId))?._tag !== "Suspended") yield* Effect.sleep("50 millis")
+    const signal = engine.deferredDone(Go, { workflowName: workflow.name, executionId, deferredName: Go.name, exit: Exit.void })
+    return { executionId, fiber, signal }
+  })
+
 /** Runs the workflow until it suspends on `Go`, signals it, and returns the replay's result. */
 const runWithReplay = (payload: { readonly id: string; readonly fail: boolean }) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const engine = yield* WorkflowEngine.WorkflowEngine
-    const executionId = yield* Replayed.executionId(payload)
-    const fiber = yield* Effect.fork(Replayed.execute(payload))
-    // suspended: the activity's exit is recorded and the run's reply says Suspended
-    while ((yield* engine.poll(Replayed, executionId))?._tag !== "Suspended") yield* Effect.sleep("50 millis")
+    const { executionId, fiber, signal } = yield* suspendedOnGo(Replayed, payload)
+    // suspended: the activity's exit is recorded
     const recorded = yield* sql<{ exit: unknown }>`SELECT exit FROM inl_activity_exits WHERE execution_id = ${executionId}`
-    yield* engine.deferredDone(Go, { workflowName: Replayed.name, executionId, deferredName: Go.name, exit: Exit.void })
+    yield* signal
     return { result: yield* Fiber.join(fiber), recorded: recorded.map((r) => r.exit) }
   })
 
@@ -165,17 +179,14 @@ describe("InlineActivities", () => {
     it.effect("a transactional activity commits its exit row with its writes; a replay runs neither again", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        const engine = yield* WorkflowEngine.WorkflowEngine
         const before = yield* Ref.get(yield* Runs)
-        const executionId = yield* Transactional.executionId({ id: "t" })
-        const fiber = yield* Effect.fork(Transactional.execute({ id: "t" }))
-        while ((yield* engine.poll(Transactional, executionId))?._tag !== "Suspended") yield* Effect.sleep("50 millis")
+        const { executionId, fiber, signal } = yield* suspendedOnGo(Transactional, { id: "t" })
         expect(yield* sql`SELECT exit FROM inl_activity_exits WHERE execution_id = ${executionId}`).toEqual([
           { exit: { _tag: "Success", value: 1 } }
         ])
         // the exit row is the only record: nothing in the ActivityLedger's table
         expect(yield* sql`SELECT 1 FROM inl_activity_results WHERE execution_id = ${executionId}`).toEqual([])
-        yield* engine.deferredDone(Go, { workflowName: Transactional.name, executionId, deferredName: Go.name, exit: Exit.void })
+        yield* signal
         expect(yield* Fiber.join(fiber)).toBe(1)
         expect(yield* Ref.get(yield* Runs)).toBe(before + 1)
         expect(yield* sql`SELECT n FROM inl_counter WHERE id = 't'`).toEqual([{ n: 1 }])
@@ -188,10 +199,8 @@ describe("InlineActivities", () => {
         const executionId = yield* Transactional.executionId({ id: "legacy" })
         yield* sql`INSERT INTO inl_activity_results (execution_id, activity, attempt, result)
           VALUES (${executionId}, 'bump', 1, '7'::jsonb)`
-        const fiber = yield* Effect.fork(Transactional.execute({ id: "legacy" }))
-        const engine = yield* WorkflowEngine.WorkflowEngine
-        while ((yield* engine.poll(Transactional, executionId))?._tag !== "Suspended") yield* Effect.sleep("50 millis")
-        yield* engine.deferredDone(Go, { workflowName: Transactional.name, executionId, deferredName: Go.name, exit: Exit.void })
+        const { fiber, signal } = yield* suspendedOnGo(Transactional, { id: "legacy" })
+        yield* signal
         expect(yield* Fiber.join(fiber)).toBe(7)
         expect(yield* Ref.get(yield* Runs)).toBe(before)
         expect(yield* sql`SELECT n FROM inl_counter WHERE id = 'legacy'`).toEqual([])
@@ -200,16 +209,13 @@ describe("InlineActivities", () => {
     it.effect("a step called twice in one execution runs once; parallel first steps run once each", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        const engine = yield* WorkflowEngine.WorkflowEngine
         const before = yield* Ref.get(yield* Runs)
-        const executionId = yield* Repeated.executionId({ id: "rep" })
-        const fiber = yield* Effect.fork(Repeated.execute({ id: "rep" }))
-        while ((yield* engine.poll(Repeated, executionId))?._tag !== "Suspended") yield* Effect.sleep("50 millis")
+        const { executionId, fiber, signal } = yield* suspendedOnGo(Repeated, { id: "rep" })
         expect(yield* Ref.get(yield* Runs)).toBe(before + 3)
         const rows = yield* sql<{ activity: string }>`SELECT activity FROM inl_activity_exits
           WHERE execution_id = ${executionId} ORDER BY activity`
         expect(rows.map((r) => r.activity)).toEqual(["a", "b", "once"])
-        yield* engine.deferredDone(Go, { workflowName: Repeated.name, executionId, deferredName: Go.name, exit: Exit.void })
+        yield* signal
         const [a, b, once, again] = yield* Fiber.join(fiber)
         expect([a, b].sort()).toEqual([before + 1, before + 2])
         expect(once).toBe(before + 3)
