@@ -104,41 +104,42 @@ export const layer = (
       const table = sql(TablePrefix.table(prefix, "activity_exits"))
       const results = sql(TablePrefix.table(prefix, "activity_results"))
 
-      // a transactional activity that a build before InlineActivities committed has its result
-      // in `activity_results` only: it counts as recorded, so the body does not run again
+      // a step's reads and writes retry as the engine's storage does (for up to a minute); a
+      // database that stays away then fails the run's fiber, and the run is replayed later
+      const durably = <A>(effect: Effect.Effect<A, SqlError>) =>
+        effect.pipe(Effect.retry({ schedule: Retry.storage }), Effect.orDie)
+
+      // The recorded exits of an execution, or of one of its steps. A transactional activity that a
+      // build before InlineActivities committed has its result in `activity_results` only: it counts
+      // as recorded, so the body does not run again; an exit row of the same step comes first.
+      const exitRows = (executionId: string, step?: { readonly activity: string; readonly attempt: number }) => {
+        const of = step === undefined
+          ? sql`execution_id = ${executionId}`
+          : sql`execution_id = ${executionId} AND activity = ${step.activity} AND attempt = ${step.attempt}`
+        return sql<{ activity: string; attempt: number; exit: unknown }>`SELECT activity, attempt, exit, 0 AS source
+            FROM ${table} WHERE ${of}
+          UNION ALL
+          SELECT activity, attempt, jsonb_build_object('_tag', 'Success', 'value', result), 1 AS source
+            FROM ${results} WHERE ${of}
+          ORDER BY source`
+      }
+
       const recorded = (executionId: string, activity: string, attempt: number) =>
-        Effect.map(
-          sql<{ exit: unknown }>`SELECT exit FROM ${table}
-            WHERE execution_id = ${executionId} AND activity = ${activity} AND attempt = ${attempt}
-            UNION ALL
-            SELECT jsonb_build_object('_tag', 'Success', 'value', result) FROM ${results}
-            WHERE execution_id = ${executionId} AND activity = ${activity} AND attempt = ${attempt}
-            LIMIT 1`,
-          (rows) => rows[0]
-        )
+        Effect.map(exitRows(executionId, { activity, attempt }), (rows) => rows[0])
 
-      // every recorded exit of an execution, as `recorded` reads them one at a time
       const recordedAll = (executionId: string) =>
-        Effect.map(
-          sql<{ activity: string; attempt: number; exit: unknown }>`SELECT activity, attempt, exit FROM ${table}
-            WHERE execution_id = ${executionId}
-            UNION ALL
-            SELECT activity, attempt, jsonb_build_object('_tag', 'Success', 'value', result) FROM ${results}
-            WHERE execution_id = ${executionId}`,
-          (rows) => {
-            const exits = new Map<string, unknown>()
-            // an exit row wins over an earlier build's result row of the same step
-            for (const row of rows) {
-              const key = stepKey(row.activity, row.attempt)
-              if (!exits.has(key)) exits.set(key, row.exit)
-            }
-            return exits
+        Effect.map(exitRows(executionId), (rows) => {
+          const exits = new Map<string, unknown>()
+          for (const row of rows) {
+            const key = stepKey(row.activity, row.attempt)
+            if (!exits.has(key)) exits.set(key, row.exit)
           }
-        )
+          return exits
+        })
 
-      // per execution of a run's body: read once, by the execution's start (`prefetch`) or whichever of
-      // its steps (maybe parallel) comes first; a read that fails or is interrupted leaves the next
-      // step to read again
+      // per execution of a run's body: read once, by the execution's start (see `register`) or
+      // whichever of its steps (maybe parallel) comes first; a read that fails or is interrupted
+      // leaves the next step to read again
       const executions = new WeakMap<WorkflowEngine.WorkflowInstance["Type"], Deferred.Deferred<Recorded | undefined>>()
       const recordedFor = (
         instance: WorkflowEngine.WorkflowInstance["Type"],
@@ -171,11 +172,6 @@ export const layer = (
             RETURNING exit`,
           (inserted) => inserted.length > 0 ? Effect.succeed(undefined) : recorded(executionId, activity, attempt)
         )
-
-      // a step's reads and writes retry as the engine's storage does (for up to a minute); a
-      // database that stays away then fails the run's fiber, and the run is replayed later
-      const durably = <A>(effect: Effect.Effect<A, SqlError>) =>
-        effect.pipe(Effect.retry({ schedule: Retry.storage }), Effect.orDie)
 
       return WorkflowEngine.WorkflowEngine.of({
         ...engine,
