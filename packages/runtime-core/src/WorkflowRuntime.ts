@@ -13,7 +13,8 @@
  *   tables) still requires `DATABASE_URL`; `layerConfigWithoutSql` /
  *   `layerMemory` run with no database at all.
  *
- * `layerConfig` reads `WORKFLOW_MODE` (`durable` | `memory`, default durable).
+ * `layerConfig` reads `WORKFLOW_MODE` (`durable` | `memory`, default durable)
+ * and `WORKFLOW_MAX_RUNS_IN_FLIGHT` (durable; default 100, 0 = no bound).
  */
 import type { MessageStorage, Sharding } from "@effect/cluster"
 import { ClusterWorkflowEngine } from "@effect/cluster"
@@ -26,6 +27,7 @@ import { InvalidRuntimeConfig } from "./RuntimeError.js"
 import * as DeferredWake from "./internal/DeferredWake.js"
 import * as ActivityTelemetry from "./internal/ActivityTelemetry.js"
 import * as InlineActivities from "./internal/InlineActivities.js"
+import * as RunAdmission from "./internal/RunAdmission.js"
 import * as ShardLockStorage from "./internal/ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
 import * as TransientRetry from "./internal/TransientRetry.js"
@@ -47,7 +49,16 @@ export interface DurableOptions {
   /** Where this replica's runner listens and what it registers (default: 127.0.0.1, any free port). */
   readonly runner?: ClusterRunner.Address | undefined
   readonly locks?: ShardLockStorage.Options | undefined
+  /**
+   * At most this many runs execute at once in this process; more wait in
+   * storage, started, and run as slots free (`RunAdmission`). Child runs are
+   * never held. `0`: no bound. Default `defaultMaxRunsInFlight`.
+   */
+  readonly maxRunsInFlight?: number | undefined
 }
+
+/** The default bound on runs executing at once per process (`WORKFLOW_MAX_RUNS_IN_FLIGHT`). */
+export const defaultMaxRunsInFlight = 100
 
 /**
  * Durable engine for `prefix`; requires the Postgres client. The engine is
@@ -56,7 +67,8 @@ export interface DurableOptions {
  * start or a signal does not fail because a connection just died, and by
  * `DeferredWake`, so a signal wakes a run that is still active (a race), and
  * by `InlineActivities`, so an activity runs in its run's fiber and only its
- * outcome is written.
+ * outcome is written, and by `RunAdmission`, so a burst of starts waits in
+ * storage instead of executing all at once (`maxRunsInFlight`).
  */
 export const layerDurable = (
   prefix: TablePrefix.TablePrefix,
@@ -70,18 +82,24 @@ export const layerDurable = (
   InvalidRuntimeConfig,
   SqlClient.SqlClient | PgClient.PgClient
 > =>
-  TransientRetry.layer.pipe(
-    Layer.provide(WakeUps.layer(prefix)),
-    Layer.provide(DeferredWake.layer),
-    Layer.provide(InlineActivities.layer(prefix)),
-    Layer.provide(ClusterWorkflowEngine.layer),
-    Layer.provideMerge(ClusterRunner.layer(prefix, {
-      address: options?.runner,
-      sharding: options?.sharding,
-      locks: options?.locks
-    })),
-    Layer.merge(Layer.succeed(WorkflowRuntime, { mode: "durable", prefix }))
-  )
+  Layer.unwrapEffect(Effect.sync(() => {
+    // one gate per built runtime, shared by the storage reads it filters and the executions it counts
+    const admission = RunAdmission.make(options?.maxRunsInFlight ?? defaultMaxRunsInFlight)
+    return TransientRetry.layer.pipe(
+      Layer.provide(WakeUps.layer(prefix)),
+      Layer.provide(DeferredWake.layer),
+      Layer.provide(InlineActivities.layer(prefix)),
+      Layer.provide(RunAdmission.layer(admission)),
+      Layer.provide(ClusterWorkflowEngine.layer),
+      Layer.provideMerge(ClusterRunner.layer(prefix, {
+        address: options?.runner,
+        sharding: options?.sharding,
+        locks: options?.locks,
+        admission
+      })),
+      Layer.merge(Layer.succeed(WorkflowRuntime, { mode: "durable", prefix }))
+    )
+  }))
 
 /** In-memory engine: no database, nothing survives a restart. Signals wake active runs (`DeferredWake`). */
 export const layerMemory = (
@@ -107,10 +125,29 @@ export const parseMode = (raw: Option.Option<string>): Effect.Effect<Mode, Inval
     )
 }
 
+/** `WORKFLOW_MAX_RUNS_IN_FLIGHT`: a whole number, 0 for no bound; unset or empty: the default. */
+export const maxRunsInFlightConfig: Config.Config<Option.Option<string>> = Config.option(
+  Config.string("WORKFLOW_MAX_RUNS_IN_FLIGHT")
+)
+
+export const parseMaxRunsInFlight = (raw: Option.Option<string>): Effect.Effect<number, InvalidRuntimeConfig> => {
+  const text = Option.getOrElse(raw, () => "").trim()
+  if (text === "") return Effect.succeed(defaultMaxRunsInFlight)
+  return /^\d{1,9}$/.test(text)
+    ? Effect.succeed(Number(text))
+    : Effect.fail(
+      new InvalidRuntimeConfig({
+        key: "WORKFLOW_MAX_RUNS_IN_FLIGHT",
+        reason: `must be a whole number of runs (0 = no bound), got ${JSON.stringify(text)}`
+      })
+    )
+}
+
 /**
  * The engine chosen by `WORKFLOW_MODE`, for `prefix`; a durable runner's
  * address from `RUNNER_HOST` / `RUNNER_PORT` / `RUNNER_LISTEN_HOST`
- * (see `ClusterRunner`) unless `options.runner` gives one.
+ * (see `ClusterRunner`) unless `options.runner` gives one; the bound on
+ * runs executing at once from `WORKFLOW_MAX_RUNS_IN_FLIGHT` (see `DurableOptions`).
  */
 export const layerConfig = (
   prefix: TablePrefix.TablePrefix,
@@ -125,6 +162,7 @@ export const layerConfig = (
       const mode = yield* Effect.flatMap(modeConfig, parseMode)
       if (mode === "memory") return layerMemory(prefix)
       const runner = options?.runner ?? (yield* ClusterRunner.config)
-      return layerDurable(prefix, { sharding: options?.sharding, runner })
+      const maxRunsInFlight = yield* Effect.flatMap(maxRunsInFlightConfig, parseMaxRunsInFlight)
+      return layerDurable(prefix, { sharding: options?.sharding, runner, maxRunsInFlight })
     })
   )

@@ -39,6 +39,7 @@ import type { PgClient } from "@effect/sql-pg"
 import { Config, Effect, Layer, Option } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import { InvalidRuntimeConfig } from "../RuntimeError.js"
+import * as RunAdmission from "./RunAdmission.js"
 import * as SchemaLock from "./SchemaLock.js"
 import * as ShardLockStorage from "./ShardLockStorage.js"
 import * as TablePrefix from "../TablePrefix.js"
@@ -126,6 +127,8 @@ export const layer = (
     readonly address?: Address | undefined
     readonly sharding?: ShardingOptions | undefined
     readonly locks?: ShardLockStorage.Options | undefined
+    /** Bounds the runs executing here (`RunAdmission`); the engine must be wrapped with the same gate. */
+    readonly admission?: RunAdmission.Gate | undefined
   }
 ): Layer.Layer<
   Sharding.Sharding | Runners.Runners | MessageStorage.MessageStorage | ShardLockStorage.Membership,
@@ -155,8 +158,13 @@ export const layer = (
       runnerListenAddress: Option.none()
     })))
 
+  const gate = options?.admission
+  const messageStorage = SqlMessageStorage.layerWith({ prefix: TablePrefix.clusterPrefix(prefix) })
   const storage = Layer.merge(
-    SqlMessageStorage.layerWith({ prefix: TablePrefix.clusterPrefix(prefix) }),
+    gate === undefined ? messageStorage : Layer.effect(
+      MessageStorage.MessageStorage,
+      Effect.map(MessageStorage.MessageStorage, (underlying) => RunAdmission.storage(gate, underlying))
+    ).pipe(Layer.provide(messageStorage)),
     ShardLockStorage.layer(prefix, options?.locks)
   )
   const lockedStorage: Layer.Layer<

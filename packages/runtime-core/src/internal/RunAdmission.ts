@@ -1,0 +1,184 @@
+/**
+ * Admission control for the durable engine: at most `limit` runs execute at
+ * once in one process; the others wait in storage, started and durable.
+ *
+ * Why: each executing run holds its entity (an RPC server, a mailbox, a
+ * scope), its fibers and its continuations, about 150 KB. Unbounded, a burst
+ * of 1000 starts builds all of them at once: the heap grows with the burst,
+ * and so does the garbage collector's work. Bounded, memory stays flat and
+ * the CPU goes to runs (docs/ARCHITECTURE.md, section 5; the figures are in
+ * the README's Benchmark).
+ *
+ * How: the runner's storage poll reads the unprocessed messages of the shards
+ * it holds (`MessageStorage.unprocessedMessages`). `storage` wraps that read:
+ * a `run` request of a registered workflow that is not executing here is
+ * handed to the runner only while fewer than `limit` runs execute; the others
+ * are held here, oldest first. When an execution ends (completes, fails or
+ * suspends, see `engine`), the runner polls again, and the next held run is
+ * handed over. Nothing is lost if the process dies: a held request is still
+ * unprocessed in storage, and the next owner of its shard reads it (shards
+ * are reset on acquisition); a held request whose shard moved away is
+ * dropped here for the same reason.
+ *
+ * Never held:
+ * - messages to a run that executes here (an interrupt, a reply): they add no run;
+ * - child runs: their parent waits for them while it holds its own slot, so
+ *   holding them could deadlock a process full of parents;
+ * - other entities' messages (the engine's durable clock, user entities).
+ *
+ * A run started by another replica whose shard is here, and held, answers its
+ * caller through storage instead of the runner socket (the library's own
+ * fallback), so that caller sees the result a little later, not an error.
+ */
+import type { MessageStorage } from "@effect/cluster"
+import { Sharding } from "@effect/cluster"
+import type * as Message from "@effect/cluster/Message"
+import type * as ShardId from "@effect/cluster/ShardId"
+import { WorkflowEngine } from "@effect/workflow"
+import { Effect, Layer } from "effect"
+
+/** The engine marks a child run's payload with its parent under this key (ClusterWorkflowEngine). */
+const parentKey = "~@effect/workflow/parent"
+
+/**
+ * An admitted run whose execution has not started after this long is not
+ * counted any more: the runner dropped its message (its shard moved, or the
+ * entity was closing), and the slot must not stay taken.
+ */
+const admittedTimeoutMillis = 10_000
+
+const entityType = (workflowName: string) => `Workflow/${workflowName}`
+const runKey = (type: string, executionId: string) => `${type}\u0000${executionId}`
+
+export class Gate {
+  /** Runs executing here: key -> number of executions (normally one). */
+  private readonly executing = new Map<string, number>()
+  /** Runs handed to the runner whose execution has not started yet: key -> when. */
+  private readonly admitted = new Map<string, number>()
+  /** Requests waiting for a slot, oldest first: request id -> message. */
+  private readonly held = new Map<string, Message.IncomingRequest<any>>()
+  /** Entity types of the registered workflows (only their runs are held). */
+  private readonly workflows = new Set<string>()
+  /** Polls storage again (set by `engine`, which has the runner). */
+  wake: Effect.Effect<void> = Effect.void
+
+  constructor(
+    /** At most this many runs execute at once; `Infinity`: no bound. */
+    readonly limit: number
+  ) {}
+
+  /** Runs executing, or handed over and about to. */
+  get inFlight(): number {
+    return this.executing.size + this.admitted.size
+  }
+
+  /** Runs waiting for a slot. */
+  get waiting(): number {
+    return this.held.size
+  }
+
+  registered(workflowName: string): void {
+    this.workflows.add(entityType(workflowName))
+  }
+
+  private isHoldable(message: Message.Incoming<any>): message is Message.IncomingRequest<any> {
+    if (message._tag !== "IncomingRequest") return false
+    const envelope = message.envelope
+    if (envelope.tag !== "run" || !this.workflows.has(envelope.address.entityType)) return false
+    const payload = envelope.payload as Record<string, unknown> | null
+    if (typeof payload === "object" && payload !== null && payload[parentKey] !== undefined) return false
+    const key = runKey(envelope.address.entityType, envelope.address.entityId)
+    return !this.executing.has(key) && !this.admitted.has(key)
+  }
+
+  /** What the runner gets of one storage read of `shards`; the rest is held. */
+  admit(messages: ReadonlyArray<Message.Incoming<any>>, shards: ReadonlySet<string>): Array<Message.Incoming<any>> {
+    if (this.limit === Infinity) return messages as Array<Message.Incoming<any>>
+    const now = Date.now()
+    for (const [key, at] of this.admitted) {
+      if (now - at > admittedTimeoutMillis) this.admitted.delete(key)
+    }
+    const out: Array<Message.Incoming<any>> = []
+    for (const message of messages) {
+      // a request read again (held for longer than the storage's read lease) keeps its place
+      if (this.isHoldable(message)) this.held.set(String(message.envelope.requestId), message)
+      else out.push(message)
+    }
+    for (const [id, message] of this.held) {
+      if (this.inFlight >= this.limit) break
+      this.held.delete(id)
+      const address = message.envelope.address
+      if (!shards.has(shardKey(address.shardId))) continue
+      const key = runKey(address.entityType, address.entityId)
+      if (!this.executing.has(key)) this.admitted.set(key, now)
+      out.push(message)
+    }
+    return out
+  }
+
+  /** `effect` is one execution of a run: counted while it runs; its end admits the next. */
+  track<A, E, R>(workflowName: string, executionId: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+    const key = runKey(entityType(workflowName), executionId)
+    return Effect.suspend(() => {
+      this.admitted.delete(key)
+      this.executing.set(key, (this.executing.get(key) ?? 0) + 1)
+      return Effect.ensuring(
+        effect,
+        Effect.suspend(() => {
+          const left = (this.executing.get(key) ?? 1) - 1
+          if (left > 0) this.executing.set(key, left)
+          else this.executing.delete(key)
+          return this.held.size > 0 && this.inFlight < this.limit ? this.wake : Effect.void
+        })
+      )
+    })
+  }
+}
+
+const shardKey = (shardId: ShardId.ShardId): string => `${shardId.group}:${shardId.id}`
+
+/** A gate for at most `limit` executing runs (`undefined`, `0` or `Infinity`: no bound). */
+export const make = (limit: number | undefined): Gate =>
+  new Gate(limit === undefined || limit === 0 ? Infinity : limit)
+
+/** The runner's storage, its reads of new messages passed through `gate`. */
+export const storage = (gate: Gate, underlying: MessageStorage.MessageStorage["Type"]): MessageStorage.MessageStorage["Type"] =>
+  gate.limit === Infinity ? underlying : {
+    ...underlying,
+    unprocessedMessages: (shardIds) => {
+      const list = Array.from(shardIds)
+      const shards = new Set(list.map(shardKey))
+      return Effect.map(underlying.unprocessedMessages(list), (messages) => gate.admit(messages, shards))
+    }
+  }
+
+/** The engine, each execution of a registered workflow counted by `gate`; `wake` polls storage. */
+export const engine = (
+  gate: Gate,
+  underlying: WorkflowEngine.WorkflowEngine["Type"],
+  wake: Effect.Effect<void>
+): WorkflowEngine.WorkflowEngine["Type"] => {
+  if (gate.limit === Infinity) return underlying
+  gate.wake = wake
+  return {
+    ...underlying,
+    register: (workflow, execute) =>
+      Effect.suspend(() => {
+        gate.registered(workflow.name)
+        return underlying.register(workflow, (payload, executionId) =>
+          gate.track(workflow.name, executionId, execute(payload, executionId)))
+      })
+  }
+}
+
+/** Wraps the engine in context (`engine`); needs the runner, to poll storage when a slot frees. */
+export const layer = (
+  gate: Gate
+): Layer.Layer<WorkflowEngine.WorkflowEngine, never, WorkflowEngine.WorkflowEngine | Sharding.Sharding> =>
+  Layer.effect(
+    WorkflowEngine.WorkflowEngine,
+    Effect.gen(function*() {
+      const sharding = yield* Sharding.Sharding
+      return engine(gate, yield* WorkflowEngine.WorkflowEngine, sharding.pollStorage)
+    })
+  )

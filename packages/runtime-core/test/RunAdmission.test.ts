@@ -1,0 +1,158 @@
+/**
+ * At most `maxRunsInFlight` runs execute at once in one process
+ * (`RunAdmission`); the others wait in storage and run as slots free. A
+ * suspended run frees its slot, a child run is never held (its parent waits
+ * for it), and a held run survives the process.
+ */
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it, layer } from "@effect/vitest"
+import { DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
+import { Context, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
+import { TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
+import { TestDatabase } from "../src/testing/index.js"
+
+const prefix = TablePrefix.unsafeMake("adm")
+const limit = 2
+
+/** What the bodies of this process saw: how many ran at once, at most; and the gate they wait at. */
+class Bodies extends Context.Tag("test/Bodies")<Bodies, {
+  current: number
+  max: number
+  started: number
+  readonly release: Effect.Latch
+}>() {}
+
+const bodiesLayer = (open: boolean) =>
+  Layer.effect(Bodies, Effect.map(Effect.makeLatch(open), (release) => ({ current: 0, max: 0, started: 0, release })))
+
+const Blocking = Workflow.make({ name: "Blocking", payload: { id: Schema.String }, idempotencyKey: (p) => p.id })
+const Go = DurableDeferred.make("go")
+const Waiting = Workflow.make({ name: "Waiting", payload: { id: Schema.String }, idempotencyKey: (p) => p.id })
+const Child = Workflow.make({ name: "Child", payload: { id: Schema.String }, success: Schema.String, idempotencyKey: (p) => p.id })
+const Parent = Workflow.make({ name: "Parent", payload: { id: Schema.String }, success: Schema.String, idempotencyKey: (p) => p.id })
+
+const Workflows = Layer.mergeAll(
+  WorkflowLayer.make(Blocking, {
+    // the process's counters, from the runtime below
+    dependencies: Layer.effect(Bodies, Bodies),
+    // counts itself while it runs, and waits at the gate
+    execute: () =>
+      Effect.flatMap(Bodies, (bodies) =>
+        Effect.acquireUseRelease(
+          Effect.sync(() => {
+            bodies.started++
+            bodies.current++
+            bodies.max = Math.max(bodies.max, bodies.current)
+          }),
+          () => bodies.release.await,
+          () => Effect.sync(() => bodies.current--)
+        ))
+  }),
+  WorkflowLayer.make(Waiting, { dependencies: Layer.empty, signals: [Go], execute: () => DurableDeferred.await(Go) }),
+  WorkflowLayer.make(Child, { dependencies: Layer.empty, execute: ({ id }) => Effect.succeed(`child of ${id}`) }),
+  WorkflowLayer.make(Parent, { dependencies: Layer.empty, execute: ({ id }) => Child.execute({ id }) })
+)
+
+const runtime = (open: boolean) =>
+  Workflows.pipe(
+    Layer.provideMerge(WorkflowRuntime.layerDurable(prefix, { maxRunsInFlight: limit })),
+    Layer.provideMerge(bodiesLayer(open))
+  )
+
+/** Unprocessed start messages of `workflow` in the app's cluster tables: runs started and not done. */
+const waitingInStorage = (workflow: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(`${TablePrefix.clusterPrefix(prefix)}_messages`)}
+      WHERE entity_type = ${`Workflow/${workflow}`} AND tag = 'run' AND processed = false`).pipe(
+      Effect.map((rows) => rows[0]!.n)
+    )
+
+const until = (condition: Effect.Effect<boolean, any, any>) =>
+  Effect.gen(function*() {
+    while (!(yield* condition)) yield* Effect.sleep("50 millis")
+  })
+
+describe("RunAdmission", () => {
+  layer(runtime(false).pipe(Layer.provideMerge(TestDatabase.layer("run_admission"))), {
+    timeout: 60_000,
+    excludeTestServices: true
+  })((it) => {
+    it.effect("a burst runs at most maxRunsInFlight at once; the rest wait in storage and all complete", () =>
+      Effect.gen(function*() {
+        const bodies = yield* Bodies
+        const fibers = yield* Effect.forEach(
+          ["a", "b", "c", "d", "e"],
+          (id) => Effect.fork(Blocking.execute({ id })),
+          { concurrency: "unbounded" }
+        )
+        yield* until(Effect.map(waitingInStorage("Blocking"), (n) => n === 5 && bodies.current === limit))
+        // give the runner time to start more if it would (it must not)
+        yield* Effect.sleep("500 millis")
+        expect(bodies.started).toBe(limit)
+        yield* bodies.release.open
+        yield* Effect.forEach(fibers, Fiber.join)
+        expect(bodies.started).toBe(5)
+        expect(bodies.max).toBe(limit)
+        expect(yield* waitingInStorage("Blocking")).toBe(0)
+      }))
+
+    it.effect("a suspended run frees its slot; a child run is not held behind its parent", () =>
+      Effect.gen(function*() {
+        const engine = yield* WorkflowEngine.WorkflowEngine
+        // two runs suspend on a signal: were they still counted, nothing else could run
+        const waiting = yield* Effect.forEach(["w1", "w2"], (id) => Effect.fork(Waiting.execute({ id })))
+        for (const id of ["w1", "w2"]) {
+          const executionId = yield* Waiting.executionId({ id })
+          yield* until(Effect.map(engine.poll(Waiting, executionId), (r) => r?._tag === "Suspended"))
+        }
+        // two parents fill both slots, each waits for its child
+        const results = yield* Effect.all([Parent.execute({ id: "p1" }), Parent.execute({ id: "p2" })], {
+          concurrency: "unbounded"
+        })
+        expect(results).toEqual(["child of p1", "child of p2"])
+        for (const id of ["w1", "w2"]) {
+          const executionId = yield* Waiting.executionId({ id })
+          yield* engine.deferredDone(Go, { workflowName: Waiting.name, executionId, deferredName: Go.name, exit: Exit.void })
+        }
+        yield* Effect.forEach(waiting, Fiber.join)
+      }))
+  })
+
+  layer(TestDatabase.layer("run_admission_restart"), { timeout: 90_000, excludeTestServices: true })((it) => {
+    it.effect("runs held when the process stops run in the next one", () =>
+      Effect.gen(function*() {
+        const ids = ["r1", "r2", "r3", "r4"]
+        // first process: two runs execute (and block), two are held; then it stops
+        yield* Effect.gen(function*() {
+          const bodies = yield* Bodies
+          yield* Effect.forEach(ids, (id) => Blocking.execute({ id }, { discard: true }))
+          yield* until(Effect.sync(() => bodies.current === limit))
+          expect(bodies.started).toBe(limit)
+        }).pipe(Effect.provide(runtime(false)), Effect.scoped)
+        expect(yield* waitingInStorage("Blocking")).toBe(ids.length)
+        // the next process runs them all
+        yield* Effect.gen(function*() {
+          const engine = yield* WorkflowEngine.WorkflowEngine
+          for (const id of ids) {
+            const executionId = yield* Blocking.executionId({ id })
+            yield* until(Effect.map(engine.poll(Blocking, executionId), (r) => r?._tag === "Complete"))
+          }
+          expect((yield* Bodies).max).toBeLessThanOrEqual(limit)
+        }).pipe(Effect.provide(runtime(true)), Effect.scoped)
+        expect(yield* waitingInStorage("Blocking")).toBe(0)
+      }))
+  })
+
+  it.effect("WORKFLOW_MAX_RUNS_IN_FLIGHT: a whole number, 0 for no bound; anything else is a typed config error", () =>
+    Effect.gen(function*() {
+      expect(yield* WorkflowRuntime.parseMaxRunsInFlight(Option.none())).toBe(WorkflowRuntime.defaultMaxRunsInFlight)
+      expect(yield* WorkflowRuntime.parseMaxRunsInFlight(Option.some(" 25 "))).toBe(25)
+      expect(yield* WorkflowRuntime.parseMaxRunsInFlight(Option.some("0"))).toBe(0)
+      for (const bad of ["-1", "1.5", "many", "1e3"]) {
+        const error = yield* Effect.flip(WorkflowRuntime.parseMaxRunsInFlight(Option.some(bad)))
+        expect(error._tag).toBe("InvalidRuntimeConfig")
+        expect(error.key).toBe("WORKFLOW_MAX_RUNS_IN_FLIGHT")
+        expect(error.message).toContain(JSON.stringify(bad))
+      }
+    }))
+})
