@@ -44,6 +44,8 @@ export const Metrics = {
   runsFailed: Metric.counter("duraflow.runs.failed", { description: "runs that finished failed", incremental: true }),
   /** Executions running in this process right now (up and down). */
   runsInFlight: Metric.counter("duraflow.runs.in_flight", { description: "workflow executions running in this process" }),
+  /** Runs started and held until this process has a free slot (`WORKFLOW_MAX_RUNS_IN_FLIGHT`, `RunAdmission`). */
+  runsWaiting: Metric.gauge("duraflow.runs.waiting", { description: "runs waiting for a slot in this process (maxRunsInFlight)" }),
   /** Each activity attempt's duration, tagged `workflow`, `activity` and `outcome` (success, failure, suspended). */
   activityDuration: Metric.histogram(
     "duraflow.activity.duration",

@@ -7,8 +7,8 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
-import { Context, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
-import { TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
+import { Context, Effect, Exit, Fiber, Layer, Metric, Option, Schema } from "effect"
+import { TablePrefix, Telemetry, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
 
 const prefix = TablePrefix.unsafeMake("adm")
@@ -89,11 +89,14 @@ describe("RunAdmission", () => {
         // give the runner time to start more if it would (it must not)
         yield* Effect.sleep("500 millis")
         expect(bodies.started).toBe(limit)
+        // operators see the held runs
+        yield* until(Effect.map(Metric.value(Telemetry.Metrics.runsWaiting), (g) => g.value === 3))
         yield* bodies.release.open
         yield* Effect.forEach(fibers, Fiber.join)
         expect(bodies.started).toBe(5)
         expect(bodies.max).toBe(limit)
         expect(yield* waitingInStorage("Blocking")).toBe(0)
+        expect((yield* Metric.value(Telemetry.Metrics.runsWaiting)).value).toBe(0)
       }))
 
     it.effect("a suspended run frees its slot; a child run is not held behind its parent", () =>

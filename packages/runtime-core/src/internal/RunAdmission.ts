@@ -35,7 +35,8 @@ import { Sharding } from "@effect/cluster"
 import type * as Message from "@effect/cluster/Message"
 import type * as ShardId from "@effect/cluster/ShardId"
 import { WorkflowEngine } from "@effect/workflow"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Metric } from "effect"
+import { Metrics } from "../Telemetry.js"
 
 /** The engine marks a child run's payload with its parent under this key (ClusterWorkflowEngine). */
 const parentKey = "~@effect/workflow/parent"
@@ -148,7 +149,10 @@ export const storage = (gate: Gate, underlying: MessageStorage.MessageStorage["T
     unprocessedMessages: (shardIds) => {
       const list = Array.from(shardIds)
       const shards = new Set(list.map(shardKey))
-      return Effect.map(underlying.unprocessedMessages(list), (messages) => gate.admit(messages, shards))
+      return underlying.unprocessedMessages(list).pipe(
+        Effect.map((messages) => gate.admit(messages, shards)),
+        Effect.tap(() => Metric.set(Metrics.runsWaiting, gate.waiting))
+      )
     }
   }
 
