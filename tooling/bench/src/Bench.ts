@@ -1,14 +1,14 @@
 /**
  * The benchmark's parent: per rep, one cell per system (ceiling, then A B C D,
  * interleaved), each on a fresh database `bench_<system>_<pid>_<rep>` and in its
- * own child process (`worker.ts`); commits per workflow from
+ * own child process (`worker.ts`, compiled: `CellBuild`); commits per workflow from
  * `pg_stat_database.xact_commit` of that database; a progress line per cell and
  * the markdown table at the end.
  */
 import { spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import pg from "pg"
 import * as Cell from "./Cell.js"
+import * as CellBuild from "./CellBuild.js"
 import * as Stats from "./Stats.js"
 
 export interface Options {
@@ -33,17 +33,20 @@ export interface Measured extends Cell.Result {
   readonly commitsPerWorkflow: number
 }
 
-const workerPath = fileURLToPath(new URL("./worker.ts", import.meta.url))
-
 const databaseUrl = (admin: string, database: string) => {
   const url = new URL(admin)
   url.pathname = `/${database}`
   return url.toString()
 }
 
-const runChild = (request: Cell.Request, timeoutSeconds: number, nodeFlags: ReadonlyArray<string>): Promise<Cell.Result> =>
+const runChild = (
+  worker: string,
+  request: Cell.Request,
+  timeoutSeconds: number,
+  nodeFlags: ReadonlyArray<string>
+): Promise<Cell.Result> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeFlags, "--import", "tsx", workerPath], {
+    const child = spawn(process.execPath, [...nodeFlags, worker], {
       env: { ...process.env, [Cell.REQUEST_ENV]: JSON.stringify(request) },
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -77,6 +80,7 @@ const commits = async (admin: pg.Client, database: string): Promise<number> => {
 
 /** One cell: create its database, run the child, count the commits, drop the database. */
 const runCell = async (
+  worker: string,
   admin: pg.Client,
   options: Options,
   system: Cell.System | "ceiling",
@@ -86,7 +90,7 @@ const runCell = async (
   await admin.query(`CREATE DATABASE ${database}`)
   try {
     const before = await commits(admin, database)
-    const result = await runChild({
+    const result = await runChild(worker, {
       system,
       url: databaseUrl(options.databaseUrl, database),
       n: options.n,
@@ -129,22 +133,24 @@ export const progressLine = (m: Measured, reps: number, ceiling: number | undefi
       `  commits ${m.commitsPerWorkflow.toFixed(1)}/wf  rows ok`
 
 export const run = async (options: Options, print: (line: string) => void): Promise<ReadonlyArray<Measured>> => {
+  const built = await CellBuild.build()
   const admin = new pg.Client({ connectionString: options.databaseUrl })
-  await admin.connect()
   const results: Array<Measured> = []
   try {
+    await admin.connect()
     for (let rep = 1; rep <= options.reps; rep++) {
-      const ceiling = await runCell(admin, options, "ceiling", rep)
+      const ceiling = await runCell(built.worker, admin, options, "ceiling", rep)
       results.push(ceiling)
       print(progressLine(ceiling, options.reps, undefined))
       for (const system of options.systems) {
-        const m = await runCell(admin, options, system, rep)
+        const m = await runCell(built.worker, admin, options, system, rep)
         results.push(m)
         print(progressLine(m, options.reps, ceiling.throughput))
       }
     }
   } finally {
     await admin.end()
+    built.remove()
   }
   return results
 }
