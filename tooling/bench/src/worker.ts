@@ -11,9 +11,9 @@ import * as Stats from "./Stats.js"
 const request = JSON.parse(process.env[Cell.REQUEST_ENV] ?? "null") as Cell.Request | null
 if (request === null) throw new Error(`${Cell.REQUEST_ENV} is not set: run \`pnpm bench\`, not this file`)
 
-let peakRss = process.memoryUsage().rss
+let peakRss = process.memoryUsage.rss()
 const sampler = setInterval(() => {
-  peakRss = Math.max(peakRss, process.memoryUsage().rss)
+  peakRss = Math.max(peakRss, process.memoryUsage.rss())
 }, 10)
 
 

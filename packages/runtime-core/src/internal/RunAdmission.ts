@@ -120,19 +120,21 @@ export class Gate {
   /** `effect` is one execution of a run: counted while it runs; its end admits the next. */
   track<A, E, R>(workflowName: string, executionId: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
     const key = runKey(entityType(workflowName), executionId)
-    return Effect.suspend(() => {
-      this.admitted.delete(key)
-      this.executing.set(key, (this.executing.get(key) ?? 0) + 1)
-      return Effect.ensuring(
-        effect,
+    // counted and released as a resource: an interruption cannot come between the two
+    return Effect.acquireUseRelease(
+      Effect.sync(() => {
+        this.admitted.delete(key)
+        this.executing.set(key, (this.executing.get(key) ?? 0) + 1)
+      }),
+      () => effect,
+      () =>
         Effect.suspend(() => {
           const left = (this.executing.get(key) ?? 1) - 1
           if (left > 0) this.executing.set(key, left)
           else this.executing.delete(key)
           return this.held.size > 0 && this.inFlight < this.limit ? this.wake : Effect.void
         })
-      )
-    })
+    )
   }
 }
 
