@@ -82,9 +82,16 @@ export const layerDurable = (
   InvalidRuntimeConfig,
   SqlClient.SqlClient | PgClient.PgClient
 > =>
-  Layer.unwrapEffect(Effect.sync(() => {
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const maxRunsInFlight = options?.maxRunsInFlight ?? defaultMaxRunsInFlight
+    if (!Number.isSafeInteger(maxRunsInFlight) || maxRunsInFlight < 0) {
+      return yield* new InvalidRuntimeConfig({
+        key: "maxRunsInFlight",
+        reason: `must be a whole number of runs (0 = no bound), got ${maxRunsInFlight}`
+      })
+    }
     // one gate per built runtime, shared by the storage reads it filters and the executions it counts
-    const admission = RunAdmission.make(options?.maxRunsInFlight ?? defaultMaxRunsInFlight)
+    const admission = RunAdmission.make(maxRunsInFlight)
     return TransientRetry.layer.pipe(
       Layer.provide(WakeUps.layer(prefix)),
       Layer.provide(DeferredWake.layer),

@@ -5,6 +5,7 @@
  * for it), and a held run survives the process.
  */
 import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, Effect, Exit, Fiber, Layer, Metric, Option, Schema } from "effect"
@@ -146,11 +147,19 @@ describe("RunAdmission", () => {
       }))
   })
 
-  it.effect("WORKFLOW_MAX_RUNS_IN_FLIGHT: a whole number, 0 for no bound; anything else is a typed config error", () =>
+  it.effect("WORKFLOW_MAX_RUNS_IN_FLIGHT and maxRunsInFlight: a whole number, 0 for no bound; anything else is a typed config error", () =>
     Effect.gen(function*() {
       expect(yield* WorkflowRuntime.parseMaxRunsInFlight(Option.none())).toBe(WorkflowRuntime.defaultMaxRunsInFlight)
       expect(yield* WorkflowRuntime.parseMaxRunsInFlight(Option.some(" 25 "))).toBe(25)
       expect(yield* WorkflowRuntime.parseMaxRunsInFlight(Option.some("0"))).toBe(0)
+      for (const bad of [-1, 1.5, Number.NaN]) {
+        const error = yield* Effect.flip(Layer.build(WorkflowRuntime.layerDurable(prefix, { maxRunsInFlight: bad })).pipe(
+          Effect.scoped,
+          // refused before anything connects: no database needed
+          Effect.provide(Layer.mergeAll(Layer.succeed(SqlClient.SqlClient, {} as never), Layer.succeed(PgClient.PgClient, {} as never)))
+        ))
+        expect(error).toMatchObject({ _tag: "InvalidRuntimeConfig", key: "maxRunsInFlight" })
+      }
       for (const bad of ["-1", "1.5", "many", "1e3"]) {
         const error = yield* Effect.flip(WorkflowRuntime.parseMaxRunsInFlight(Option.some(bad)))
         expect(error._tag).toBe("InvalidRuntimeConfig")
