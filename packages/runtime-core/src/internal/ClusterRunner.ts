@@ -161,10 +161,7 @@ export const layer = (
   const gate = options?.admission
   const messageStorage = SqlMessageStorage.layerWith({ prefix: TablePrefix.clusterPrefix(prefix) })
   const storage = Layer.merge(
-    gate === undefined ? messageStorage : Layer.effect(
-      MessageStorage.MessageStorage,
-      Effect.map(MessageStorage.MessageStorage, (underlying) => RunAdmission.storage(gate, underlying))
-    ).pipe(Layer.provide(messageStorage)),
+    gate === undefined ? messageStorage : RunAdmission.storageLayer(gate).pipe(Layer.provide(messageStorage)),
     ShardLockStorage.layer(prefix, options?.locks)
   )
   const lockedStorage: Layer.Layer<

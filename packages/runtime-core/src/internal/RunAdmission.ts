@@ -30,8 +30,7 @@
  * caller through storage instead of the runner socket (the library's own
  * fallback), so that caller sees the result a little later, not an error.
  */
-import type { MessageStorage } from "@effect/cluster"
-import { Sharding } from "@effect/cluster"
+import { MessageStorage, Sharding } from "@effect/cluster"
 import type * as Message from "@effect/cluster/Message"
 import type * as ShardId from "@effect/cluster/ShardId"
 import { WorkflowEngine } from "@effect/workflow"
@@ -94,7 +93,6 @@ export class Gate {
 
   /** What the runner gets of one storage read of `shards`; the rest is held. */
   admit(messages: ReadonlyArray<Message.Incoming<any>>, shards: ReadonlySet<string>): Array<Message.Incoming<any>> {
-    if (this.limit === Infinity) return messages as Array<Message.Incoming<any>>
     const now = Date.now()
     for (const [key, at] of this.admitted) {
       if (now - at > admittedTimeoutMillis) this.admitted.delete(key)
@@ -157,6 +155,12 @@ export const storage = (gate: Gate, underlying: MessageStorage.MessageStorage["T
       )
     }
   }
+
+/** The runner's `MessageStorage` (from context) wrapped by `storage`. */
+export const storageLayer = (
+  gate: Gate
+): Layer.Layer<MessageStorage.MessageStorage, never, MessageStorage.MessageStorage> =>
+  Layer.effect(MessageStorage.MessageStorage, Effect.map(MessageStorage.MessageStorage, (underlying) => storage(gate, underlying)))
 
 /** The engine, each execution of a registered workflow counted by `gate`; `wake` polls storage. */
 export const engine = (
