@@ -4,7 +4,7 @@
  * `max`, and giving up once `total` has passed. What differs is how long the
  * caller can afford to wait, which is said next to each schedule.
  */
-import { type Duration, Schedule } from "effect"
+import { Cause, type Duration, Effect, Schedule } from "effect"
 
 export interface Backoff {
   /** The first wait; each next one is twice as long. */
@@ -52,3 +52,45 @@ export const start = backoff({ first: "50 millis" })
 
 /** Connecting at startup: apps and their database often start together. */
 export const connect = (timeout: Duration.DurationInput) => backoff({ first: "100 millis", total: timeout })
+
+/**
+ * `Effect.retry(effect, { schedule, while })`, except that the first attempt
+ * runs bare: the schedule's driver (and the iteration metadata Effect provides
+ * to every attempt, a copy of the fiber's context) is only set up once an
+ * attempt has failed. The same attempts, waits and outcome; on the hot path a
+ * statement that succeeds (nearly all of them) costs no retry machinery.
+ */
+export const retrying = <E, O>(options: {
+  readonly schedule: Schedule.Schedule<O, NoInfer<E>>
+  readonly while?: ((error: E) => boolean) | undefined
+}) =>
+<A, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.catchAll(effect, (error) => {
+    if (options.while !== undefined && !options.while(error)) return Effect.fail(error)
+    // the failure just seen is the schedule's first input: replayed, not run again
+    let replay = true
+    return Effect.retry(
+      Effect.suspend(() => {
+        if (!replay) return effect
+        replay = false
+        return Effect.fail(error)
+      }),
+      options.while === undefined ? { schedule: options.schedule } : { schedule: options.schedule, while: options.while }
+    )
+  })
+
+/** `retrying` on the whole cause (as `Effect.sandbox`, `Effect.retry`, `Effect.unsandbox`): for retries decided by what a cause holds. */
+export const retryingCause = <E, O>(options: {
+  readonly schedule: Schedule.Schedule<O, Cause.Cause<E>>
+  readonly while: (cause: Cause.Cause<E>) => boolean
+}) =>
+<A, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.catchAllCause(effect, (cause) => {
+    if (!options.while(cause)) return Effect.failCause(cause)
+    let replay = true
+    return Effect.suspend(() => {
+      if (!replay) return Effect.sandbox(effect)
+      replay = false
+      return Effect.fail(cause)
+    }).pipe(Effect.retry({ schedule: options.schedule, while: options.while }), Effect.unsandbox)
+  })

@@ -109,7 +109,7 @@ export const make = <
         options.execute
       ).pipe(
         // the transaction rolled back as a whole: run it again from the start
-        Effect.retry({ schedule: Retry.transaction, while: (e) => (e as { _tag?: string })?._tag === "SqlError" }),
+        Retry.retrying({ schedule: Retry.transaction, while: isSqlError }),
         Effect.catchIf((e) => (e as { _tag?: string })?._tag === "SqlError", Effect.die)
       )
     }) as Effect.Effect<Success["Type"], Error["Type"], R | WorkflowEngine.WorkflowInstance>
@@ -151,7 +151,7 @@ const withExitRow = <R, A, E>(
     Effect.catchAllDefect((defect) => isSqlError(defect) ? Effect.fail(defect) : Effect.die(defect)),
     // a failed COMMIT may have landed: only the exit row says so, and the next try reads it
     Effect.tapError(() => Effect.sync(() => (recording.recorded = false))),
-    Effect.retry({ schedule: Retry.transaction, while: isSqlError }),
+    Retry.retrying({ schedule: Retry.transaction, while: isSqlError }),
     Effect.catchIf(isSqlError, Effect.die)
   ) as Effect.Effect<A, E, R>
 }

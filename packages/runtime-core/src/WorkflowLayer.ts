@@ -52,14 +52,14 @@ const tracked = <A, E, R>(
     // retry for a while (writes are idempotent upserts), then give up loudly, never failing the run.
     const record = <X>(write: Effect.Effect<X, unknown>) =>
       write.pipe(
-        Effect.retry(Retry.ledger),
+        Retry.retrying({ schedule: Retry.ledger }),
         Effect.catchAllCause((cause) => Effect.logWarning("Could not record workflow run status", cause))
       )
     // A cancelled run ends at once whenever the engine runs it again (a replay after a signal,
     // a clock, a resume, a restart): marked interrupted, the engine stores it as complete
     // (interrupted) and never resumes it again.
     const unlessCancelled = Effect.flatMap(
-      runs.status(workflow.name, executionId).pipe(Effect.retry(Retry.ledger), Effect.orElseSucceed(() => Option.none())),
+      runs.status(workflow.name, executionId).pipe(Retry.retrying({ schedule: Retry.ledger }), Effect.orElseSucceed(() => Option.none())),
       (status) =>
         Option.contains(status, "cancelled")
           ? Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (instance) => {
@@ -124,6 +124,26 @@ const tracked = <A, E, R>(
     )
   })
 
+/** A workflow's run metrics, tagged once (a tagged metric is a new key each time it is made). */
+const runMetrics = new Map<string, ReturnType<typeof tagRunMetrics>>()
+const tagRunMetrics = (workflow: string) => {
+  const tagged = <T extends Metric.Metric<any, any, any>>(metric: T): T => Metric.tagged(metric, "workflow", workflow) as T
+  return {
+    started: tagged(Metrics.runsStarted),
+    inFlight: tagged(Metrics.runsInFlight),
+    succeeded: tagged(Metrics.runsSucceeded),
+    failed: tagged(Metrics.runsFailed)
+  }
+}
+const metricsOf = (workflow: string) => {
+  let metrics = runMetrics.get(workflow)
+  if (metrics === undefined) {
+    metrics = tagRunMetrics(workflow)
+    runMetrics.set(workflow, metrics)
+  }
+  return metrics
+}
+
 /**
  * Wraps an execution in what an operator watches: a `workflow.run <name>` span
  * (its parent is the engine's span for the message that started or resumed the
@@ -145,19 +165,18 @@ const observed = <A, E, R>(
       workflow: workflow.name,
       executionId
     }
-    const tagged = <T extends Metric.Metric<any, any, any>>(metric: T): T => Metric.tagged(metric, "workflow", workflow.name) as T
-    const inFlight = tagged(Metrics.runsInFlight)
-    return Metric.increment(tagged(Metrics.runsStarted)).pipe(
-      Effect.zipRight(Metric.increment(inFlight)),
+    const metrics = metricsOf(workflow.name)
+    return Metric.increment(metrics.started).pipe(
+      Effect.zipRight(Metric.increment(metrics.inFlight)),
       Effect.zipRight(Effect.onExit(run, (exit) =>
-        Metric.incrementBy(inFlight, -1).pipe(Effect.zipRight(Exit.match(exit, {
-          onSuccess: () => Metric.increment(tagged(Metrics.runsSucceeded)),
+        Metric.incrementBy(metrics.inFlight, -1).pipe(Effect.zipRight(Exit.match(exit, {
+          onSuccess: () => Metric.increment(metrics.succeeded),
           onFailure: (cause) =>
             Cause.isInterruptedOnly(cause)
               ? Effect.void
               : Context.get(workflow.annotations, Workflow.SuspendOnFailure)
               ? Effect.logWarning("Run failed and is suspended until an operator resumes it", cause)
-              : Metric.increment(tagged(Metrics.runsFailed)).pipe(
+              : Metric.increment(metrics.failed).pipe(
                 Effect.zipRight(Effect.logError(`Run failed`, cause))
               )
         }))))),

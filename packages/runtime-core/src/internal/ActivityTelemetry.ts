@@ -21,6 +21,25 @@ const outcomeOf = (result: Workflow.Result<unknown, unknown>): "success" | "fail
     : "defect"
 
 /**
+ * The duration histogram per (workflow, activity, outcome), made once: a tagged
+ * metric is a new key each time it is made, hashed again on every update.
+ */
+const durations = new Map<string, Metric.Metric.Histogram<number>>()
+const durationOf = (workflow: string, activity: string, outcome: string): Metric.Metric.Histogram<number> => {
+  const key = `${workflow}\u0000${activity}\u0000${outcome}`
+  let metric = durations.get(key)
+  if (metric === undefined) {
+    metric = Metrics.activityDuration.pipe(
+      Metric.tagged("workflow", workflow),
+      Metric.tagged("activity", activity),
+      Metric.tagged("outcome", outcome)
+    )
+    durations.set(key, metric)
+  }
+  return metric
+}
+
+/**
  * One `activity.attempt <name>` span per attempt whose body runs (a replayed
  * step, answered from its record, has none), with `activity.outcome`, and the
  * attempt's duration in `duraflow.activity.duration`.
@@ -32,14 +51,7 @@ export const observeAttempt = (workflow: string, executionId: string, activity: 
     const result = yield* self
     const outcome = outcomeOf(result)
     yield* Effect.annotateCurrentSpan("activity.outcome", outcome)
-    yield* Metric.update(
-      Metrics.activityDuration.pipe(
-        Metric.tagged("workflow", workflow),
-        Metric.tagged("activity", activity),
-        Metric.tagged("outcome", outcome)
-      ),
-      Date.now() - started
-    )
+    yield* Metric.update(durationOf(workflow, activity, outcome), Date.now() - started)
     return result
   }).pipe(Effect.withSpan(`activity.attempt ${activity}`, {
     kind: "internal",

@@ -107,7 +107,7 @@ export const layer = (
       // a step's reads and writes retry as the engine's storage does (for up to a minute); a
       // database that stays away then fails the run's fiber, and the run is replayed later
       const durably = <A>(effect: Effect.Effect<A, SqlError>) =>
-        effect.pipe(Effect.retry({ schedule: Retry.storage }), Effect.orDie)
+        effect.pipe(Retry.retrying({ schedule: Retry.storage }), Effect.orDie)
 
       // The recorded exits of an execution, or of one of its steps. A transactional activity that a
       // build before InlineActivities committed has its result in `activity_results` only: it counts
@@ -215,9 +215,13 @@ export const layer = (
             })
             const result = yield* activity.execute.pipe(
               Workflow.intoResult,
-              Effect.provideService(WorkflowEngine.WorkflowInstance, activityInstance),
-              Effect.provideService(Activity.CurrentAttempt, attempt),
-              Effect.provideService(Recording, recording),
+              // one copy of the run's context for the three (each provideService copies it)
+              Effect.provide(
+                Context.make(WorkflowEngine.WorkflowInstance, activityInstance).pipe(
+                  Context.add(Activity.CurrentAttempt, attempt),
+                  Context.add(Recording, recording)
+                )
+              ),
               observeAttempt(instance.workflow.name, executionId, activity.name, attempt)
             )
             // suspended: nothing to record; recorded: a transactional activity committed it

@@ -19,7 +19,7 @@ const tagOf = (cause: Cause.Cause<unknown>) => (Cause.squash(cause) as { _tag?: 
 const isTransient = (cause: Cause.Cause<unknown>) => tagOf(cause) === "PersistenceError" || tagOf(cause) === "SqlError"
 
 export const retry = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  effect.pipe(Effect.sandbox, Effect.retry({ schedule: Retry.storage, while: isTransient }), Effect.unsandbox)
+  Retry.retryingCause<E, unknown>({ schedule: Retry.storage, while: isTransient })(effect)
 
 /**
  * Inside a running workflow the engine gives up on storage after about two
@@ -29,7 +29,7 @@ export const retry = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A,
  * activity's own failure is returned as it is.
  */
 const retryStorage = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  effect.pipe(Effect.sandbox, Effect.retry({ schedule: Retry.storage, while: (c) => tagOf(c) === "PersistenceError" }), Effect.unsandbox)
+  Retry.retryingCause<E, unknown>({ schedule: Retry.storage, while: (c) => tagOf(c) === "PersistenceError" })(effect)
 
 /** The engine below, with its idempotent storage writes retried. */
 export const layer: Layer.Layer<WorkflowEngine.WorkflowEngine, never, WorkflowEngine.WorkflowEngine> = Layer.effect(
