@@ -19,7 +19,8 @@ import { Workflow, WorkflowEngine } from "@effect/workflow"
 import type { DurableDeferred } from "@effect/workflow"
 import { Cause, Context, Effect, Exit, Layer, Metric, Option, Schema } from "effect"
 import type { Scope } from "effect"
-import { RunStore } from "./internal/RunStore.js"
+import { RunOutcomes } from "./internal/RunOutcomes.js"
+import { type Outcome, RunStore } from "./internal/RunStore.js"
 import { WorkflowRegistry } from "./internal/WorkflowRegistry.js"
 import * as Retry from "./Retry.js"
 import { defectMessage } from "./RuntimeError.js"
@@ -45,9 +46,19 @@ const tracked = <A, E, R>(
   executionId: string,
   run: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> =>
-  Effect.flatMap(Effect.serviceOption(RunStore), (store) => {
+  Effect.flatMap(Effect.all([Effect.serviceOption(RunStore), Effect.serviceOption(RunOutcomes)]), ([store, outcomes]) => {
     if (Option.isNone(store)) return run
     const runs = store.value
+    // On the durable engine the final status commits with the run's reply (`RunOutcomes`):
+    // one commit for both, and they cannot disagree. Otherwise it is written here.
+    const finishedStatement = runs.finishedStatement
+    const requestId = Option.isSome(outcomes) && finishedStatement !== undefined
+      ? outcomes.value.take(workflow.name, executionId)
+      : undefined
+    const finished = (outcome: Outcome) =>
+      requestId !== undefined && Option.isSome(outcomes) && finishedStatement !== undefined
+        ? Effect.sync(() => outcomes.value.file(requestId, finishedStatement(workflow.name, executionId, outcome)))
+        : runs.finished(workflow.name, executionId, outcome)
     // The ledger must not miss a transition because a connection broke at that moment:
     // retry for a while (writes are idempotent upserts), then give up loudly, never failing the run.
     const record = <X>(write: Effect.Effect<X, unknown>) =>
@@ -98,7 +109,7 @@ const tracked = <A, E, R>(
         Exit.match(exit, {
           onSuccess: (value) =>
             record(Effect.flatMap(encodeJson(workflow.successSchema, value), (result) =>
-              runs.finished(workflow.name, executionId, { status: "succeeded", result }))),
+              finished({ status: "succeeded", result }))),
           onFailure: (cause) =>
             Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (instance) => {
               if (Cause.isInterruptedOnly(cause)) {
@@ -118,7 +129,7 @@ const tracked = <A, E, R>(
                 onSome: (e) => encodeJson(workflow.errorSchema, e)
               })
               return record(Effect.flatMap(error, (e) =>
-                runs.finished(workflow.name, executionId, { status: "failed", error: e })))
+                finished({ status: "failed", error: e })))
             })
         }))
     )

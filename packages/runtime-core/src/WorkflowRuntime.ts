@@ -28,6 +28,7 @@ import * as DeferredWake from "./internal/DeferredWake.js"
 import * as ActivityTelemetry from "./internal/ActivityTelemetry.js"
 import * as InlineActivities from "./internal/InlineActivities.js"
 import * as RunAdmission from "./internal/RunAdmission.js"
+import * as RunOutcomes from "./internal/RunOutcomes.js"
 import * as ShardLockStorage from "./internal/ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
 import * as TransientRetry from "./internal/TransientRetry.js"
@@ -68,7 +69,8 @@ export const defaultMaxRunsInFlight = 100
  * `DeferredWake`, so a signal wakes a run that is still active (a race), and
  * by `InlineActivities`, so an activity runs in its run's fiber and only its
  * outcome is written, and by `RunAdmission`, so a burst of starts waits in
- * storage instead of executing all at once (`maxRunsInFlight`).
+ * storage instead of executing all at once (`maxRunsInFlight`), and by
+ * `RunOutcomes`, so a run's final ledger status commits with its reply.
  */
 export const layerDurable = (
   prefix: TablePrefix.TablePrefix,
@@ -78,7 +80,8 @@ export const layerDurable = (
   | WorkflowRuntime
   | Sharding.Sharding
   | MessageStorage.MessageStorage
-  | ShardLockStorage.Membership,
+  | ShardLockStorage.Membership
+  | RunOutcomes.RunOutcomes,
   InvalidRuntimeConfig,
   SqlClient.SqlClient | PgClient.PgClient
 > =>
@@ -92,6 +95,8 @@ export const layerDurable = (
     }
     // one gate per built runtime, shared by the storage reads it filters and the executions it counts
     const admission = RunAdmission.make(maxRunsInFlight)
+    // the runs ledger's final writes, handed to the replies they commit with
+    const outcomes = RunOutcomes.make()
     return TransientRetry.layer.pipe(
       Layer.provide(WakeUps.layer(prefix)),
       Layer.provide(DeferredWake.layer),
@@ -102,9 +107,11 @@ export const layerDurable = (
         address: options?.runner,
         sharding: options?.sharding,
         locks: options?.locks,
-        admission
+        admission,
+        outcomes
       })),
-      Layer.merge(Layer.succeed(WorkflowRuntime, { mode: "durable", prefix }))
+      Layer.merge(Layer.succeed(WorkflowRuntime, { mode: "durable", prefix })),
+      Layer.merge(Layer.succeed(RunOutcomes.RunOutcomes, outcomes))
     )
   }))
 

@@ -57,7 +57,7 @@ const recordingPool = (url: string, statements: Array<string>) =>
 const Once = Workflow.make({ name: "Once", payload: { id: Schema.String }, idempotencyKey: ({ id }) => id })
 
 describe("patches/@effect__cluster@0.60.2.patch", () => {
-  it.scopedLive("on Postgres, SqlMessageStorage saves a reply and marks its request processed in one statement", () =>
+  it.scopedLive("on Postgres, SqlMessageStorage saves a reply and marks its request processed in one statement, with its companion", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase.make("patch_reply")
       const statements: Array<string> = []
@@ -77,6 +77,12 @@ describe("patches/@effect__cluster@0.60.2.patch", () => {
       const replies = statements.filter((s) => /UPDATE "patch_cluster_messages" SET processed = TRUE, last_reply_id/.test(s))
       // the run's reply at least (its activity's outcome is runtime-core's own row: InlineActivities)
       expect(replies.length).toBeGreaterThanOrEqual(1)
-      for (const s of replies) expect(s).toMatch(/^WITH request AS \(UPDATE .* INSERT INTO "patch_cluster_replies"/s)
+      for (const s of replies) {
+        expect(s).toMatch(/^WITH (companion AS \(INSERT INTO "patch_runs" .*\), )?request AS \(UPDATE .* INSERT INTO "patch_cluster_replies"/s)
+      }
+      // the run's reply carries the runs ledger's final write (`replyCompanion`, RunOutcomes)
+      expect(replies.filter((s) => s.startsWith(`WITH companion AS (INSERT INTO "patch_runs"`))).toHaveLength(1)
+      // which is not written on its own
+      expect(statements.filter((s) => /^\s*INSERT INTO "patch_runs" \(execution_id, workflow, status, result/.test(s))).toHaveLength(0)
     }), 60_000)
 })

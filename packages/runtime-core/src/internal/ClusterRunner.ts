@@ -40,6 +40,7 @@ import { Config, Effect, Layer, Option } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import { InvalidRuntimeConfig } from "../RuntimeError.js"
 import * as RunAdmission from "./RunAdmission.js"
+import * as RunOutcomes from "./RunOutcomes.js"
 import * as SchemaLock from "./SchemaLock.js"
 import * as ShardLockStorage from "./ShardLockStorage.js"
 import * as TablePrefix from "../TablePrefix.js"
@@ -129,6 +130,8 @@ export const layer = (
     readonly locks?: ShardLockStorage.Options | undefined
     /** Bounds the runs executing here (`RunAdmission`); the engine must be wrapped with the same gate. */
     readonly admission?: RunAdmission.Gate | undefined
+    /** Commits each run's final ledger status with its reply (`RunOutcomes`); the runtime takes and files them. */
+    readonly outcomes?: RunOutcomes.Outcomes | undefined
   }
 ): Layer.Layer<
   Sharding.Sharding | Runners.Runners | MessageStorage.MessageStorage | ShardLockStorage.Membership,
@@ -159,9 +162,15 @@ export const layer = (
     })))
 
   const gate = options?.admission
-  const messageStorage = SqlMessageStorage.layerWith({ prefix: TablePrefix.clusterPrefix(prefix) })
+  const outcomes = options?.outcomes
+  const messageStorage = SqlMessageStorage.layerWith({
+    prefix: TablePrefix.clusterPrefix(prefix),
+    replyCompanion: outcomes?.companion
+  })
+  const admitted = gate === undefined ? messageStorage : RunAdmission.storageLayer(gate).pipe(Layer.provide(messageStorage))
   const storage = Layer.merge(
-    gate === undefined ? messageStorage : RunAdmission.storageLayer(gate).pipe(Layer.provide(messageStorage)),
+    // the outcomes see only the start messages the runner gets (not those admission holds)
+    outcomes === undefined ? admitted : RunOutcomes.storageLayer(outcomes).pipe(Layer.provide(admitted)),
     ShardLockStorage.layer(prefix, options?.locks)
   )
   const lockedStorage: Layer.Layer<

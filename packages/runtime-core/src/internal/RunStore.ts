@@ -11,6 +11,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import * as TablePrefix from "../TablePrefix.js"
 
@@ -69,6 +70,12 @@ export interface RetryLink {
   readonly attempt: number
 }
 
+/** How a run ended, as the ledger records it. */
+export type Outcome = { readonly status: "succeeded"; readonly result: unknown } | {
+  readonly status: "failed"
+  readonly error: unknown
+}
+
 export class RunStore extends Context.Tag("@duraflow/runtime-core/RunStore")<RunStore, {
   /**
    * Records a run as running (creating it if new); never downgrades a finished
@@ -87,14 +94,16 @@ export class RunStore extends Context.Tag("@duraflow/runtime-core/RunStore")<Run
     awaiting?: ReadonlyArray<string>
   ) => Effect.Effect<void, SqlError>
   /** Never overwrites `cancelled`: a cancelled run that still ended stays cancelled. */
-  readonly finished: (
+  readonly finished: (workflow: string, executionId: string, outcome: Outcome) => Effect.Effect<void, SqlError>
+  /**
+   * The same write as `finished`, as one SQL statement for another statement to
+   * run (the run's reply: `RunOutcomes`); absent on a store that is not SQL.
+   */
+  readonly finishedStatement?: (
     workflow: string,
     executionId: string,
-    outcome: { readonly status: "succeeded"; readonly result: unknown } | {
-      readonly status: "failed"
-      readonly error: unknown
-    }
-  ) => Effect.Effect<void, SqlError>
+    outcome: Outcome
+  ) => Statement.Statement<unknown>
   /** Marks a running or suspended run cancelled; false when it was not (finished, unknown). */
   readonly cancel: (workflow: string, executionId: string) => Effect.Effect<boolean, SqlError>
   /** Records on `executionId` that `retriedBy` retries it. */
@@ -175,6 +184,14 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const runs = sql(TablePrefix.table(prefix, "runs"))
     const json = (value: unknown) => JSON.stringify(value ?? null)
+    const finishedStatement = (workflow: string, executionId: string, outcome: Outcome) =>
+      sql`INSERT INTO ${runs} (execution_id, workflow, status, result, error, started_by)
+          VALUES (${executionId}, ${workflow}, ${outcome.status},
+            ${outcome.status === "succeeded" ? json(outcome.result) : null}::jsonb,
+            ${outcome.status === "failed" ? json(outcome.error) : null}::jsonb, ${version})
+          ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result, awaiting = '{}',
+            error = EXCLUDED.error, updated_at = clock_timestamp()
+          WHERE ${runs}.status <> 'cancelled'`
     return RunStore.of({
       running: (workflow, executionId, payload, retry) =>
         sql`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt, started_by)
@@ -192,14 +209,8 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
       suspended: (workflow, executionId, awaiting = []) =>
         sql`UPDATE ${runs} SET status = 'suspended', updated_at = clock_timestamp(), awaiting = ${[...awaiting]}::text[]
             WHERE execution_id = ${executionId} AND workflow = ${workflow} AND status = 'running'`.pipe(Effect.asVoid),
-      finished: (workflow, executionId, outcome) =>
-        sql`INSERT INTO ${runs} (execution_id, workflow, status, result, error, started_by)
-            VALUES (${executionId}, ${workflow}, ${outcome.status},
-              ${outcome.status === "succeeded" ? json(outcome.result) : null}::jsonb,
-              ${outcome.status === "failed" ? json(outcome.error) : null}::jsonb, ${version})
-            ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result, awaiting = '{}',
-              error = EXCLUDED.error, updated_at = clock_timestamp()
-            WHERE ${runs}.status <> 'cancelled'`.pipe(Effect.asVoid),
+      finished: (workflow, executionId, outcome) => Effect.asVoid(finishedStatement(workflow, executionId, outcome)),
+      finishedStatement,
       cancel: (workflow, executionId) =>
         sql<{ execution_id: string }>`UPDATE ${runs} SET status = 'cancelled', updated_at = clock_timestamp()
             WHERE execution_id = ${executionId} AND workflow = ${workflow} AND status IN ('running', 'suspended')
