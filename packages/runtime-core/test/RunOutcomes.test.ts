@@ -6,7 +6,7 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
-import { Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { RunOutcomes } from "../src/internal/RunOutcomes.js"
 import { TestDatabase } from "../src/testing/index.js"
@@ -63,7 +63,7 @@ describe("RunOutcomes", () => {
         expect(failed[0]!.ledger_tx).toBe(failed[0]!.reply_tx)
 
         // nothing stays filed in the process
-        expect((yield* RunOutcomes).size).toEqual({ requests: 0, pending: 0 })
+        expect(Option.getOrThrow(yield* Effect.serviceOption(RunOutcomes)).size).toEqual({ requests: 0, pending: 0 })
       }))
 
     it.effect("a run that suspended and resumed: its final status commits with its final reply", () =>
@@ -78,7 +78,7 @@ describe("RunOutcomes", () => {
         expect(rows).toHaveLength(1)
         expect(rows[0]).toMatchObject({ status: "succeeded", result: "w went" })
         expect(rows[0]!.ledger_tx).toBe(rows[0]!.reply_tx)
-        expect((yield* RunOutcomes).size).toEqual({ requests: 0, pending: 0 })
+        expect(Option.getOrThrow(yield* Effect.serviceOption(RunOutcomes)).size).toEqual({ requests: 0, pending: 0 })
       }))
   })
 })
