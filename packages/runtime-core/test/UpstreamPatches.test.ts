@@ -4,11 +4,12 @@
  * the unpatched package.
  */
 import { Reactivity } from "@effect/experimental"
-import { SqlClient } from "@effect/sql"
+import { SqlClient, Statement } from "@effect/sql"
+import type { SqlConnection } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
-import { Activity, Workflow } from "@effect/workflow"
-import { Context, Effect, Exit, Layer, Schema } from "effect"
+import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
+import { Context, Effect, Exit, Fiber, Layer, Option, Schedule, Schema, Scope, Stream, TestClock } from "effect"
 import Pg from "pg"
 import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
@@ -33,6 +34,33 @@ describe("patches/@effect__workflow@0.19.1.patch", () => {
       const decode = Schema.decode(activity.exitSchema)
       expect(yield* decode(Exit.succeed("2"))).toEqual(Exit.succeed(2))
       expect(yield* decode(Exit.succeed("2"))).toEqual(Exit.succeed(2))
+    }))
+
+  it.effect("an activity's first attempt runs without the interrupt-retry machinery; an interrupted attempt is still retried", () =>
+    Effect.gen(function*() {
+      // per attempt: did the retry schedule provide its iteration metadata (Effect.retry does, to every attempt)?
+      const provided: Array<boolean> = []
+      const Steps = Workflow.make({ name: "Steps", payload: { id: Schema.String }, success: Schema.Number, idempotencyKey: (p) => p.id })
+      const layer = Steps.toLayer(({ id }) =>
+        Activity.make({
+          name: "step",
+          success: Schema.Number,
+          execute: Effect.flatMap(Effect.context<never>(), (context) => {
+            provided.push(context.unsafeMap.has(Schedule.CurrentIterationMetadata.key))
+            // "interrupted" is interrupted on its first attempt
+            return id === "interrupted" && provided.length === 1 ? Effect.interrupt : Effect.succeed(provided.length)
+          })
+        })
+      ).pipe(Layer.provideMerge(WorkflowEngine.layerMemory))
+      expect(yield* Steps.execute({ id: "plain" }).pipe(Effect.provide(layer))).toBe(1)
+      expect(provided).toEqual([false])
+      provided.length = 0
+      const retried = Steps.execute({ id: "interrupted" }).pipe(Effect.provide(layer), Effect.fork)
+      const fiber = yield* retried
+      // the interrupt-retry policy waits 100 ms before the second attempt
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe(2)
+      expect(provided).toEqual([false, true])
     }))
 })
 
@@ -85,4 +113,33 @@ describe("patches/@effect__cluster@0.60.2.patch", () => {
       // which is not written on its own
       expect(statements.filter((s) => /^\s*INSERT INTO "patch_runs" \(execution_id, workflow, status, result/.test(s))).toHaveLength(0)
     }), 60_000)
+})
+
+/** A connection whose every statement answers whether it ran with a Scope in its context. */
+const scopeReporting: SqlConnection.Connection = {
+  execute: () => Effect.map(Effect.serviceOption(Scope.Scope), (scope) => [{ scoped: Option.isSome(scope) }]),
+  executeRaw: () => Effect.succeed([]),
+  executeStream: () => Stream.empty,
+  executeValues: () => Effect.succeed([]),
+  executeUnprepared: () => Effect.succeed([])
+}
+
+const clientOn = (acquirer: SqlConnection.Connection.Acquirer) =>
+  SqlClient.make({ acquirer, compiler: Statement.makeCompilerSqlite(), spanAttributes: [] }).pipe(
+    Effect.provide(Reactivity.layer)
+  )
+
+describe("patches/@effect__sql@0.52.1.patch", () => {
+  it.effect("a statement on a plain connection (PgClient's acquirer) runs without a Scope of its own; other acquirers keep theirs", () =>
+    Effect.gen(function*() {
+      const plain = yield* clientOn(Effect.succeed(scopeReporting))
+      expect(yield* plain`SELECT 1`).toEqual([{ scoped: false }])
+      expect(yield* plain.withoutTransforms()`SELECT 1`).toEqual([{ scoped: false }])
+      // in a transaction the statement uses the transaction's connection, still without a Scope of its own
+      // (BEGIN and COMMIT go through executeUnprepared)
+      expect(yield* plain.withTransaction(plain`SELECT 1`)).toEqual([{ scoped: false }])
+      // an acquirer that is an effect (a driver that checks a connection out and back in) keeps its Scope
+      const effectful = yield* clientOn(Effect.suspend(() => Effect.succeed(scopeReporting)))
+      expect(yield* effectful`SELECT 1`).toEqual([{ scoped: true }])
+    }))
 })
