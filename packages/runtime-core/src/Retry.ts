@@ -85,12 +85,4 @@ export const retryingCause = <E, O>(options: {
   readonly while: (cause: Cause.Cause<E>) => boolean
 }) =>
 <A, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.catchAllCause(effect, (cause) => {
-    if (!options.while(cause)) return Effect.failCause(cause)
-    let replay = true
-    return Effect.suspend(() => {
-      if (!replay) return Effect.sandbox(effect)
-      replay = false
-      return Effect.fail(cause)
-    }).pipe(Effect.retry({ schedule: options.schedule, while: options.while }), Effect.unsandbox)
-  })
+  Effect.unsandbox(retrying(options)(Effect.sandbox(effect)))

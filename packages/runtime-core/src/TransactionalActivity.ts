@@ -110,7 +110,7 @@ export const make = <
       ).pipe(
         // the transaction rolled back as a whole: run it again from the start
         Retry.retrying({ schedule: Retry.transaction, while: isSqlError }),
-        Effect.catchIf((e) => (e as { _tag?: string })?._tag === "SqlError", Effect.die)
+        Effect.catchIf(isSqlError, Effect.die)
       )
     }) as Effect.Effect<Success["Type"], Error["Type"], R | WorkflowEngine.WorkflowInstance>
   })

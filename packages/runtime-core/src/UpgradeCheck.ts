@@ -35,7 +35,7 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
 import { Effect, Either, ParseResult, Schema } from "effect"
-import { CLOCK_ENTITY, internalDeferred, parse } from "./internal/EngineStorage.js"
+import { CLOCK_ENTITY, internalDeferred, parse, workflowEntityType } from "./internal/EngineStorage.js"
 import { exitSchema } from "./internal/InlineActivities.js"
 import * as TablePrefix from "./TablePrefix.js"
 
@@ -167,7 +167,7 @@ export const check = (registry: Registry): Effect.Effect<Report, SqlError, SqlCl
         }
         const signals = new Map(spec.signals.map((d) => [d.name, d]))
         for (const m of messages.get(run.execution_id) ?? []) {
-          if (m.entity_type === CLOCK_ENTITY || m.tag !== "deferred" || m.entity_type !== `Workflow/${run.workflow}`) continue
+          if (m.entity_type === CLOCK_ENTITY || m.tag !== "deferred" || m.entity_type !== workflowEntityType(run.workflow)) continue
           const name = String(m.payload?.name)
           if (internalDeferred(name)) continue
           const deferred = signals.get(name)

@@ -36,9 +36,8 @@ import type * as ShardId from "@effect/cluster/ShardId"
 import { WorkflowEngine } from "@effect/workflow"
 import { Effect, Layer, Metric } from "effect"
 import { Metrics } from "../Telemetry.js"
+import { PARENT_KEY, runKey, workflowEntityType } from "./EngineStorage.js"
 
-/** The engine marks a child run's payload with its parent under this key (ClusterWorkflowEngine). */
-const parentKey = "~@effect/workflow/parent"
 
 /**
  * An admitted run whose execution has not started after this long is not
@@ -47,8 +46,6 @@ const parentKey = "~@effect/workflow/parent"
  */
 const admittedTimeoutMillis = 10_000
 
-const entityType = (workflowName: string) => `Workflow/${workflowName}`
-const runKey = (type: string, executionId: string) => `${type}\u0000${executionId}`
 
 export class Gate {
   /** Runs executing here: key -> number of executions (normally one). */
@@ -78,7 +75,7 @@ export class Gate {
   }
 
   registered(workflowName: string): void {
-    this.workflows.add(entityType(workflowName))
+    this.workflows.add(workflowEntityType(workflowName))
   }
 
   private isHoldable(message: Message.Incoming<any>): message is Message.IncomingRequest<any> {
@@ -86,7 +83,7 @@ export class Gate {
     const envelope = message.envelope
     if (envelope.tag !== "run" || !this.workflows.has(envelope.address.entityType)) return false
     const payload = envelope.payload as Record<string, unknown> | null
-    if (typeof payload === "object" && payload !== null && payload[parentKey] !== undefined) return false
+    if (typeof payload === "object" && payload !== null && payload[PARENT_KEY] !== undefined) return false
     const key = runKey(envelope.address.entityType, envelope.address.entityId)
     return !this.executing.has(key) && !this.admitted.has(key)
   }
@@ -117,7 +114,7 @@ export class Gate {
 
   /** `effect` is one execution of a run: counted while it runs; its end admits the next. */
   track<A, E, R>(workflowName: string, executionId: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
-    const key = runKey(entityType(workflowName), executionId)
+    const key = runKey(workflowEntityType(workflowName), executionId)
     // counted and released as a resource: an interruption cannot come between the two
     return Effect.acquireUseRelease(
       Effect.sync(() => {

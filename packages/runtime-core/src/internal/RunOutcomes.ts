@@ -25,8 +25,8 @@ import { MessageStorage } from "@effect/cluster"
 import * as Message from "@effect/cluster/Message"
 import type { Statement } from "@effect/sql/Statement"
 import { Context, Effect, Layer } from "effect"
+import { runKey, workflowEntityType } from "./EngineStorage.js"
 
-const runKey = (workflowName: string, executionId: string) => `Workflow/${workflowName}\u0000${executionId}`
 
 export class Outcomes {
   /** Run -> the request id of its start message, as read by this runner. */
@@ -42,9 +42,9 @@ export class Outcomes {
     return messages.map((message) => {
       if (message._tag !== "IncomingRequest" || message.envelope.tag !== "run") return message
       const address = message.envelope.address
-      if (!address.entityType.startsWith("Workflow/")) return message
+      if (!address.entityType.startsWith(workflowEntityType(""))) return message
       const requestId = String(message.envelope.requestId)
-      this.requests.set(`${address.entityType}\u0000${address.entityId}`, requestId)
+      this.requests.set(runKey(address.entityType, address.entityId), requestId)
       return new Message.IncomingRequest({
         envelope: message.envelope,
         lastSentReply: message.lastSentReply,
@@ -63,7 +63,7 @@ export class Outcomes {
    * runner did not read it (the run's ledger writes are its own, then).
    */
   take(workflowName: string, executionId: string): string | undefined {
-    const key = runKey(workflowName, executionId)
+    const key = runKey(workflowEntityType(workflowName), executionId)
     const requestId = this.requests.get(key)
     if (requestId !== undefined) this.requests.delete(key)
     return requestId

@@ -32,7 +32,7 @@ import {
   type Step
 } from "../RunsApi.js"
 import * as TablePrefix from "../TablePrefix.js"
-import { CLOCK_ENTITY, internalDeferred, PARENT_KEY, parse } from "./EngineStorage.js"
+import { CLOCK_ENTITY, internalDeferred, PARENT_KEY, parse, workflowEntityType } from "./EngineStorage.js"
 
 /** The cluster's snowflake epoch (`@effect/cluster/Snowflake`): ids carry their creation time. */
 const SNOWFLAKE_EPOCH = Date.UTC(2025, 0, 1)
@@ -86,7 +86,7 @@ export const fromStorage = (
     const cluster = TablePrefix.clusterPrefix(prefix)
     const messages = sql(`${cluster}_messages`)
     const replies = sql(`${cluster}_replies`)
-    const entity = `Workflow/${workflow}`
+    const entity = workflowEntityType(workflow)
     const rows = yield* sql<MessageRow>`
       SELECT m.id::text AS id, m.entity_type, m.tag, m.payload, r.id::text AS reply_id, r.payload AS reply
       FROM ${messages} m LEFT JOIN ${replies} r ON r.request_id = m.id AND r.kind = 0
