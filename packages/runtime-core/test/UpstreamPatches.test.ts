@@ -8,8 +8,34 @@ import { SqlClient, Statement } from "@effect/sql"
 import type { SqlConnection } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
-import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
-import { Context, Effect, Exit, Fiber, Layer, Option, Schedule, Schema, Scope, Stream, TestClock } from "effect"
+import {
+  ClusterWorkflowEngine,
+  MessageStorage,
+  RunnerHealth,
+  Runners,
+  RunnerStorage,
+  Sharding,
+  ShardingConfig,
+  SqlMessageStorage
+} from "@effect/cluster"
+import type { ShardId } from "@effect/cluster/ShardId"
+import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
+import {
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Redacted,
+  Schedule,
+  Schema,
+  Scope,
+  Stream,
+  TestClock
+} from "effect"
 import Pg from "pg"
 import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
@@ -113,6 +139,132 @@ describe("patches/@effect__cluster@0.60.2.patch", () => {
       // which is not written on its own
       expect(statements.filter((s) => /^\s*INSERT INTO "patch_runs" \(execution_id, workflow, status, result/.test(s))).toHaveLength(0)
     }), 60_000)
+})
+
+const Gate = DurableDeferred.make("Gate")
+const Waits = Workflow.make({
+  name: "Waits",
+  payload: { id: Schema.String },
+  success: Schema.String,
+  idempotencyKey: ({ id }) => id
+})
+
+/**
+ * The library's own stack (no runtime-core wrapper): `ClusterWorkflowEngine` on
+ * `SqlMessageStorage`, whose storage reads can be held at a chosen moment and
+ * report the messages they return. The run waits for `proceed` before it
+ * awaits the gate.
+ */
+const heldStorage = Effect.gen(function*() {
+  const db = yield* TestDatabase.make("patch_reset")
+  const proceed = yield* Deferred.make<void>()
+  const waiting = yield* Deferred.make<void>()
+  const read: Array<string> = []
+  // armed: the next storage read waits for `release` before it runs
+  let armed: { readonly held: Deferred.Deferred<void>; readonly release: Deferred.Deferred<void> } | undefined
+  const storage = Layer.effect(
+    MessageStorage.MessageStorage,
+    Effect.map(MessageStorage.MessageStorage, (underlying) => ({
+      ...underlying,
+      unprocessedMessages: (shardIds: Iterable<ShardId>) =>
+        Effect.suspend(() => {
+          const hold = armed
+          armed = undefined
+          const messages = Effect.tap(
+            underlying.unprocessedMessages(shardIds),
+            (messages) =>
+              Effect.sync(() => {
+                for (const m of messages) read.push(m.envelope._tag === "Request" ? m.envelope.tag : m.envelope._tag)
+              })
+          )
+          if (hold === undefined) return messages
+          return Deferred.succeed(hold.held, undefined).pipe(
+            Effect.zipRight(Deferred.await(hold.release)),
+            Effect.zipRight(messages)
+          )
+        })
+    }))
+  ).pipe(Layer.provide(SqlMessageStorage.layerWith({ prefix: "patch_reset" })))
+  const workflow = Waits.toLayer(() =>
+    Deferred.succeed(waiting, undefined).pipe(
+      Effect.zipRight(Deferred.await(proceed)),
+      Effect.zipRight(DurableDeferred.await(Gate)),
+      Effect.as("resumed")
+    )
+  )
+  const layer = workflow.pipe(
+    Layer.provideMerge(ClusterWorkflowEngine.layer),
+    Layer.provideMerge(Sharding.layer),
+    Layer.provide(Runners.layerNoop),
+    Layer.provideMerge(storage),
+    Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
+    Layer.provide(ShardingConfig.layer({
+      shardsPerGroup: 10,
+      availableShardGroups: ["default", "workflow"],
+      assignedShardGroups: ["default", "workflow"],
+      entityTerminationTimeout: 0,
+      entityMessagePollInterval: Duration.seconds(5),
+      sendRetryInterval: Duration.millis(100)
+    })),
+    Layer.provideMerge(PgClient.layer({ url: Redacted.make(db.url) }))
+  )
+  const arm = Effect.gen(function*() {
+    const hold = { held: yield* Deferred.make<void>(), release: yield* Deferred.make<void>() }
+    armed = hold
+    return hold
+  })
+  return { layer, arm, proceed, waiting, read }
+})
+
+/** The gate's message has its reply: its handler resumed the run (cleared the run's Suspended reply) first. */
+const gateAnswered = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM patch_reset_replies r JOIN patch_reset_messages m ON m.request_id = r.request_id
+    WHERE m.tag = 'deferred'`).pipe(Effect.map(([row]) => row!.n > 0), Effect.orDie)
+
+/** Polls `condition` every 50 ms; dies after 30 s (a wait for a state, not a bound on how fast). */
+const until = <E, R>(condition: Effect.Effect<boolean, E, R>, what: string) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 600; i++) {
+      if (yield* condition) return
+      yield* Effect.sleep("50 millis")
+    }
+    return yield* Effect.dieMessage(`timed out waiting for: ${what}`)
+  })
+
+describe("patches/@effect__cluster@0.60.2.patch (Sharding.reset)", () => {
+  it.scopedLive("a run resumed while a storage read is in flight is delivered by that read", () =>
+    Effect.gen(function*() {
+      const { arm, layer, proceed, read, waiting } = yield* heldStorage
+      const context = yield* Layer.build(layer)
+      yield* Effect.gen(function*() {
+        const sharding = yield* Sharding.Sharding
+        // 1. the run is active (waiting for `proceed`)
+        const executionId = yield* Waits.executionId({ id: "a" })
+        const run = yield* Effect.fork(Waits.execute({ id: "a" }))
+        yield* Deferred.await(waiting)
+        // 2. the gate is completed while the run is active: its message reaches the
+        // workflow's entity and waits there behind the run (one request at a time)
+        const token = DurableDeferred.tokenFromExecutionId(Gate, { workflow: Waits, executionId })
+        yield* DurableDeferred.done(Gate, { token, exit: Exit.void })
+        yield* until(Effect.sync(() => read.includes("deferred")), "the gate's message was read")
+        // 3. a storage read starts (the runner forgets what it had processed) and is held
+        const hold = yield* arm
+        yield* sharding.pollStorage
+        yield* Deferred.await(hold.held)
+        // 4. the run goes on and suspends at the gate (its Suspended reply is saved);
+        // the gate's message then resumes it: the run's reply is cleared
+        yield* Deferred.succeed(proceed, undefined)
+        yield* until(gateAnswered, "the gate's message was answered (after it reset the suspended run)")
+        expect(yield* Waits.poll(executionId)).toBeUndefined()
+        // 5. the held read runs now and returns the run's start message, which must be
+        // delivered: unpatched, the runner skipped it as processed and, the read having
+        // stamped it (last_read), no read returned it again for ten minutes
+        yield* Deferred.succeed(hold.release, undefined)
+        yield* until(Effect.map(Waits.poll(executionId), (r) => r?._tag === "Complete"), "the resumed run completed")
+        expect(yield* Fiber.join(run)).toBe("resumed")
+      }).pipe(Effect.provide(context))
+    }), 120_000)
 })
 
 /** A connection whose every statement answers whether it ran with a Scope in its context. */

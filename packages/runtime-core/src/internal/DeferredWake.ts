@@ -25,12 +25,14 @@
  * is kept for that execution and read by the await: the cluster engine answers
  * it only after the run, so the run could not read it from storage.
  *
- * On the cluster engine the completion's message resumes the preempted run,
- * but now and then (about one race in five on a loaded machine, with
- * @effect/cluster 0.60.2) the run's request is not delivered again after that
- * resume, and the run would wait forever. So the wrapper watches each run it
- * preempts: while no replay has started and the run's stored reply is still
- * Suspended, it resumes the run again, once a second, for at most 30 s.
+ * On the cluster engine the completion's message resumes the preempted run.
+ * Now and then the run's request was not delivered again after that resume:
+ * a storage read in flight returned it while the runner still counted it as
+ * processed (fixed by the @effect/cluster patch, `Sharding.reset`; see
+ * ARCHITECTURE section 8). As a guard for a resume that finds the run not yet
+ * suspended, the wrapper watches each run it preempts: while no replay has
+ * started and the run's stored reply is still Suspended, it resumes the run
+ * again, once a second, for at most 30 s.
  *
  * Completions made through this process's engine wake an active run here;
  * those made by another process of the app reach it through `WakeUps`, which
