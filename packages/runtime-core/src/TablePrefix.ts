@@ -15,7 +15,8 @@ export const IDENTIFIER_MAX_BYTES = 63
 
 /**
  * The longest name @effect/cluster derives from the prefix we give it
- * (`<prefix>_cluster` + `_messages_request_id_idx`).
+ * (`<prefix>_cluster` + `_messages_request_id_idx`; the index our patch adds,
+ * `_messages_pending_idx`, is shorter on purpose).
  */
 const LONGEST_CLUSTER_SUFFIX = "_cluster_messages_request_id_idx"
 

@@ -39,6 +39,7 @@ import {
 import Pg from "pg"
 import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
+import { eventually } from "./upstream/harness.js"
 
 describe("patches/@effect__workflow@0.19.1.patch", () => {
   it("Activity.make shares one exit schema per (success, error) pair, so Schema's parser cache is hit", () => {
@@ -141,6 +142,31 @@ describe("patches/@effect__cluster@0.60.2.patch", () => {
     }), 60_000)
 })
 
+/**
+ * The library's own stack (no runtime-core wrapper): `workflows` on
+ * `ClusterWorkflowEngine` and `Sharding` with `storage`, one runner holding
+ * every shard (10 per group).
+ */
+const libraryStack = <A, E, R>(
+  workflows: Layer.Layer<A, E, R>,
+  storage: Layer.Layer<MessageStorage.MessageStorage, never, SqlClient.SqlClient | ShardingConfig.ShardingConfig>
+) =>
+  workflows.pipe(
+    Layer.provideMerge(ClusterWorkflowEngine.layer),
+    Layer.provideMerge(Sharding.layer),
+    Layer.provide(Runners.layerNoop),
+    Layer.provideMerge(storage),
+    Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
+    Layer.provide(ShardingConfig.layer({
+      shardsPerGroup: 10,
+      availableShardGroups: ["default", "workflow"],
+      assignedShardGroups: ["default", "workflow"],
+      entityTerminationTimeout: 0,
+      entityMessagePollInterval: Duration.seconds(5),
+      sendRetryInterval: Duration.millis(100)
+    }))
+  )
+
 const Gate = DurableDeferred.make("Gate")
 const Waits = Workflow.make({
   name: "Waits",
@@ -150,9 +176,8 @@ const Waits = Workflow.make({
 })
 
 /**
- * The library's own stack (no runtime-core wrapper): `ClusterWorkflowEngine` on
- * `SqlMessageStorage`, whose storage reads can be held at a chosen moment and
- * report the messages they return. The run waits for `proceed` before it
+ * The library's stack on `SqlMessageStorage`, whose storage reads can be held
+ * at a chosen moment and report the messages they return. The run waits for `proceed` before it
  * awaits the gate.
  */
 const heldStorage = Effect.gen(function*() {
@@ -192,20 +217,7 @@ const heldStorage = Effect.gen(function*() {
       Effect.as("resumed")
     )
   )
-  const layer = workflow.pipe(
-    Layer.provideMerge(ClusterWorkflowEngine.layer),
-    Layer.provideMerge(Sharding.layer),
-    Layer.provide(Runners.layerNoop),
-    Layer.provideMerge(storage),
-    Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
-    Layer.provide(ShardingConfig.layer({
-      shardsPerGroup: 10,
-      availableShardGroups: ["default", "workflow"],
-      assignedShardGroups: ["default", "workflow"],
-      entityTerminationTimeout: 0,
-      entityMessagePollInterval: Duration.seconds(5),
-      sendRetryInterval: Duration.millis(100)
-    })),
+  const layer = libraryStack(workflow, storage).pipe(
     Layer.provideMerge(PgClient.layer({ url: Redacted.make(db.url) }))
   )
   const arm = Effect.gen(function*() {
@@ -222,16 +234,6 @@ const gateAnswered = Effect.flatMap(SqlClient.SqlClient, (sql) =>
     SELECT count(*)::int AS n FROM patch_reset_replies r JOIN patch_reset_messages m ON m.request_id = r.request_id
     WHERE m.tag = 'deferred'`).pipe(Effect.map(([row]) => row!.n > 0), Effect.orDie)
 
-/** Polls `condition` every 50 ms; dies after 30 s (a wait for a state, not a bound on how fast). */
-const until = <E, R>(condition: Effect.Effect<boolean, E, R>, what: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 600; i++) {
-      if (yield* condition) return
-      yield* Effect.sleep("50 millis")
-    }
-    return yield* Effect.dieMessage(`timed out waiting for: ${what}`)
-  })
-
 describe("patches/@effect__cluster@0.60.2.patch (Sharding.reset)", () => {
   it.scopedLive("a run resumed while a storage read is in flight is delivered by that read", () =>
     Effect.gen(function*() {
@@ -247,7 +249,7 @@ describe("patches/@effect__cluster@0.60.2.patch (Sharding.reset)", () => {
         // workflow's entity and waits there behind the run (one request at a time)
         const token = DurableDeferred.tokenFromExecutionId(Gate, { workflow: Waits, executionId })
         yield* DurableDeferred.done(Gate, { token, exit: Exit.void })
-        yield* until(Effect.sync(() => read.includes("deferred")), "the gate's message was read")
+        yield* eventually(Effect.sync(() => read.includes("deferred")), "the gate's message was read")
         // 3. a storage read starts (the runner forgets what it had processed) and is held
         const hold = yield* arm
         yield* sharding.pollStorage
@@ -255,16 +257,54 @@ describe("patches/@effect__cluster@0.60.2.patch (Sharding.reset)", () => {
         // 4. the run goes on and suspends at the gate (its Suspended reply is saved);
         // the gate's message then resumes it: the run's reply is cleared
         yield* Deferred.succeed(proceed, undefined)
-        yield* until(gateAnswered, "the gate's message was answered (after it reset the suspended run)")
+        yield* eventually(gateAnswered, "the gate's message was answered (after it reset the suspended run)")
         expect(yield* Waits.poll(executionId)).toBeUndefined()
         // 5. the held read runs now and returns the run's start message, which must be
         // delivered: unpatched, the runner skipped it as processed and, the read having
         // stamped it (last_read), no read returned it again for ten minutes
         yield* Deferred.succeed(hold.release, undefined)
-        yield* until(Effect.map(Waits.poll(executionId), (r) => r?._tag === "Complete"), "the resumed run completed")
+        yield* eventually(Effect.map(Waits.poll(executionId), (r) => r?._tag === "Complete"), "the resumed run completed")
         expect(yield* Fiber.join(run)).toBe("resumed")
       }).pipe(Effect.provide(context))
     }), 120_000)
+})
+
+describe("patches/@effect__cluster@0.60.2.patch (SqlMessageStorage poll)", () => {
+  it.scopedLive("on Postgres, the storage poll reads the runner's shards only, given as one parameter, through a partial index", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase.make("patch_poll")
+      const statements: Array<string> = []
+      const client = Layer.scopedContext(Effect.map(
+        PgClient.fromPool({ acquire: recordingPool(db.url, statements) }),
+        (pg) => Context.make(PgClient.PgClient, pg).pipe(Context.add(SqlClient.SqlClient, pg))
+      )).pipe(Layer.provide(Reactivity.layer))
+      const workflow = Once.toLayer(() => Effect.void)
+      const context = yield* Layer.build(
+        libraryStack(workflow, SqlMessageStorage.layerWith({ prefix: "patch_poll" })).pipe(Layer.provideMerge(client))
+      )
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        // a start message on a shard this runner does not hold (10 per group): never read here
+        yield* sql`
+          INSERT INTO patch_poll_messages (id, shard_id, entity_type, entity_id, kind, tag, payload, request_id)
+          VALUES (1, 'default:11', 'Workflow/Once', 'elsewhere', 0, 'run', '{}', 1)`
+        // a run on a shard it holds: delivered by a poll
+        yield* Once.execute({ id: "here" })
+        const [foreign] = yield* sql<{ last_read: Date | null }>`SELECT last_read FROM patch_poll_messages WHERE id = 1`
+        expect(foreign!.last_read).toBeNull()
+        const polls = statements.filter((s) => /SET last_read = NOW\(\)/.test(s))
+        expect(polls.length).toBeGreaterThanOrEqual(1)
+        for (const poll of polls) {
+          // the same text whatever the shards and the time: no literal shard id, no literal clock
+          expect(poll).toMatch(/m\.shard_id IN \(SELECT unnest\(\$1::text\[\]\)\)/)
+          expect(poll).not.toMatch(/'default:1'/)
+          expect(poll).toMatch(/m\.deliver_at <= \$2/)
+        }
+        const [index] = yield* sql<{ indexdef: string }>`
+          SELECT indexdef FROM pg_indexes WHERE indexname = 'patch_poll_messages_pending_idx'`
+        expect(index?.indexdef).toMatch(/\(shard_id\) WHERE \(processed = false\)/)
+      }).pipe(Effect.provide(context))
+    }), 60_000)
 })
 
 /** A connection whose every statement answers whether it ran with a Scope in its context. */
