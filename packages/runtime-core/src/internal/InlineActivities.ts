@@ -41,6 +41,7 @@ import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, Deferred, Effect, FiberId, Layer, Schema } from "effect"
 import * as Retry from "../Retry.js"
 import { observeAttempt } from "./ActivityTelemetry.js"
+import * as GroupCommit from "./GroupCommit.js"
 import * as TablePrefix from "../TablePrefix.js"
 import * as RuntimeTables from "./RuntimeTables.js"
 
@@ -71,6 +72,20 @@ interface Recorded {
 
 const stepKey = (activity: string, attempt: number) => `${attempt}:${activity}`
 
+/** A row of `<prefix>_activity_exits` as the group INSERT sends it (JSON). */
+interface ExitRow {
+  readonly execution_id: string
+  readonly activity: string
+  readonly attempt: number
+  readonly exit: unknown
+  readonly started_at: Date
+}
+
+const rowKey = (row: Pick<ExitRow, "execution_id" | "activity" | "attempt">) =>
+  `${row.execution_id}\u0000${row.attempt}\u0000${row.activity}`
+
+const compare = (a: string, b: string) => a < b ? -1 : a > b ? 1 : 0
+
 export interface Key {
   readonly executionId: string
   readonly activity: string
@@ -96,7 +111,7 @@ export class Recording extends Context.Tag("@duraflow/runtime-core/InlineActivit
 export const layer = (
   prefix: TablePrefix.TablePrefix
 ): Layer.Layer<WorkflowEngine.WorkflowEngine, never, WorkflowEngine.WorkflowEngine | SqlClient.SqlClient> =>
-  Layer.effect(
+  Layer.scoped(
     WorkflowEngine.WorkflowEngine,
     Effect.gen(function*() {
       const engine = yield* WorkflowEngine.WorkflowEngine
@@ -163,14 +178,37 @@ export const layer = (
           )
         })
 
+      // Concurrent runs' exits share one INSERT (`GroupCommit`); each learns whether its row went in.
+      // A key twice in one statement goes in once (its first row); rows go in key order, so two
+      // processes inserting the same keys lock them in the same order.
+      const exits = yield* GroupCommit.make({
+        maxBatch: 500,
+        write: (rows: ReadonlyArray<ExitRow>) => {
+          const first = new Map<string, number>()
+          rows.forEach((row, i) => {
+            if (!first.has(rowKey(row))) first.set(rowKey(row), i)
+          })
+          const unique = Array.from(first.values(), (i) => rows[i]!).sort((a, b) => compare(rowKey(a), rowKey(b)))
+          return Effect.map(
+            sql<Pick<ExitRow, "execution_id" | "activity" | "attempt">>`
+              INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
+              SELECT execution_id, activity, attempt, exit, started_at FROM jsonb_to_recordset(${JSON.stringify(unique)}::jsonb)
+                AS r(execution_id text, activity text, attempt integer, exit jsonb, started_at timestamptz)
+              ON CONFLICT (execution_id, activity, attempt) DO NOTHING
+              RETURNING execution_id, activity, attempt`,
+            (inserted) => {
+              const won = new Set(inserted.map(rowKey))
+              return rows.map((row, i) => first.get(rowKey(row)) === i && won.has(rowKey(row)))
+            }
+          )
+        }
+      })
+
       /** Records `encoded`, or returns the exit another execution recorded first. */
       const record = (executionId: string, activity: string, attempt: number, startedAt: Date, encoded: unknown) =>
         Effect.flatMap(
-          sql<{ exit: unknown }>`INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
-            VALUES (${executionId}, ${activity}, ${attempt}, ${JSON.stringify(encoded)}::jsonb, ${startedAt})
-            ON CONFLICT (execution_id, activity, attempt) DO NOTHING
-            RETURNING exit`,
-          (inserted) => inserted.length > 0 ? Effect.succeed(undefined) : recorded(executionId, activity, attempt)
+          exits.submit({ execution_id: executionId, activity, attempt, exit: encoded, started_at: startedAt }),
+          (inserted) => inserted ? Effect.succeed(undefined) : recorded(executionId, activity, attempt)
         )
 
       return WorkflowEngine.WorkflowEngine.of({
