@@ -9,11 +9,14 @@
  * (at most `maxBatch`). A write alone goes at once, so a lone run waits no
  * longer than before.
  *
+ * A caller inside a SQL transaction writes alone, in its transaction.
+ *
  * Effect's own batching (`RequestResolver`, the experimental `dataLoader`)
  * groups requests of one fiber, or those within a time window, which would
  * delay every lone write by the window.
  */
-import { Effect, Exit, FiberSet } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Effect, Exit, FiberSet, Option } from "effect"
 import type { Scope } from "effect"
 
 export interface GroupCommit<I, O, E> {
@@ -31,6 +34,11 @@ export const make = <I, O, E, R>(options: {
   readonly maxBatch: number
   /** Writes `items` in one statement: one result per item, in order. */
   readonly write: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, E, R>
+  /**
+   * Writes one item in the caller's fiber: for a caller inside a SQL transaction,
+   * whose write must commit (or roll back) with it, not in a statement of its own.
+   */
+  readonly alone: (item: I) => Effect.Effect<O, E>
 }): Effect.Effect<GroupCommit<I, O, E>, never, R | Scope.Scope> =>
   Effect.gen(function*() {
     // the writer fiber belongs to the layer's scope: closing it interrupts a statement in flight
@@ -80,14 +88,22 @@ export const make = <I, O, E, R>(options: {
       )
     )
 
+    const grouped = (item: I) =>
+      Effect.async<O, E>((resume) => {
+        queue.push({ item, resume })
+        if (!writing) {
+          writing = true
+          run(drain)
+        }
+      })
     return {
       submit: (item) =>
-        Effect.async<O, E>((resume) => {
-          queue.push({ item, resume })
-          if (!writing) {
-            writing = true
-            run(drain)
-          }
-        })
+        Effect.flatMap(
+          Effect.serviceOption(SqlClient.TransactionConnection),
+          (transaction) =>
+            Option.isSome(transaction)
+              ? options.alone(item)
+              : grouped(item)
+        )
     }
   })

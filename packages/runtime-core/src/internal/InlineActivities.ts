@@ -183,6 +183,12 @@ export const layer = (
       // processes inserting the same keys lock them in the same order.
       const exits = yield* GroupCommit.make({
         maxBatch: 500,
+        alone: (row: ExitRow) =>
+          sql`INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
+            VALUES (${row.execution_id}, ${row.activity}, ${row.attempt}, ${JSON.stringify(row.exit)}::jsonb,
+              ${row.started_at})
+            ON CONFLICT (execution_id, activity, attempt) DO NOTHING
+            RETURNING 1`.pipe(Effect.map((inserted) => inserted.length > 0)),
         write: (rows: ReadonlyArray<ExitRow>) => {
           const first = new Map<string, number>()
           rows.forEach((row, i) => {

@@ -14,6 +14,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import * as TablePrefix from "../TablePrefix.js"
+import * as GroupCommit from "./GroupCommit.js"
 
 export const RunStatus = Schema.Literal("running", "suspended", "succeeded", "failed", "cancelled")
 export type RunStatus = typeof RunStatus.Type
@@ -175,6 +176,16 @@ const toRun = (row: Row) =>
 /** What a run records as the version of the app that ran it when none is given. */
 export const UNKNOWN_VERSION = "unknown"
 
+/** The `running` write of one execution, as the grouped upsert sends it (JSON). */
+interface RunningRow {
+  readonly execution_id: string
+  readonly workflow: string
+  /** JSON text (`null` when there is none) */
+  readonly payload: string
+  readonly retry_of: string | null
+  readonly attempt: number
+}
+
 /**
  * The store for `prefix`; `version` is this build's app version, recorded on the
  * runs it starts (`startedBy`) and on those it runs after another version (`resumedBy`).
@@ -192,20 +203,57 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
           ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result, awaiting = '{}',
             error = EXCLUDED.error, updated_at = clock_timestamp()
           WHERE ${runs}.status <> 'cancelled'`
-    return RunStore.of({
-      running: (workflow, executionId, payload, retry) =>
-        sql`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt, started_by)
-            VALUES (${executionId}, ${workflow}, 'running', ${json(payload)}::jsonb, ${retry?.of ?? null},
-              ${retry?.attempt ?? 1}, ${version})
-            ON CONFLICT (execution_id) DO UPDATE SET status = 'running', updated_at = clock_timestamp(),
+    // the upsert's conflict clause, shared by the single and the grouped statement
+    const runningConflict = sql`ON CONFLICT (execution_id) DO UPDATE SET status = 'running', updated_at = clock_timestamp(),
               awaiting = '{}', started_by = COALESCE(${runs}.started_by, EXCLUDED.started_by),
               resumed_by = CASE WHEN ${runs}.started_by IS NULL OR ${runs}.started_by = EXCLUDED.started_by
                   OR EXCLUDED.started_by = ANY(${runs}.resumed_by) THEN ${runs}.resumed_by
                 ELSE array_append(${runs}.resumed_by, EXCLUDED.started_by) END,
               retry_of = COALESCE(${runs}.retry_of, EXCLUDED.retry_of),
               attempt = GREATEST(${runs}.attempt, EXCLUDED.attempt)
-            WHERE ${runs}.status IN ('running', 'suspended')
-            RETURNING 1`.pipe(Effect.map((rows) => rows.length > 0)),
+            WHERE ${runs}.status IN ('running', 'suspended')`
+    const runningOne = (row: RunningRow) =>
+      sql`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt, started_by)
+            VALUES (${row.execution_id}, ${row.workflow}, 'running', ${row.payload}::jsonb, ${row.retry_of},
+              ${row.attempt}, ${version})
+            ${runningConflict}
+            RETURNING 1`.pipe(Effect.map((rows) => rows.length > 0))
+    // Executions starting together share one upsert (`GroupCommit`). An execution id twice in one
+    // statement would be an error (a row updated twice): the later ones go on their own, after.
+    const running = yield* GroupCommit.make({
+      maxBatch: 500,
+      alone: runningOne,
+      write: (rows: ReadonlyArray<RunningRow>) => {
+        const first = new Map<string, number>()
+        rows.forEach((row, i) => {
+          if (!first.has(row.execution_id)) first.set(row.execution_id, i)
+        })
+        const unique = Array.from(first.values(), (i) => rows[i]!)
+          .sort((a, b) => a.execution_id < b.execution_id ? -1 : a.execution_id > b.execution_id ? 1 : 0)
+        return Effect.flatMap(
+          sql<{ execution_id: string }>`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt, started_by)
+            SELECT execution_id, workflow, 'running', payload::jsonb, retry_of, attempt, ${version}
+            FROM jsonb_to_recordset(${JSON.stringify(unique)}::jsonb)
+              AS r(execution_id text, workflow text, payload text, retry_of text, attempt integer)
+            ${runningConflict}
+            RETURNING execution_id`,
+          (updated) => {
+            const now = new Set(updated.map((row) => row.execution_id))
+            return Effect.forEach(rows, (row, i) =>
+              first.get(row.execution_id) === i ? Effect.succeed(now.has(row.execution_id)) : runningOne(row))
+          }
+        )
+      }
+    })
+    return RunStore.of({
+      running: (workflow, executionId, payload, retry) =>
+        running.submit({
+          execution_id: executionId,
+          workflow,
+          payload: json(payload),
+          retry_of: retry?.of ?? null,
+          attempt: retry?.attempt ?? 1
+        }),
       suspended: (workflow, executionId, awaiting = []) =>
         sql`UPDATE ${runs} SET status = 'suspended', updated_at = clock_timestamp(), awaiting = ${[...awaiting]}::text[]
             WHERE execution_id = ${executionId} AND workflow = ${workflow} AND status = 'running'`.pipe(Effect.asVoid),
@@ -255,7 +303,7 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
 export const layer = (
   prefix: TablePrefix.TablePrefix,
   version?: string
-): Layer.Layer<RunStore, never, SqlClient.SqlClient> => Layer.effect(RunStore, make(prefix, version))
+): Layer.Layer<RunStore, never, SqlClient.SqlClient> => Layer.scoped(RunStore, make(prefix, version))
 
 /**
  * The same ledger in process memory, for a runtime with no database at all

@@ -1,0 +1,132 @@
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber, Layer, Redacted, Scope } from "effect"
+import * as GroupCommit from "../src/internal/GroupCommit.js"
+import * as RunStore from "../src/internal/RunStore.js"
+import { Database, TablePrefix } from "../src/index.js"
+import * as RuntimeTables from "../src/internal/RuntimeTables.js"
+import { TestDatabase } from "../src/testing/index.js"
+
+/** A writer whose statements are recorded and, while `gate` is set, wait for it. */
+const recording = Effect.gen(function*() {
+  const batches: Array<ReadonlyArray<number>> = []
+  const alone: Array<number> = []
+  let gate: Deferred.Deferred<void> | undefined
+  const writer = yield* GroupCommit.make({
+    maxBatch: 3,
+    write: (items: ReadonlyArray<number>) =>
+      Effect.suspend(() => {
+        batches.push(items)
+        const wait = gate === undefined ? Effect.void : Deferred.await(gate)
+        return Effect.zipRight(
+          wait,
+          items.includes(-1) ? Effect.fail("refused" as const) : Effect.succeed(items.map((n) => n * 10))
+        )
+      }),
+    alone: (item: number) => Effect.sync(() => alone.push(item)).pipe(Effect.as(item * 100))
+  })
+  const hold = Effect.tap(Deferred.make<void>(), (d) => Effect.sync(() => (gate = d)))
+  const open = Effect.suspend(() => gate === undefined ? Effect.void : Deferred.succeed(gate, undefined).pipe(
+    Effect.zipRight(Effect.sync(() => (gate = undefined)))
+  ))
+  return { writer, batches, alone, hold, open }
+})
+
+/** Waits until `n` statements were written (the writer runs in its own fiber). */
+const statements = (batches: ReadonlyArray<unknown>, n: number) =>
+  Effect.repeat(Effect.yieldNow(), { until: () => batches.length >= n })
+
+describe("GroupCommit", () => {
+  it.scoped("a write alone goes at once; writes made while a statement is in flight share the next one", () =>
+    Effect.gen(function*() {
+      const { batches, hold, open, writer } = yield* recording
+      expect(yield* writer.submit(1)).toBe(10)
+      expect(batches).toEqual([[1]])
+      yield* hold
+      const first = yield* Effect.fork(writer.submit(2))
+      yield* statements(batches, 2)
+      // queued behind the statement in flight: 5 writes, at most 3 per statement
+      const rest = yield* Effect.fork(Effect.all([3, 4, 5, 6, 7].map(writer.submit), { concurrency: "unbounded" }))
+      yield* Effect.repeat(Effect.yieldNow(), { times: 20 })
+      expect(batches).toEqual([[1], [2]])
+      yield* open
+      expect(yield* Fiber.join(first)).toBe(20)
+      expect(yield* Fiber.join(rest)).toEqual([30, 40, 50, 60, 70])
+      expect(batches).toEqual([[1], [2], [3, 4, 5], [6, 7]])
+    }))
+
+  it.scoped("a failed statement fails each of its writes; the next statement goes on", () =>
+    Effect.gen(function*() {
+      const { batches, hold, open, writer } = yield* recording
+      yield* hold
+      const first = yield* Effect.fork(writer.submit(1))
+      yield* statements(batches, 1)
+      const failing = yield* Effect.fork(Effect.all([-1, 2].map((n) => Effect.exit(writer.submit(n))), { concurrency: "unbounded" }))
+      const after = yield* Effect.fork(Effect.all([3, 4].map((n) => Effect.exit(writer.submit(n))), { concurrency: "unbounded" }))
+      yield* Effect.repeat(Effect.yieldNow(), { times: 20 })
+      yield* open
+      expect(yield* Fiber.join(first)).toBe(10)
+      expect(yield* Fiber.join(failing)).toEqual([Exit.fail("refused"), Exit.fail("refused")])
+      // 3 shared the failed statement; 4 went in the next one
+      expect(yield* Fiber.join(after)).toEqual([Exit.fail("refused"), Exit.succeed(40)])
+      expect(batches).toEqual([[1], [-1, 2, 3], [4]])
+    }))
+
+  it.scoped("a caller inside a SQL transaction writes alone, in its own fiber", () =>
+    Effect.gen(function*() {
+      const { alone, batches, writer } = yield* recording
+      const inTransaction = writer.submit(5).pipe(
+        Effect.provideService(SqlClient.TransactionConnection, [undefined as never, 1])
+      )
+      expect(yield* inTransaction).toBe(500)
+      expect(alone).toEqual([5])
+      expect(batches).toEqual([])
+    }))
+
+  it.effect("closing the writer's scope answers the writes still waiting (interrupted, not left hanging)", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { batches, hold, writer } = yield* Scope.extend(recording, scope)
+      yield* hold
+      const waiting = yield* Effect.fork(Effect.all([1, 2].map((n) => Effect.exit(writer.submit(n))), { concurrency: "unbounded" }))
+      yield* statements(batches, 1)
+      yield* Scope.close(scope, Exit.void)
+      const exits = yield* Fiber.join(waiting)
+      expect(exits.every((exit) => Exit.isFailure(exit) && Exit.isInterrupted(exit))).toBe(true)
+    }))
+})
+
+describe("grouped writes on Postgres", () => {
+  it.scopedLive("the runs ledger's running write: one statement for executions starting together, each its own answer", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase.make("group_commit")
+      const prefix = TablePrefix.unsafeMake("grouped")
+      const context = yield* Layer.build(
+        RuntimeTables.layer(prefix).pipe(Layer.provideMerge(Database.layer({ url: Redacted.make(db.url) })))
+      )
+      yield* Effect.gen(function*() {
+        const store = yield* RunStore.make(prefix, "v1")
+        const sql = yield* SqlClient.SqlClient
+        // a finished run: its running write answers false and changes nothing
+        yield* store.running("W", "done", { n: 0 })
+        yield* store.finished("W", "done", { status: "succeeded", result: 1 })
+        const ids = ["a", "b", "done", "a", "c"]
+        const answers = yield* Effect.all(
+          ids.map((id, i) => store.running("W", id, { n: i })),
+          { concurrency: "unbounded" }
+        )
+        expect(answers).toEqual([true, true, false, true, true])
+        const rows = yield* sql<{ execution_id: string; status: string; payload: unknown; started_by: string }>`
+          SELECT execution_id, status, payload, started_by FROM grouped_runs ORDER BY execution_id`
+        expect(rows).toEqual([
+          { execution_id: "a", status: "running", payload: { n: 0 }, started_by: "v1" },
+          { execution_id: "b", status: "running", payload: { n: 1 }, started_by: "v1" },
+          { execution_id: "c", status: "running", payload: { n: 4 }, started_by: "v1" },
+          { execution_id: "done", status: "succeeded", payload: { n: 0 }, started_by: "v1" }
+        ])
+        // inside a transaction the write is the transaction's: rolled back with it
+        yield* sql.withTransaction(Effect.zipRight(store.running("W", "rolled", null), Effect.fail("no"))).pipe(Effect.ignore)
+        expect(yield* sql`SELECT 1 FROM grouped_runs WHERE execution_id = 'rolled'`).toEqual([])
+      }).pipe(Effect.provide(context))
+    }), 60_000)
+})
