@@ -7,92 +7,107 @@ import { Database, TablePrefix } from "../src/index.js"
 import * as RuntimeTables from "../src/internal/RuntimeTables.js"
 import { TestDatabase } from "../src/testing/index.js"
 
-/** A writer whose statements are recorded and, while `gate` is set, wait for it. */
+/** A writer whose statements are recorded (`n` alone, `[n, m]` grouped) and, while `gate` is set, wait for it. */
 const recording = Effect.gen(function*() {
-  const batches: Array<ReadonlyArray<number>> = []
-  const alone: Array<number> = []
+  const log: Array<number | ReadonlyArray<number>> = []
   let gate: Deferred.Deferred<void> | undefined
+  const statement = <A>(entry: number | ReadonlyArray<number>, refused: boolean, answer: A) =>
+    Effect.suspend(() => {
+      log.push(entry)
+      const wait = gate === undefined ? Effect.void : Deferred.await(gate)
+      return Effect.zipRight(wait, refused ? Effect.fail("refused" as const) : Effect.succeed(answer))
+    })
   const writer = yield* GroupCommit.make({
     maxBatch: 3,
-    write: (items: ReadonlyArray<number>) =>
-      Effect.suspend(() => {
-        batches.push(items)
-        const wait = gate === undefined ? Effect.void : Deferred.await(gate)
-        return Effect.zipRight(
-          wait,
-          items.includes(-1) ? Effect.fail("refused" as const) : Effect.succeed(items.map((n) => n * 10))
-        )
-      }),
-    alone: (item: number) => Effect.sync(() => alone.push(item)).pipe(Effect.as(item * 100))
+    write: (items: ReadonlyArray<number>) => statement(items, items.includes(-1), items.map((n) => n * 10)),
+    alone: (item: number) => statement(item, item === -1, item * 10)
   })
   const hold = Effect.tap(Deferred.make<void>(), (d) => Effect.sync(() => (gate = d)))
-  const open = Effect.suspend(() => gate === undefined ? Effect.void : Deferred.succeed(gate, undefined).pipe(
-    Effect.zipRight(Effect.sync(() => (gate = undefined)))
-  ))
-  return { writer, batches, alone, hold, open }
+  const open = Effect.suspend(() =>
+    gate === undefined ? Effect.void : Deferred.succeed(gate, undefined).pipe(
+      Effect.zipRight(Effect.sync(() => (gate = undefined)))
+    )
+  )
+  return { writer, log, hold, open }
 })
 
-/** Waits until `n` statements were written (the writer runs in its own fiber). */
-const statements = (batches: ReadonlyArray<unknown>, n: number) =>
-  Effect.repeat(Effect.yieldNow(), { until: () => batches.length >= n })
+/** Waits until `n` statements were written (writers run in their own fibers). */
+const statements = (log: ReadonlyArray<unknown>, n: number) => Effect.repeat(Effect.yieldNow(), { until: () => log.length >= n })
+
+/** Lets every forked fiber run as far as it can. */
+const settle = Effect.repeat(Effect.yieldNow(), { times: 20 })
 
 describe("GroupCommit", () => {
-  it.scoped("a write alone goes at once; writes made while a statement is in flight share the next one", () =>
+  it.scoped("a write with nothing in flight goes alone; writes made while a statement is in flight share the next one", () =>
     Effect.gen(function*() {
-      const { batches, hold, open, writer } = yield* recording
+      const { hold, log, open, writer } = yield* recording
       expect(yield* writer.submit(1)).toBe(10)
-      expect(batches).toEqual([[1]])
+      expect(log).toEqual([1])
       yield* hold
       const first = yield* Effect.fork(writer.submit(2))
-      yield* statements(batches, 2)
+      yield* statements(log, 2)
       // queued behind the statement in flight: 5 writes, at most 3 per statement
       const rest = yield* Effect.fork(Effect.all([3, 4, 5, 6, 7].map(writer.submit), { concurrency: "unbounded" }))
-      yield* Effect.repeat(Effect.yieldNow(), { times: 20 })
-      expect(batches).toEqual([[1], [2]])
+      yield* settle
+      expect(log).toEqual([1, 2])
       yield* open
       expect(yield* Fiber.join(first)).toBe(20)
       expect(yield* Fiber.join(rest)).toEqual([30, 40, 50, 60, 70])
-      expect(batches).toEqual([[1], [2], [3, 4, 5], [6, 7]])
+      expect(log).toEqual([1, 2, [3, 4, 5], [6, 7]])
+      // all written: the next write goes alone again
+      expect(yield* writer.submit(8)).toBe(80)
+      expect(log).toEqual([1, 2, [3, 4, 5], [6, 7], 8])
     }))
 
   it.scoped("a failed statement fails each of its writes; the next statement goes on", () =>
     Effect.gen(function*() {
-      const { batches, hold, open, writer } = yield* recording
+      const { hold, log, open, writer } = yield* recording
       yield* hold
       const first = yield* Effect.fork(writer.submit(1))
-      yield* statements(batches, 1)
+      yield* statements(log, 1)
       const failing = yield* Effect.fork(Effect.all([-1, 2].map((n) => Effect.exit(writer.submit(n))), { concurrency: "unbounded" }))
       const after = yield* Effect.fork(Effect.all([3, 4].map((n) => Effect.exit(writer.submit(n))), { concurrency: "unbounded" }))
-      yield* Effect.repeat(Effect.yieldNow(), { times: 20 })
+      yield* settle
       yield* open
       expect(yield* Fiber.join(first)).toBe(10)
       expect(yield* Fiber.join(failing)).toEqual([Exit.fail("refused"), Exit.fail("refused")])
       // 3 shared the failed statement; 4 went in the next one
       expect(yield* Fiber.join(after)).toEqual([Exit.fail("refused"), Exit.succeed(40)])
-      expect(batches).toEqual([[1], [-1, 2, 3], [4]])
+      expect(log).toEqual([1, [-1, 2, 3], [4]])
     }))
 
-  it.scoped("a caller inside a SQL transaction writes alone, in its own fiber", () =>
+  it.scoped("a caller inside a SQL transaction writes alone, in its transaction, even while a statement is in flight", () =>
     Effect.gen(function*() {
-      const { alone, batches, writer } = yield* recording
-      const inTransaction = writer.submit(5).pipe(
+      const { hold, log, open, writer } = yield* recording
+      yield* hold
+      const first = yield* Effect.fork(writer.submit(1))
+      yield* statements(log, 1)
+      const inTransaction = yield* Effect.fork(writer.submit(5).pipe(
         Effect.provideService(SqlClient.TransactionConnection, [undefined as never, 1])
-      )
-      expect(yield* inTransaction).toBe(500)
-      expect(alone).toEqual([5])
-      expect(batches).toEqual([])
+      ))
+      yield* statements(log, 2)
+      expect(log).toEqual([1, 5])
+      yield* open
+      expect(yield* Fiber.join(inTransaction)).toBe(50)
+      expect(yield* Fiber.join(first)).toBe(10)
     }))
 
-  it.effect("closing the writer's scope answers the writes still waiting (interrupted, not left hanging)", () =>
+  it.effect("closing the writer's scope answers the writes still queued (interrupted, not left hanging)", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const { batches, hold, writer } = yield* Scope.extend(recording, scope)
+      const { hold, log, open, writer } = yield* Scope.extend(recording, scope)
       yield* hold
-      const waiting = yield* Effect.fork(Effect.all([1, 2].map((n) => Effect.exit(writer.submit(n))), { concurrency: "unbounded" }))
-      yield* statements(batches, 1)
+      const first = yield* Effect.fork(writer.submit(1))
+      yield* statements(log, 1)
+      const queued = yield* Effect.fork(Effect.all([2, 3].map((n) => Effect.exit(writer.submit(n))), { concurrency: "unbounded" }))
+      yield* settle
       yield* Scope.close(scope, Exit.void)
-      const exits = yield* Fiber.join(waiting)
+      const exits = yield* Fiber.join(queued)
       expect(exits.every((exit) => Exit.isFailure(exit) && Exit.isInterrupted(exit))).toBe(true)
+      // the write in flight ends as its statement does
+      yield* open
+      expect(yield* Fiber.join(first)).toBe(10)
+      expect(log).toEqual([1])
     }))
 })
 

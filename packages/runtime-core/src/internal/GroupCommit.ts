@@ -6,8 +6,8 @@
  * about half a millisecond of CPU per statement (the SQL client, the driver,
  * the socket write). Here a write waits only while the previous statement of
  * its kind is in flight; whatever queued meanwhile goes in the next statement
- * (at most `maxBatch`). A write alone goes at once, so a lone run waits no
- * longer than before.
+ * (at most `maxBatch`). A write with nothing in flight goes at once, alone,
+ * in its caller's fiber: a lone run pays what a plain statement costs.
  *
  * A caller inside a SQL transaction writes alone, in its transaction.
  *
@@ -35,8 +35,8 @@ export const make = <I, O, E, R>(options: {
   /** Writes `items` in one statement: one result per item, in order. */
   readonly write: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, E, R>
   /**
-   * Writes one item in the caller's fiber: for a caller inside a SQL transaction,
-   * whose write must commit (or roll back) with it, not in a statement of its own.
+   * Writes one item in the caller's fiber: a write with nothing in flight, and one
+   * inside a SQL transaction (it must commit or roll back with that transaction).
    */
   readonly alone: (item: I) => Effect.Effect<O, E>
 }): Effect.Effect<GroupCommit<I, O, E>, never, R | Scope.Scope> =>
@@ -45,6 +45,19 @@ export const make = <I, O, E, R>(options: {
     const run = yield* FiberSet.makeRuntime<R>()
     let queue: Array<Pending<I, O, E>> = []
     let writing = false
+    let closed = false
+    const interruptQueued = () => {
+      const waiting = queue
+      queue = []
+      for (const pending of waiting) pending.resume(Effect.interrupt)
+    }
+    // closing: the writes still queued get an answer (a writer would not start any more)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+        interruptQueued()
+      })
+    )
 
     const settle = (batch: ReadonlyArray<Pending<I, O, E>>, exit: Exit.Exit<ReadonlyArray<O>, E>) => {
       if (Exit.isSuccess(exit)) {
@@ -88,22 +101,26 @@ export const make = <I, O, E, R>(options: {
       )
     )
 
-    const grouped = (item: I) =>
-      Effect.async<O, E>((resume) => {
-        queue.push({ item, resume })
-        if (!writing) {
-          writing = true
-          run(drain)
-        }
-      })
+    // a statement is in flight (alone or grouped): its end starts the writer for the queue
+    const grouped = (item: I) => Effect.async<O, E>((resume) => void queue.push({ item, resume }))
+    // nothing in flight: the write goes alone, in the caller's fiber (a lone run's write costs
+    // what a plain statement costs); writes made meanwhile queue and go together after it
+    const first = (item: I) =>
+      Effect.ensuring(
+        options.alone(item),
+        Effect.sync(() => {
+          if (closed) interruptQueued()
+          if (queue.length > 0) run(drain)
+          else writing = false
+        })
+      )
     return {
       submit: (item) =>
-        Effect.flatMap(
-          Effect.serviceOption(SqlClient.TransactionConnection),
-          (transaction) =>
-            Option.isSome(transaction)
-              ? options.alone(item)
-              : grouped(item)
-        )
+        Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) => {
+          if (Option.isSome(transaction)) return options.alone(item)
+          if (writing) return grouped(item)
+          writing = true
+          return first(item)
+        })
     }
   })
