@@ -109,6 +109,13 @@ const recordingPool = (url: string, statements: Array<string>) =>
     (pool) => Effect.promise(() => pool.end())
   )
 
+/** A `PgClient` (and `SqlClient`) on `recordingPool`. */
+const recordingClient = (url: string, statements: Array<string>) =>
+  Layer.scopedContext(Effect.map(
+    PgClient.fromPool({ acquire: recordingPool(url, statements) }),
+    (pg) => Context.make(PgClient.PgClient, pg).pipe(Context.add(SqlClient.SqlClient, pg))
+  )).pipe(Layer.provide(Reactivity.layer))
+
 const Once = Workflow.make({ name: "Once", payload: { id: Schema.String }, idempotencyKey: ({ id }) => id })
 
 describe("patches/@effect__cluster@0.60.2.patch", () => {
@@ -116,10 +123,7 @@ describe("patches/@effect__cluster@0.60.2.patch", () => {
     Effect.gen(function*() {
       const db = yield* TestDatabase.make("patch_reply")
       const statements: Array<string> = []
-      const client = Layer.scopedContext(Effect.map(
-        PgClient.fromPool({ acquire: recordingPool(db.url, statements) }),
-        (pg) => Context.make(PgClient.PgClient, pg).pipe(Context.add(SqlClient.SqlClient, pg))
-      )).pipe(Layer.provide(Reactivity.layer))
+      const client = recordingClient(db.url, statements)
       const runtime = AppRuntime.layer({
         prefix: TablePrefix.unsafeMake("patch"),
         migrations: [],
@@ -274,10 +278,7 @@ describe("patches/@effect__cluster@0.60.2.patch (SqlMessageStorage poll)", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase.make("patch_poll")
       const statements: Array<string> = []
-      const client = Layer.scopedContext(Effect.map(
-        PgClient.fromPool({ acquire: recordingPool(db.url, statements) }),
-        (pg) => Context.make(PgClient.PgClient, pg).pipe(Context.add(SqlClient.SqlClient, pg))
-      )).pipe(Layer.provide(Reactivity.layer))
+      const client = recordingClient(db.url, statements)
       const workflow = Once.toLayer(() => Effect.void)
       const context = yield* Layer.build(
         libraryStack(workflow, SqlMessageStorage.layerWith({ prefix: "patch_poll" })).pipe(Layer.provideMerge(client))
