@@ -8,7 +8,7 @@ import * as RuntimeTables from "../src/internal/RuntimeTables.js"
 import { TestDatabase } from "../src/testing/index.js"
 
 /** A writer whose statements are recorded (`n` alone, `[n, m]` grouped) and, while `gate` is set, wait for it. */
-const recording = Effect.gen(function*() {
+const recordingWith = (limits: { readonly maxBatch: number; readonly maxBytes?: number }) => Effect.gen(function*() {
   const log: Array<number | ReadonlyArray<number>> = []
   let gate: Deferred.Deferred<void> | undefined
   const statement = <A>(entry: number | ReadonlyArray<number>, refused: boolean, answer: A) =>
@@ -18,7 +18,9 @@ const recording = Effect.gen(function*() {
       return Effect.zipRight(wait, refused ? Effect.fail("refused" as const) : Effect.succeed(answer))
     })
   const writer = yield* GroupCommit.make({
-    maxBatch: 3,
+    ...limits,
+    // an item's size in bytes is its value
+    size: (item: number) => Math.abs(item),
     write: (items: ReadonlyArray<number>) => statement(items, items.includes(-1), items.map((n) => n * 10)),
     alone: (item: number) => statement(item, item === -1, item * 10)
   })
@@ -30,6 +32,8 @@ const recording = Effect.gen(function*() {
   )
   return { writer, log, hold, open }
 })
+
+const recording = recordingWith({ maxBatch: 3 })
 
 /** Waits until `n` statements were written (writers run in their own fibers). */
 const statements = (log: ReadonlyArray<unknown>, n: number) => Effect.repeat(Effect.yieldNow(), { until: () => log.length >= n })
@@ -57,6 +61,20 @@ describe("GroupCommit", () => {
       // all written: the next write goes alone again
       expect(yield* writer.submit(8)).toBe(80)
       expect(log).toEqual([1, 2, [3, 4, 5], [6, 7], 8])
+    }))
+
+  it.scoped("a statement takes at most maxBytes of writes (and always at least one)", () =>
+    Effect.gen(function*() {
+      const { hold, log, open, writer } = yield* recordingWith({ maxBatch: 100, maxBytes: 10 })
+      yield* hold
+      const first = yield* Effect.fork(writer.submit(1))
+      yield* statements(log, 1)
+      const rest = yield* Effect.fork(Effect.all([4, 4, 4, 20, 1].map(writer.submit), { concurrency: "unbounded" }))
+      yield* settle
+      yield* open
+      expect(yield* Fiber.join(first)).toBe(10)
+      expect(yield* Fiber.join(rest)).toEqual([40, 40, 40, 200, 10])
+      expect(log).toEqual([1, [4, 4], [4], [20], [1]])
     }))
 
   it.scoped("a failed statement fails each of its writes; the next statement goes on", () =>

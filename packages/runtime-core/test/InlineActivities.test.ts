@@ -18,6 +18,13 @@ class Runs extends Context.Tag("test/Runs")<Runs, Ref.Ref<number>>() {}
 
 const Go = DurableDeferred.make("go")
 
+const Echo = Workflow.make({
+  name: "Echo",
+  payload: { id: Schema.String, text: Schema.String },
+  success: Schema.String,
+  idempotencyKey: ({ id }) => id
+})
+
 const Replayed = Workflow.make({
   name: "Replayed",
   payload: { id: Schema.String, fail: Schema.Boolean },
@@ -119,6 +126,10 @@ const Workflows = Layer.mergeAll(
         return n
       })
   }),
+  WorkflowLayer.make(Echo, {
+    dependencies: Layer.empty,
+    execute: ({ text }) => Activity.make({ name: "echo", success: Schema.String, execute: Effect.succeed(text) })
+  }),
   RunsLive // one counter: layers are shared within a build
 )
 
@@ -158,6 +169,26 @@ const runWithReplay = (payload: { readonly id: string; readonly fail: boolean })
 
 describe("InlineActivities", () => {
   layer(Durable, { timeout: 60_000, excludeTestServices: true })((it) => {
+    it.effect("runs recording at once share INSERTs (GroupCommit); each records and returns its own exit", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        // quotes, backslashes, non-ASCII and JSON-looking text survive the grouped statement's JSON
+        const text = (i: number) => `run ${i}: "quoted" \\ back, ünïcødé ✓, {"json": [${i}]}`
+        const ids = Array.from({ length: 60 }, (_, i) => i)
+        const results = yield* Effect.all(ids.map((i) => Echo.execute({ id: `echo-${i}`, text: text(i) })), {
+          concurrency: "unbounded"
+        })
+        expect(results).toEqual(ids.map(text))
+        const rows = yield* sql<{ execution_id: string; exit: { _tag: string; value: string } }>`
+          SELECT execution_id, exit FROM inl_activity_exits WHERE activity = 'echo'`
+        expect(rows).toHaveLength(60)
+        const byExecution = new Map(rows.map((r) => [r.execution_id, r.exit]))
+        for (const i of ids) {
+          const executionId = yield* Echo.executionId({ id: `echo-${i}`, text: text(i) })
+          expect(byExecution.get(executionId)).toEqual({ _tag: "Success", value: text(i) })
+        }
+      }))
+
     it.effect("a replay returns the recorded success and does not run the body again", () =>
       Effect.gen(function*() {
         const { recorded, result } = yield* runWithReplay({ id: "ok", fail: false })

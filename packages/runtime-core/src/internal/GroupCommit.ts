@@ -6,7 +6,7 @@
  * about half a millisecond of CPU per statement (the SQL client, the driver,
  * the socket write). Here a write waits only while the previous statement of
  * its kind is in flight; whatever queued meanwhile goes in the next statement
- * (at most `maxBatch`). A write with nothing in flight goes at once, alone,
+ * (at most `maxBatch` items and `maxBytes`). A write with nothing in flight goes at once, alone,
  * in its caller's fiber: a lone run pays what a plain statement costs.
  *
  * A caller inside a SQL transaction writes alone, in its transaction.
@@ -32,6 +32,12 @@ interface Pending<I, O, E> {
 export const make = <I, O, E, R>(options: {
   /** Most items in one statement. */
   readonly maxBatch: number
+  /**
+   * Most bytes in one statement, by `size` (a statement holds at least one item):
+   * large values (an activity's result, a payload) do not pile up into one huge statement.
+   */
+  readonly maxBytes?: number | undefined
+  readonly size?: ((item: I) => number) | undefined
   /** Writes `items` in one statement: one result per item, in order. */
   readonly write: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, E, R>
   /**
@@ -68,11 +74,24 @@ export const make = <I, O, E, R>(options: {
       }
     }
 
+    // how many of the queued items the next statement takes: at most maxBatch and maxBytes, at least one
+    const take = () => {
+      const most = Math.min(queue.length, options.maxBatch)
+      if (options.size === undefined || options.maxBytes === undefined) return most
+      let bytes = 0
+      for (let i = 0; i < most; i++) {
+        bytes += options.size(queue[i]!.item)
+        if (bytes > options.maxBytes) return Math.max(1, i)
+      }
+      return most
+    }
+
     // the batch being written, answered by `settle` or, if the writer is interrupted, below
     let current: ReadonlyArray<Pending<I, O, E>> = []
     const writeNext: Effect.Effect<void, never, R> = Effect.suspend(() => {
-      const batch = queue.length <= options.maxBatch ? queue : queue.slice(0, options.maxBatch)
-      queue = queue.length <= options.maxBatch ? [] : queue.slice(options.maxBatch)
+      const count = take()
+      const batch = queue.length === count ? queue : queue.slice(0, count)
+      queue = queue.length === count ? [] : queue.slice(count)
       current = batch
       return Effect.map(Effect.exit(options.write(batch.map((pending) => pending.item))), (exit) => {
         current = []

@@ -77,7 +77,8 @@ interface ExitRow {
   readonly execution_id: string
   readonly activity: string
   readonly attempt: number
-  readonly exit: unknown
+  /** the encoded exit, as JSON text */
+  readonly exit: string
   readonly started_at: Date
 }
 
@@ -85,6 +86,9 @@ const rowKey = (row: Pick<ExitRow, "execution_id" | "activity" | "attempt">) =>
   `${row.execution_id}\u0000${row.attempt}\u0000${row.activity}`
 
 const compare = (a: string, b: string) => a < b ? -1 : a > b ? 1 : 0
+
+/** At most this many bytes of exits in one grouped INSERT (large results go in smaller groups). */
+const GROUP_MAX_BYTES = 4 * 1024 * 1024
 
 export interface Key {
   readonly executionId: string
@@ -183,10 +187,11 @@ export const layer = (
       // processes inserting the same keys lock them in the same order.
       const exits = yield* GroupCommit.make({
         maxBatch: 500,
+        maxBytes: GROUP_MAX_BYTES,
+        size: (row: ExitRow) => row.exit.length,
         alone: (row: ExitRow) =>
           sql`INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
-            VALUES (${row.execution_id}, ${row.activity}, ${row.attempt}, ${JSON.stringify(row.exit)}::jsonb,
-              ${row.started_at})
+            VALUES (${row.execution_id}, ${row.activity}, ${row.attempt}, ${row.exit}::jsonb, ${row.started_at})
             ON CONFLICT (execution_id, activity, attempt) DO NOTHING
             RETURNING 1`.pipe(Effect.map((inserted) => inserted.length > 0)),
         write: (rows: ReadonlyArray<ExitRow>) => {
@@ -198,8 +203,9 @@ export const layer = (
           return Effect.map(
             sql<Pick<ExitRow, "execution_id" | "activity" | "attempt">>`
               INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
-              SELECT execution_id, activity, attempt, exit, started_at FROM jsonb_to_recordset(${JSON.stringify(unique)}::jsonb)
-                AS r(execution_id text, activity text, attempt integer, exit jsonb, started_at timestamptz)
+              SELECT execution_id, activity, attempt, exit::jsonb, started_at
+              FROM jsonb_to_recordset(${JSON.stringify(unique)}::jsonb)
+                AS r(execution_id text, activity text, attempt integer, exit text, started_at timestamptz)
               ON CONFLICT (execution_id, activity, attempt) DO NOTHING
               RETURNING execution_id, activity, attempt`,
             (inserted) => {
@@ -213,7 +219,7 @@ export const layer = (
       /** Records `encoded`, or returns the exit another execution recorded first. */
       const record = (executionId: string, activity: string, attempt: number, startedAt: Date, encoded: unknown) =>
         Effect.flatMap(
-          exits.submit({ execution_id: executionId, activity, attempt, exit: encoded, started_at: startedAt }),
+          exits.submit({ execution_id: executionId, activity, attempt, exit: JSON.stringify(encoded), started_at: startedAt }),
           (inserted) => inserted ? Effect.succeed(undefined) : recorded(executionId, activity, attempt)
         )
 

@@ -222,6 +222,9 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
     // statement would be an error (a row updated twice): the later ones go on their own, after.
     const running = yield* GroupCommit.make({
       maxBatch: 500,
+      // large payloads go in smaller groups
+      maxBytes: 4 * 1024 * 1024,
+      size: (row) => row.payload.length,
       alone: runningOne,
       write: (rows: ReadonlyArray<RunningRow>) => {
         const first = new Map<string, number>()
