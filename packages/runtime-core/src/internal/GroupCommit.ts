@@ -6,10 +6,11 @@
  * about half a millisecond of CPU per statement (the SQL client, the driver,
  * the socket write). Here a write waits only while the previous statement of
  * its kind is in flight; whatever queued meanwhile goes in the next statement
- * (at most `maxBatch` items and `maxBytes`). A write with nothing in flight goes at once, alone,
- * in its caller's fiber: a lone run pays what a plain statement costs.
- *
- * A caller inside a SQL transaction writes alone, in its transaction.
+ * (at most `maxBatch` items and `maxBytes`). A write with nothing in flight
+ * goes at once, alone, in its caller's fiber: a lone run pays what a plain
+ * statement costs. A caller inside a SQL transaction writes alone, in its
+ * transaction. A write whose caller is interrupted while it waits is still
+ * written (the value is true; its caller no longer hears of it).
  *
  * Effect's own batching (`RequestResolver`, the experimental `dataLoader`)
  * groups requests of one fiber, or those within a time window, which would
