@@ -19,8 +19,9 @@ const recordingWith = (limits: { readonly maxBatch: number; readonly maxBytes?: 
     })
   const writer = yield* GroupCommit.make({
     ...limits,
-    // an item's size in bytes is its value
+    // an item's size in bytes is its value, its key the value as text
     size: (item: number) => Math.abs(item),
+    key: (item: number) => String(item),
     write: (items: ReadonlyArray<number>) => statement(items, items.includes(-1), items.map((n) => n * 10)),
     alone: (item: number) => statement(item, item === -1, item * 10)
   })
@@ -69,12 +70,26 @@ describe("GroupCommit", () => {
       yield* hold
       const first = yield* Effect.fork(writer.submit(1))
       yield* statements(log, 1)
-      const rest = yield* Effect.fork(Effect.all([4, 4, 4, 20, 1].map(writer.submit), { concurrency: "unbounded" }))
+      const rest = yield* Effect.fork(Effect.all([4, 5, 3, 20, 1].map(writer.submit), { concurrency: "unbounded" }))
       yield* settle
       yield* open
       expect(yield* Fiber.join(first)).toBe(10)
-      expect(yield* Fiber.join(rest)).toEqual([40, 40, 40, 200, 10])
-      expect(log).toEqual([1, [4, 4], [4], [20], [1]])
+      expect(yield* Fiber.join(rest)).toEqual([40, 50, 30, 200, 10])
+      expect(log).toEqual([1, [4, 5], [3], [20], [1]])
+    }))
+
+  it.scoped("a statement writes each key once, in key order; a key already in it goes alone after it", () =>
+    Effect.gen(function*() {
+      const { hold, log, open, writer } = yield* recording
+      yield* hold
+      const first = yield* Effect.fork(writer.submit(1))
+      yield* statements(log, 1)
+      const rest = yield* Effect.fork(Effect.all([7, 3, 7].map(writer.submit), { concurrency: "unbounded" }))
+      yield* settle
+      yield* open
+      expect(yield* Fiber.join(first)).toBe(10)
+      expect(yield* Fiber.join(rest)).toEqual([70, 30, 70])
+      expect(log).toEqual([1, [3, 7], 7])
     }))
 
   it.scoped("a failed statement fails each of its writes; the next statement goes on", () =>

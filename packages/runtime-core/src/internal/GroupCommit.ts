@@ -39,7 +39,13 @@ export const make = <I, O, E, R>(options: {
    */
   readonly maxBytes?: number | undefined
   readonly size?: ((item: I) => number) | undefined
-  /** Writes `items` in one statement: one result per item, in order. */
+  /**
+   * The row an item writes. One statement writes each key once, in key order (two
+   * processes writing the same keys lock them in the same order); an item whose key
+   * is already in the statement goes `alone` after it.
+   */
+  readonly key: (item: I) => string
+  /** Writes `items` (distinct keys, in key order) in one statement: one result per item, in order. */
   readonly write: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, E, R>
   /**
    * Writes one item in the caller's fiber: a write with nothing in flight, and one
@@ -94,10 +100,25 @@ export const make = <I, O, E, R>(options: {
       const batch = queue.length === count ? queue : queue.slice(0, count)
       queue = queue.length === count ? [] : queue.slice(count)
       current = batch
-      return Effect.map(Effect.exit(options.write(batch.map((pending) => pending.item))), (exit) => {
-        current = []
-        settle(batch, exit)
-      })
+      const byKey = new Map<string, Pending<I, O, E>>()
+      const again: Array<Pending<I, O, E>> = []
+      for (const pending of batch) {
+        const key = options.key(pending.item)
+        if (byKey.has(key)) again.push(pending)
+        else byKey.set(key, pending)
+      }
+      const distinct = Array.from(byKey.keys()).sort().map((key) => byKey.get(key)!)
+      return Effect.exit(options.write(distinct.map((pending) => pending.item))).pipe(
+        Effect.flatMap((exit) => {
+          settle(distinct, exit)
+          current = again
+          // the statement failed: so do the writes that were to follow it (each retries)
+          if (Exit.isFailure(exit)) return Effect.sync(() => settle(again, exit))
+          return Effect.forEach(again, (pending) =>
+            Effect.map(Effect.exit(options.alone(pending.item)), (exit) => pending.resume(exit)), { discard: true })
+        }),
+        Effect.ensuring(Effect.sync(() => (current = [])))
+      )
     })
     const drain: Effect.Effect<void, never, R> = Effect.whileLoop({
       // the check and the flag change together: a write submitted after the last check starts a new writer

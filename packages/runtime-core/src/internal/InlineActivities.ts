@@ -85,8 +85,6 @@ interface ExitRow {
 const rowKey = (row: Pick<ExitRow, "execution_id" | "activity" | "attempt">) =>
   `${row.execution_id}\u0000${row.attempt}\u0000${row.activity}`
 
-const compare = (a: string, b: string) => a < b ? -1 : a > b ? 1 : 0
-
 /** At most this many bytes of exits in one grouped INSERT (large results go in smaller groups). */
 const GROUP_MAX_BYTES = 4 * 1024 * 1024
 
@@ -182,38 +180,32 @@ export const layer = (
           )
         })
 
-      // Concurrent runs' exits share one INSERT (`GroupCommit`); each learns whether its row went in.
-      // A key twice in one statement goes in once (its first row); rows go in key order, so two
-      // processes inserting the same keys lock them in the same order.
+      // Concurrent runs' exits share one INSERT (`GroupCommit`); each learns whether its row went in
+      // (a step's key twice: the second finds the first's row, and returns that exit).
       const exits = yield* GroupCommit.make({
         maxBatch: 500,
         maxBytes: GROUP_MAX_BYTES,
         size: (row: ExitRow) => row.exit.length,
+        key: rowKey,
         alone: (row: ExitRow) =>
           sql`INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
             VALUES (${row.execution_id}, ${row.activity}, ${row.attempt}, ${row.exit}::jsonb, ${row.started_at})
             ON CONFLICT (execution_id, activity, attempt) DO NOTHING
             RETURNING 1`.pipe(Effect.map((inserted) => inserted.length > 0)),
-        write: (rows: ReadonlyArray<ExitRow>) => {
-          const first = new Map<string, number>()
-          rows.forEach((row, i) => {
-            if (!first.has(rowKey(row))) first.set(rowKey(row), i)
-          })
-          const unique = Array.from(first.values(), (i) => rows[i]!).sort((a, b) => compare(rowKey(a), rowKey(b)))
-          return Effect.map(
+        write: (rows: ReadonlyArray<ExitRow>) =>
+          Effect.map(
             sql<Pick<ExitRow, "execution_id" | "activity" | "attempt">>`
               INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
               SELECT execution_id, activity, attempt, exit::jsonb, started_at
-              FROM jsonb_to_recordset(${JSON.stringify(unique)}::jsonb)
+              FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
                 AS r(execution_id text, activity text, attempt integer, exit text, started_at timestamptz)
               ON CONFLICT (execution_id, activity, attempt) DO NOTHING
               RETURNING execution_id, activity, attempt`,
             (inserted) => {
               const won = new Set(inserted.map(rowKey))
-              return rows.map((row, i) => first.get(rowKey(row)) === i && won.has(rowKey(row)))
+              return rows.map((row) => won.has(rowKey(row)))
             }
           )
-        }
       })
 
       /** Records `encoded`, or returns the exit another execution recorded first. */

@@ -218,35 +218,28 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
               ${row.attempt}, ${version})
             ${runningConflict}
             RETURNING 1`.pipe(Effect.map((rows) => rows.length > 0))
-    // Executions starting together share one upsert (`GroupCommit`). An execution id twice in one
-    // statement would be an error (a row updated twice): the later ones go on their own, after.
+    // Executions starting together share one upsert (`GroupCommit`); an execution id twice (a row
+    // updated twice in one statement is an error) goes on its own, after.
     const running = yield* GroupCommit.make({
       maxBatch: 500,
       // large payloads go in smaller groups
       maxBytes: 4 * 1024 * 1024,
       size: (row) => row.payload.length,
+      key: (row) => row.execution_id,
       alone: runningOne,
-      write: (rows: ReadonlyArray<RunningRow>) => {
-        const first = new Map<string, number>()
-        rows.forEach((row, i) => {
-          if (!first.has(row.execution_id)) first.set(row.execution_id, i)
-        })
-        const unique = Array.from(first.values(), (i) => rows[i]!)
-          .sort((a, b) => a.execution_id < b.execution_id ? -1 : a.execution_id > b.execution_id ? 1 : 0)
-        return Effect.flatMap(
+      write: (rows: ReadonlyArray<RunningRow>) =>
+        Effect.map(
           sql<{ execution_id: string }>`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt, started_by)
             SELECT execution_id, workflow, 'running', payload::jsonb, retry_of, attempt, ${version}
-            FROM jsonb_to_recordset(${JSON.stringify(unique)}::jsonb)
+            FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
               AS r(execution_id text, workflow text, payload text, retry_of text, attempt integer)
             ${runningConflict}
             RETURNING execution_id`,
           (updated) => {
             const now = new Set(updated.map((row) => row.execution_id))
-            return Effect.forEach(rows, (row, i) =>
-              first.get(row.execution_id) === i ? Effect.succeed(now.has(row.execution_id)) : runningOne(row))
+            return rows.map((row) => now.has(row.execution_id))
           }
         )
-      }
     })
     return RunStore.of({
       running: (workflow, executionId, payload, retry) =>
