@@ -4,6 +4,7 @@
  * suspended run frees its slot, a child run is never held (its parent waits
  * for it), and a held run survives the process.
  */
+import * as Message from "@effect/cluster/Message"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it, layer } from "@effect/vitest"
@@ -11,6 +12,8 @@ import { DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, Effect, Exit, Fiber, Layer, Metric, Option, Schema } from "effect"
 import { TablePrefix, Telemetry, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
+import { PARENT_KEY } from "../src/internal/EngineStorage.js"
+import * as RunAdmission from "../src/internal/RunAdmission.js"
 
 const prefix = TablePrefix.unsafeMake("adm")
 const limit = 2
@@ -145,6 +148,50 @@ describe("RunAdmission", () => {
         }).pipe(Effect.provide(runtime(true)), Effect.scoped)
         expect(yield* waitingInStorage("Blocking")).toBe(0)
       }))
+  })
+
+  it("a run started in this process goes to its entity at once while a slot is free and none waits; otherwise storage holds it", () => {
+    const start = (id: string, parent?: unknown) =>
+      new Message.IncomingRequest({
+        envelope: {
+          tag: "run",
+          requestId: id,
+          address: { entityType: "Workflow/Blocking", entityId: id, shardId: { group: "workflow", id: 1 } },
+          payload: parent === undefined ? { id } : { id, [PARENT_KEY]: parent }
+        } as never,
+        lastSentReply: Option.none(),
+        respond: () => Effect.void
+      })
+    const gate = RunAdmission.make(1)
+    gate.registered("Blocking")
+    expect(gate.admitLocal(start("a"))).toBe(true)
+    // it counts as in flight: the next start waits for the storage read (which holds it)
+    expect(gate.inFlight).toBe(1)
+    expect(gate.admitLocal(start("b"))).toBe(false)
+    // the same run again (already admitted), or an unregistered workflow: not offered
+    expect(gate.admitLocal(start("a"))).toBe(false)
+    const other = start("x")
+    expect(gate.admitLocal(new Message.IncomingRequest({
+      ...other,
+      envelope: { ...other.envelope, address: { ...other.envelope.address, entityType: "Workflow/Unknown" } } as never
+    }))).toBe(false)
+    // a child run takes no slot (its parent waits for it)
+    expect(gate.admitLocal(start("c", { workflow: "Parent" }))).toBe(true)
+    expect(gate.inFlight).toBe(1)
+    // with a slot free but a run held, a new start waits its turn behind it
+    const roomy = RunAdmission.make(2)
+    roomy.registered("Blocking")
+    roomy.admit([start("h1"), start("h2"), start("h3")], new Set(["workflow:1"]))
+    expect(roomy.waiting).toBe(1)
+    // h1 runs and ends: a slot is free until the next storage read hands h3 over
+    Effect.runSync(roomy.track("Blocking", "h1", Effect.void))
+    expect(roomy.inFlight).toBe(1)
+    expect(roomy.admitLocal(start("late"))).toBe(false)
+    // without a bound, every new run goes at once
+    const unbounded = RunAdmission.make(0)
+    unbounded.registered("Blocking")
+    expect(unbounded.admitLocal(start("u1"))).toBe(true)
+    expect(unbounded.admitLocal(start("u2"))).toBe(true)
   })
 
   it.effect("WORKFLOW_MAX_RUNS_IN_FLIGHT and maxRunsInFlight: a whole number, 0 for no bound; anything else is a typed config error", () =>

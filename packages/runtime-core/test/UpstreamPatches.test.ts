@@ -336,3 +336,95 @@ describe("patches/@effect__sql@0.52.1.patch", () => {
       expect(yield* effectful`SELECT 1`).toEqual([{ scoped: true }])
     }))
 })
+
+/**
+ * The library's stack on `SqlMessageStorage` with `deliverLocal` (accepting
+ * or declining every request offered), whose storage reads can be held and
+ * report the messages they return.
+ */
+const offeringStorage = (accept: boolean) =>
+  Effect.gen(function*() {
+    const db = yield* TestDatabase.make("patch_direct")
+    const offered: Array<{ readonly tag: string; readonly payload: unknown }> = []
+    const read: Array<string> = []
+    let armed: { readonly held: Deferred.Deferred<void>; readonly release: Deferred.Deferred<void> } | undefined
+    const storage = Layer.effect(
+      MessageStorage.MessageStorage,
+      Effect.map(MessageStorage.MessageStorage, (underlying): MessageStorage.MessageStorage["Type"] => ({
+        ...underlying,
+        deliverLocal: (message) => {
+          offered.push({ tag: message.envelope.tag, payload: message.envelope.payload })
+          return accept ? message : undefined
+        },
+        unprocessedMessages: (shardIds: Iterable<ShardId>) =>
+          Effect.suspend(() => {
+            const hold = armed
+            armed = undefined
+            const messages = Effect.tap(underlying.unprocessedMessages(shardIds), (messages) =>
+              Effect.sync(() => {
+                for (const m of messages) read.push(m.envelope._tag === "Request" ? m.envelope.tag : m.envelope._tag)
+              }))
+            return hold === undefined ? messages : Deferred.succeed(hold.held, undefined).pipe(
+              Effect.zipRight(Deferred.await(hold.release)),
+              Effect.zipRight(messages)
+            )
+          })
+      }))
+    ).pipe(Layer.provide(SqlMessageStorage.layerWith({ prefix: "patch_direct" })))
+    const layer = libraryStack(Once.toLayer(() => Effect.void), storage).pipe(
+      Layer.provideMerge(PgClient.layer({ url: Redacted.make(db.url) }))
+    )
+    // the next storage read waits for `release`; returns once the runner is in it
+    const holdReads = Effect.gen(function*() {
+      const hold = { held: yield* Deferred.make<void>(), release: yield* Deferred.make<void>() }
+      armed = hold
+      yield* Effect.flatMap(Sharding.Sharding, (sharding) => sharding.pollStorage)
+      yield* Deferred.await(hold.held)
+      return hold.release
+    })
+    return { layer, holdReads, offered, read }
+  })
+
+describe("patches/@effect__cluster@0.60.2.patch (Sharding deliverLocal)", () => {
+  it.scopedLive("a run started on its own runner goes to its entity at once when the storage accepts it, with no storage read", () =>
+    Effect.gen(function*() {
+      const { holdReads, layer, offered, read } = yield* offeringStorage(true)
+      const context = yield* Layer.build(layer)
+      yield* Effect.gen(function*() {
+        const release = yield* holdReads
+        // every storage read is held: unpatched, the run waits for one
+        const executionId = yield* Once.executionId({ id: "direct" })
+        const run = yield* Effect.fork(Once.execute({ id: "direct" }))
+        yield* eventually(Effect.map(Once.poll(executionId), (r) => r?._tag === "Complete"), "the run completed while reads were held")
+        yield* Fiber.join(run)
+        // offered once, with its payload decoded (as the entity gets it)
+        expect(offered).toEqual([{ tag: "run", payload: { id: "direct" } }])
+        // the held read runs; the next one is held in turn (so the first has returned)
+        yield* Deferred.succeed(release, undefined)
+        const next = yield* holdReads
+        yield* Deferred.succeed(next, undefined)
+        // neither returned the run: its start message is processed
+        const sql = yield* SqlClient.SqlClient
+        const [row] = yield* sql<{ processed: boolean; last_read: Date | null }>`
+          SELECT processed, last_read FROM patch_direct_messages WHERE tag = 'run'`
+        expect(row!.processed).toBe(true)
+        expect(read).not.toContain("run")
+      }).pipe(Effect.provide(context))
+    }), 60_000)
+
+  it.scopedLive("a run the storage declines is delivered by the next storage read, as without the patch", () =>
+    Effect.gen(function*() {
+      const { holdReads, layer, offered, read } = yield* offeringStorage(false)
+      const context = yield* Layer.build(layer)
+      yield* Effect.gen(function*() {
+        const release = yield* holdReads
+        const executionId = yield* Once.executionId({ id: "declined" })
+        const run = yield* Effect.fork(Once.execute({ id: "declined" }))
+        yield* eventually(Effect.sync(() => offered.length === 1), "the run was offered")
+        expect(yield* Once.poll(executionId)).toBeUndefined()
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(run)
+        expect(read).toContain("run")
+      }).pipe(Effect.provide(context))
+    }), 60_000)
+})

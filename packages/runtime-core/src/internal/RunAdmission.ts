@@ -15,7 +15,10 @@
  * handed to the runner only while fewer than `limit` runs execute; the others
  * are held here, oldest first. When an execution ends (completes, fails or
  * suspends, see `engine`), the runner polls again, and the next held run is
- * handed over. Nothing is lost if the process dies: a held request is still
+ * handed over. A run started in this process goes to its entity as soon as
+ * its start message is saved, without waiting for a read, when a slot is
+ * free and no run is held (`deliverLocal`, a patch of @effect/cluster;
+ * `admitLocal`). Nothing is lost if the process dies: a held request is still
  * unprocessed in storage, and the next owner of its shard reads it (shards
  * are reset on acquisition); a held request whose shard moved away is
  * dropped here for the same reason.
@@ -78,14 +81,37 @@ export class Gate {
     this.workflows.add(workflowEntityType(workflowName))
   }
 
-  private isHoldable(message: Message.Incoming<any>): message is Message.IncomingRequest<any> {
-    if (message._tag !== "IncomingRequest") return false
+  /** The run a message starts: a `run` request of a registered workflow that does not execute here. */
+  private startsRun(message: Message.Incoming<any>): { readonly key: string; readonly child: boolean } | undefined {
+    if (message._tag !== "IncomingRequest") return undefined
     const envelope = message.envelope
-    if (envelope.tag !== "run" || !this.workflows.has(envelope.address.entityType)) return false
-    const payload = envelope.payload as Record<string, unknown> | null
-    if (typeof payload === "object" && payload !== null && payload[PARENT_KEY] !== undefined) return false
+    if (envelope.tag !== "run" || !this.workflows.has(envelope.address.entityType)) return undefined
     const key = runKey(envelope.address.entityType, envelope.address.entityId)
-    return !this.executing.has(key) && !this.admitted.has(key)
+    if (this.executing.has(key) || this.admitted.has(key)) return undefined
+    const payload = envelope.payload as Record<string, unknown> | null
+    return { key, child: typeof payload === "object" && payload !== null && payload[PARENT_KEY] !== undefined }
+  }
+
+  private isHoldable(message: Message.Incoming<any>): message is Message.IncomingRequest<any> {
+    const run = this.startsRun(message)
+    return run !== undefined && !run.child
+  }
+
+  /**
+   * A run this process just started (its start message saved): whether the
+   * runner may hand it to its entity at once (`MessageStorage.deliverLocal`,
+   * a patch of @effect/cluster) instead of waiting for its storage read to
+   * return it. Yes for a new run while a slot is free and no run waits for
+   * one (a child run takes no slot, as in `admit`); otherwise the storage
+   * read delivers it, or holds it in turn.
+   */
+  admitLocal(message: Message.IncomingRequest<any>): boolean {
+    const run = this.startsRun(message)
+    if (run === undefined) return false
+    if (run.child || this.limit === Infinity) return true
+    if (this.held.size > 0 || this.inFlight >= this.limit) return false
+    this.admitted.set(run.key, Date.now())
+    return true
   }
 
   /** What the runner gets of one storage read of `shards`; the rest is held. */
@@ -140,10 +166,11 @@ export const make = (limit: number | undefined): Gate =>
   new Gate(limit === undefined || limit === 0 ? Infinity : limit)
 
 /** The runner's storage, its reads of new messages passed through `gate`. */
-export const storage = (gate: Gate, underlying: MessageStorage.MessageStorage["Type"]): MessageStorage.MessageStorage["Type"] =>
-  gate.limit === Infinity ? underlying : {
-    ...underlying,
-    unprocessedMessages: (shardIds) => {
+export const storage = (gate: Gate, underlying: MessageStorage.MessageStorage["Type"]): MessageStorage.MessageStorage["Type"] => ({
+  ...underlying,
+  deliverLocal: (message) => gate.admitLocal(message) ? message : undefined,
+  ...(gate.limit === Infinity ? {} : {
+    unprocessedMessages: (shardIds: Iterable<ShardId.ShardId>) => {
       const list = Array.from(shardIds)
       const shards = new Set(list.map(shardKey))
       return underlying.unprocessedMessages(list).pipe(
@@ -151,7 +178,8 @@ export const storage = (gate: Gate, underlying: MessageStorage.MessageStorage["T
         Effect.tap(() => Metric.set(Metrics.runsWaiting, gate.waiting))
       )
     }
-  }
+  })
+})
 
 /** The runner's `MessageStorage` (from context) wrapped by `storage`. */
 export const storageLayer = (
@@ -165,15 +193,18 @@ export const engine = (
   underlying: WorkflowEngine.WorkflowEngine["Type"],
   wake: Effect.Effect<void>
 ): WorkflowEngine.WorkflowEngine["Type"] => {
-  if (gate.limit === Infinity) return underlying
   gate.wake = wake
   return {
     ...underlying,
     register: (workflow, execute) =>
       Effect.suspend(() => {
         gate.registered(workflow.name)
-        return underlying.register(workflow, (payload, executionId) =>
-          gate.track(workflow.name, executionId, execute(payload, executionId)))
+        // without a bound nothing is counted (the gate still knows the workflows, for `admitLocal`)
+        return underlying.register(
+          workflow,
+          gate.limit === Infinity ? execute : (payload, executionId) =>
+            gate.track(workflow.name, executionId, execute(payload, executionId))
+        )
       })
   }
 }

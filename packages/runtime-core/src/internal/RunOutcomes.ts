@@ -12,8 +12,9 @@
  * never disagree.
  *
  * How the two meet: the reply knows only its request id. The runner reads
- * every start message of a run from storage, so `storage` notes, for each
- * `run` request it hands to the runner, which run it starts; the execution
+ * every start message of a run from storage, or gets it from this process at
+ * once (`deliverLocal`, see `RunAdmission`), so `storage` notes, for each
+ * `run` request handed to the runner either way, which run it starts; the execution
  * `take`s that request id when it begins (`WorkflowLayer`) and, when its body
  * ends with an outcome, `file`s the ledger's statement under it; `companion`
  * gives the statement to the reply's write, on each try of it; the saved
@@ -95,7 +96,12 @@ export const storage = (
 ): MessageStorage.MessageStorage["Type"] => ({
   ...underlying,
   unprocessedMessages: (shardIds) =>
-    Effect.map(underlying.unprocessedMessages(shardIds), (messages) => outcomes.observe(messages))
+    Effect.map(underlying.unprocessedMessages(shardIds), (messages) => outcomes.observe(messages)),
+  // a start the runner hands to its entity at once is noted as one it read
+  deliverLocal: underlying.deliverLocal === undefined ? undefined : (message) => {
+    const delivered = underlying.deliverLocal!(message)
+    return delivered === undefined ? undefined : outcomes.observe([delivered])[0] as typeof delivered
+  }
 })
 
 /** The runner's `MessageStorage` (from context) wrapped by `storage`. */
