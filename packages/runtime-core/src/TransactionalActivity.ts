@@ -21,7 +21,7 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, WorkflowEngine } from "@effect/workflow"
-import { Context, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Context, Effect, Exit, Layer, Option, Schema, Scope } from "effect"
 import * as InlineActivities from "./internal/InlineActivities.js"
 import * as Retry from "./Retry.js"
 import * as TablePrefix from "./TablePrefix.js"
@@ -138,23 +138,57 @@ const withExitRow = <R, A, E>(
       if (found !== undefined) {
         recording.recorded = true
         const exit: Exit.Exit<A, E> = yield* Effect.orDie(Schema.decodeUnknown(exitSchema)(found.exit))
-        return yield* exit
+        return { value: yield* exit, exit: undefined }
       }
     }
     const value = yield* options.execute
-    yield* recording.insert(yield* Effect.orDie(Schema.encode(exitSchema)(Exit.succeed(value))))
-    recording.recorded = true
-    return value
+    return { value, exit: yield* Effect.orDie(Schema.encode(exitSchema)(Exit.succeed(value))) }
   })
-  return Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(once)).pipe(
-    // @effect/sql turns a failed COMMIT or ROLLBACK into a defect: as transient as any SqlError here
-    Effect.catchAllDefect((defect) => isSqlError(defect) ? Effect.fail(defect) : Effect.die(defect)),
+  return Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    committingWith(sql, once, ({ exit }) => exit === undefined ? undefined : recording.insertSql(exit))).pipe(
+    Effect.map(({ value }) => {
+      recording.recorded = true
+      return value
+    }),
     // a failed COMMIT may have landed: only the exit row says so, and the next try reads it
     Effect.tapError(() => Effect.sync(() => (recording.recorded = false))),
     Retry.retrying({ schedule: Retry.transaction, while: isSqlError }),
     Effect.catchIf(isSqlError, Effect.die)
   ) as Effect.Effect<A, E, R>
 }
+
+/**
+ * `body` in a transaction on one connection of `sql` (its statements, and
+ * `sql.withTransaction` inside it, use that connection); then `last(result)`
+ * (if any), a statement without parameters, and COMMIT go to the server as ONE
+ * simple-protocol query: one round trip, not two (a transactional step is
+ * BEGIN, its body, and this). A failed `last` aborts the transaction (the
+ * server does not run the COMMIT after it) and it is rolled back; a failed
+ * body is rolled back. Failures of BEGIN, `last`, COMMIT and ROLLBACK are
+ * `SqlError`s: the caller retries, and a retry first looks for the exit row,
+ * which says whether a COMMIT whose answer was lost landed.
+ */
+const committingWith = <A, E, R>(
+  sql: SqlClient.SqlClient,
+  body: Effect.Effect<A, E, R>,
+  last: (a: A) => string | undefined
+): Effect.Effect<A, E | SqlError, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.acquireUseRelease(
+      Scope.make(),
+      (scope) =>
+        Effect.flatMap(Scope.extend(sql.reserve, scope), (conn) =>
+          conn.executeUnprepared("BEGIN", [], undefined).pipe(
+            Effect.zipRight(restore(Effect.provideService(body, SqlClient.TransactionConnection, [conn, 0] as const))),
+            Effect.tap((a) => {
+              const statement = last(a)
+              return conn.executeUnprepared(statement === undefined ? "COMMIT" : `${statement};\nCOMMIT`, [], undefined)
+            }),
+            Effect.tapErrorCause(() => Effect.ignore(conn.executeUnprepared("ROLLBACK", [], undefined)))
+          )),
+      (scope, exit) => Scope.close(scope, exit)
+    )
+  )
 
 /**
  * A ledger in process memory, for a runtime with no database

@@ -4,11 +4,14 @@
  * a failed body leaves nothing, and racing executions commit once.
  */
 import { SqlClient } from "@effect/sql"
-import { describe, expect, layer } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
+import { WorkflowEngine, Workflow } from "@effect/workflow"
 import { Effect, Layer, Schema } from "effect"
-import { Migrations, TablePrefix, TransactionalActivity } from "../src/index.js"
+import Pg from "pg"
+import { AppRuntime, Migrations, TablePrefix, TransactionalActivity, WorkflowLayer } from "../src/index.js"
 import * as RuntimeTables from "../src/internal/RuntimeTables.js"
 import { TestDatabase } from "../src/testing/index.js"
+import { recordingClient } from "./fixtures/recording-client.js"
 
 const prefix = TablePrefix.unsafeMake("txn")
 
@@ -74,4 +77,77 @@ describe("TransactionalActivity", () => {
         expect(yield* count("c")).toBe(1)
       }))
   })
+})
+
+const Note = Workflow.make({
+  name: "Note",
+  payload: { id: Schema.String, text: Schema.String, race: Schema.Boolean },
+  success: Schema.String,
+  idempotencyKey: ({ id }) => id
+})
+
+/**
+ * Writes `text` in the transaction and returns it; with `race`, another execution of
+ * this step commits its exit ("theirs") on its own connection first.
+ */
+const noteLayer = (url: string) =>
+  WorkflowLayer.make(Note, {
+    dependencies: Layer.effect(SqlClient.SqlClient, SqlClient.SqlClient),
+    execute: ({ id, race, text }) =>
+      TransactionalActivity.make({
+        name: "note",
+        success: Schema.String,
+        execute: Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`INSERT INTO dur_notes (id, text) VALUES (${id}, ${text})`
+          if (race) {
+            const instance = yield* WorkflowEngine.WorkflowInstance
+            yield* Effect.promise(async () => {
+              const other = new Pg.Client({ connectionString: url })
+              await other.connect()
+              await other.query(
+                `INSERT INTO dur_activity_exits (execution_id, activity, attempt, exit, started_at)
+                 VALUES ($1, 'note', 1, '{"_tag":"Success","value":"theirs"}'::jsonb, now())`,
+                [instance.executionId]
+              )
+              await other.end()
+            })
+          }
+          return text
+        })
+      })
+  })
+
+describe("TransactionalActivity on the durable engine", () => {
+  it.scopedLive("a step is BEGIN, its body, and its exit row with COMMIT in one round trip; any text round-trips; a racing execution's committed exit wins", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase.make("txn_durable")
+      const statements: Array<string> = []
+      const runtime = AppRuntime.layer({
+        prefix: TablePrefix.unsafeMake("dur"),
+        migrations: [{ id: 1, name: "notes", sql: (t) => `CREATE TABLE ${t("notes")} (id text PRIMARY KEY, text text NOT NULL)` }],
+        workflows: noteLayer(db.url)
+      }).pipe(Layer.provideMerge(recordingClient(db.url, statements)))
+      const context = yield* Layer.build(runtime)
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const text = `it's \\"quoted\\" \\\\ back\\slash, ünïcödé 漢字, a\nnewline and E'' too`
+        statements.length = 0
+        expect(yield* Note.execute({ id: "a", text, race: false })).toBe(text)
+        const executionId = yield* Note.executionId({ id: "a", text, race: false })
+        expect(yield* sql`SELECT exit FROM dur_activity_exits WHERE execution_id = ${executionId}`).toEqual([
+          { exit: { _tag: "Success", value: text } }
+        ])
+        expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'a'`).toEqual([{ text }])
+        // the step's exit row is written once, in the same query as its COMMIT
+        const exitWrites = statements.filter((s) => /INSERT INTO "dur_activity_exits"/.test(s))
+        expect(exitWrites).toHaveLength(1)
+        expect(exitWrites[0]).toMatch(/^INSERT INTO "dur_activity_exits" .*;\nCOMMIT$/s)
+
+        // another execution committed this step's exit first: ours rolls back (its note too)
+        // and returns theirs
+        expect(yield* Note.execute({ id: "b", text: "ours", race: true })).toBe("theirs")
+        expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'b'`).toEqual([])
+      }).pipe(Effect.provide(context))
+    }), 60_000)
 })

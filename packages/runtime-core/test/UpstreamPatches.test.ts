@@ -21,7 +21,6 @@ import {
 import type { ShardId } from "@effect/cluster/ShardId"
 import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import {
-  Context,
   Deferred,
   Duration,
   Effect,
@@ -36,9 +35,9 @@ import {
   Stream,
   TestClock
 } from "effect"
-import Pg from "pg"
 import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
+import { recordingClient } from "./fixtures/recording-client.js"
 import { eventually } from "./upstream/harness.js"
 
 describe("patches/@effect__workflow@0.19.1.patch", () => {
@@ -90,31 +89,6 @@ describe("patches/@effect__workflow@0.19.1.patch", () => {
       expect(provided).toEqual([false, true])
     }))
 })
-
-/** A `pg` pool that records the text of every query its clients send. */
-const recordingPool = (url: string, statements: Array<string>) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const pool = new Pg.Pool({ connectionString: url, max: 10 })
-      pool.on("connect", (client) => {
-        const query = client.query.bind(client) as (...args: Array<unknown>) => unknown
-        ;(client as { query: unknown }).query = (...args: Array<unknown>) => {
-          const first = args[0]
-          statements.push(typeof first === "string" ? first : String((first as { text?: string })?.text ?? ""))
-          return query(...args)
-        }
-      })
-      return pool
-    }),
-    (pool) => Effect.promise(() => pool.end())
-  )
-
-/** A `PgClient` (and `SqlClient`) on `recordingPool`. */
-const recordingClient = (url: string, statements: Array<string>) =>
-  Layer.scopedContext(Effect.map(
-    PgClient.fromPool({ acquire: recordingPool(url, statements) }),
-    (pg) => Context.make(PgClient.PgClient, pg).pipe(Context.add(SqlClient.SqlClient, pg))
-  )).pipe(Layer.provide(Reactivity.layer))
 
 const Once = Workflow.make({ name: "Once", payload: { id: Schema.String }, idempotencyKey: ({ id }) => id })
 

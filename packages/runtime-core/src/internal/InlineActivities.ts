@@ -39,6 +39,7 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, Deferred, Effect, FiberId, Layer, Schema } from "effect"
+import pg from "pg"
 import * as Retry from "../Retry.js"
 import { observeAttempt } from "./ActivityTelemetry.js"
 import * as GroupCommit from "./GroupCommit.js"
@@ -104,8 +105,12 @@ export class Recording extends Context.Tag("@duraflow/runtime-core/InlineActivit
   readonly startedAt: Date
   /** The recorded exit of this step (also one a transactional activity of an earlier build committed). */
   readonly lookup: Effect.Effect<{ readonly exit: unknown } | undefined, SqlError>
-  /** INSERTs the exit row (plain INSERT: a row already there is a unique violation). */
-  readonly insert: (encodedExit: unknown) => Effect.Effect<void, SqlError>
+  /**
+   * The INSERT of the exit row as SQL text, its values literals (plain INSERT:
+   * a row already there is a unique violation). Literals because it is sent
+   * with COMMIT as one simple-protocol query, which takes no parameters.
+   */
+  readonly insertSql: (encodedExit: unknown) => string
   recorded: boolean
 }>() {}
 
@@ -119,6 +124,7 @@ export const layer = (
       const engine = yield* WorkflowEngine.WorkflowEngine
       const sql = yield* SqlClient.SqlClient
       const table = sql(TablePrefix.table(prefix, "activity_exits"))
+      const tableSql = pg.escapeIdentifier(TablePrefix.table(prefix, "activity_exits"))
       const results = sql(TablePrefix.table(prefix, "activity_results"))
 
       // a step's reads and writes retry as the engine's storage does (for up to a minute); a
@@ -249,10 +255,12 @@ export const layer = (
               key: { executionId, activity: activity.name, attempt },
               startedAt,
               lookup: recorded(executionId, activity.name, attempt),
-              insert: (encodedExit) =>
-                sql`INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
-                  VALUES (${executionId}, ${activity.name}, ${attempt}, ${JSON.stringify(encodedExit)}::jsonb, ${startedAt})`
-                  .pipe(Effect.asVoid),
+              insertSql: (encodedExit) =>
+                `INSERT INTO ${tableSql} (execution_id, activity, attempt, exit, started_at) VALUES (${
+                  pg.escapeLiteral(executionId)
+                }, ${pg.escapeLiteral(activity.name)}, ${attempt}, ${pg.escapeLiteral(JSON.stringify(encodedExit))}::jsonb, ${
+                  pg.escapeLiteral(startedAt.toISOString())
+                }::timestamptz)`,
               recorded: false
             })
             const result = yield* activity.execute.pipe(
