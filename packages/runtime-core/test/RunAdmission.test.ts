@@ -4,6 +4,7 @@
  * suspended run frees its slot, a child run is never held (its parent waits
  * for it), and a held run survives the process.
  */
+import { MessageStorage } from "@effect/cluster"
 import * as Message from "@effect/cluster/Message"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
@@ -193,6 +194,33 @@ describe("RunAdmission", () => {
     expect(unbounded.admitLocal(start("u1"))).toBe(true)
     expect(unbounded.admitLocal(start("u2"))).toBe(true)
   })
+
+  it.effect("a start saved inside a SQL transaction is left to the storage read (it is not visible before the commit)", () =>
+    Effect.gen(function*() {
+      const gate = RunAdmission.make(0)
+      gate.registered("Blocking")
+      const underlying = { saveRequest: () => Effect.succeed(MessageStorage.SaveResult.Success()) }
+      const storage = RunAdmission.storage(gate, underlying as unknown as MessageStorage.MessageStorage["Type"])
+      const request = (id: string) =>
+        new Message.IncomingRequest({
+          envelope: {
+            tag: "run",
+            requestId: id,
+            address: { entityType: "Workflow/Blocking", entityId: id, shardId: { group: "workflow", id: 1 } },
+            payload: { id }
+          } as never,
+          lastSentReply: Option.none(),
+          respond: () => Effect.void
+        })
+      const inside = request("inside")
+      yield* storage.saveRequest(inside as never).pipe(
+        Effect.provideService(SqlClient.TransactionConnection, [{} as never, 0] as const)
+      )
+      expect(storage.deliverLocal!(inside)).toBeUndefined()
+      const outside = request("outside")
+      yield* storage.saveRequest(outside as never)
+      expect(storage.deliverLocal!(outside)).toBe(outside)
+    }))
 
   it.effect("WORKFLOW_MAX_RUNS_IN_FLIGHT and maxRunsInFlight: a whole number, 0 for no bound; anything else is a typed config error", () =>
     Effect.gen(function*() {

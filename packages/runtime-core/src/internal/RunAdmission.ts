@@ -37,7 +37,8 @@ import { MessageStorage, Sharding } from "@effect/cluster"
 import type * as Message from "@effect/cluster/Message"
 import type * as ShardId from "@effect/cluster/ShardId"
 import { WorkflowEngine } from "@effect/workflow"
-import { Effect, Layer, Metric } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Effect, Layer, Metric, Option } from "effect"
 import { Metrics } from "../Telemetry.js"
 import { PARENT_KEY, runKey, workflowEntityType } from "./EngineStorage.js"
 
@@ -166,9 +167,24 @@ export const make = (limit: number | undefined): Gate =>
   new Gate(limit === undefined || limit === 0 ? Infinity : limit)
 
 /** The runner's storage, its reads of new messages passed through `gate`. */
-export const storage = (gate: Gate, underlying: MessageStorage.MessageStorage["Type"]): MessageStorage.MessageStorage["Type"] => ({
-  ...underlying,
-  deliverLocal: (message) => gate.admitLocal(message) ? message : undefined,
+export const storage = (
+  gate: Gate,
+  underlying: MessageStorage.MessageStorage["Type"]
+): MessageStorage.MessageStorage["Type"] => {
+  // Start messages saved inside a SQL transaction (by their envelope: the runner offers a start
+  // with the envelope it saved). Such a start is not delivered at once: until the transaction
+  // commits, the run's own statements could not see it, and the transaction may roll back; the
+  // storage read delivers it once it is committed, as before.
+  const inTransaction = new WeakSet<object>()
+  return {
+    ...underlying,
+    saveRequest: (message) =>
+      Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) => {
+        if (Option.isSome(transaction)) inTransaction.add(message.envelope)
+        return underlying.saveRequest(message)
+      }),
+    deliverLocal: (message) =>
+      !inTransaction.has(message.envelope) && gate.admitLocal(message) ? message : undefined,
   ...(gate.limit === Infinity ? {} : {
     unprocessedMessages: (shardIds: Iterable<ShardId.ShardId>) => {
       const list = Array.from(shardIds)
@@ -179,7 +195,8 @@ export const storage = (gate: Gate, underlying: MessageStorage.MessageStorage["T
       )
     }
   })
-})
+  }
+}
 
 /** The runner's `MessageStorage` (from context) wrapped by `storage`. */
 export const storageLayer = (
