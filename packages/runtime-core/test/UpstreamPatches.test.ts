@@ -356,19 +356,25 @@ const offeringStorage = (accept: boolean) =>
       yield* Deferred.await(hold.held)
       return hold.release
     })
-    return { layer, holdReads, offered, read }
+    // every storage read held, then the run `id` started (in the background)
+    const startWhileHeld = (id: string) =>
+      Effect.gen(function*() {
+        const release = yield* holdReads
+        const executionId = yield* Once.executionId({ id })
+        const run = yield* Effect.fork(Once.execute({ id }))
+        return { release, executionId, run }
+      })
+    return { layer, holdReads, startWhileHeld, offered, read }
   })
 
 describe("patches/@effect__cluster@0.60.2.patch (Sharding deliverLocal)", () => {
   it.scopedLive("a run started on its own runner goes to its entity at once when the storage accepts it, with no storage read", () =>
     Effect.gen(function*() {
-      const { holdReads, layer, offered, read } = yield* offeringStorage(true)
+      const { holdReads, layer, offered, read, startWhileHeld } = yield* offeringStorage(true)
       const context = yield* Layer.build(layer)
       yield* Effect.gen(function*() {
-        const release = yield* holdReads
         // every storage read is held: unpatched, the run waits for one
-        const executionId = yield* Once.executionId({ id: "direct" })
-        const run = yield* Effect.fork(Once.execute({ id: "direct" }))
+        const { executionId, release, run } = yield* startWhileHeld("direct")
         yield* eventually(Effect.map(Once.poll(executionId), (r) => r?._tag === "Complete"), "the run completed while reads were held")
         yield* Fiber.join(run)
         // offered once, with its payload decoded (as the entity gets it)
@@ -388,12 +394,10 @@ describe("patches/@effect__cluster@0.60.2.patch (Sharding deliverLocal)", () => 
 
   it.scopedLive("a run the storage declines is delivered by the next storage read, as without the patch", () =>
     Effect.gen(function*() {
-      const { holdReads, layer, offered, read } = yield* offeringStorage(false)
+      const { layer, offered, read, startWhileHeld } = yield* offeringStorage(false)
       const context = yield* Layer.build(layer)
       yield* Effect.gen(function*() {
-        const release = yield* holdReads
-        const executionId = yield* Once.executionId({ id: "declined" })
-        const run = yield* Effect.fork(Once.execute({ id: "declined" }))
+        const { executionId, release, run } = yield* startWhileHeld("declined")
         yield* eventually(Effect.sync(() => offered.length === 1), "the run was offered")
         expect(yield* Once.poll(executionId)).toBeUndefined()
         yield* Deferred.succeed(release, undefined)
