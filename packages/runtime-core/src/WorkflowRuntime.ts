@@ -100,7 +100,9 @@ export const layerDurable = (
     return TransientRetry.layer.pipe(
       Layer.provide(WakeUps.layer(prefix)),
       Layer.provide(DeferredWake.layer),
-      Layer.provide(InlineActivities.layer(prefix)),
+      Layer.provide(InlineActivities.layer(prefix, {
+        firstExecution: (workflowName, executionId) => admission.firstExecution(workflowName, executionId)
+      })),
       Layer.provide(RunAdmission.layer(admission)),
       Layer.provide(ClusterWorkflowEngine.layer),
       Layer.provideMerge(ClusterRunner.layer(prefix, {

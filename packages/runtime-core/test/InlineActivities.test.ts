@@ -5,11 +5,12 @@
  * step race, the first recorded exit is what both return.
  */
 import { SqlClient } from "@effect/sql"
-import { describe, expect, layer } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, Effect, Either, Exit, Fiber, Layer, Ref, Schema } from "effect"
 import { Migrations, TablePrefix, TransactionalActivity, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
+import { recordingClient } from "./fixtures/recording-client.js"
 
 const prefix = TablePrefix.unsafeMake("inl")
 
@@ -230,6 +231,10 @@ describe("InlineActivities", () => {
         const executionId = yield* Transactional.executionId({ id: "legacy" })
         yield* sql`INSERT INTO inl_activity_results (execution_id, activity, attempt, result)
           VALUES (${executionId}, 'bump', 1, '7'::jsonb)`
+        // the earlier build started the run: its start message exists and a storage read delivers
+        // it (a start sent with `discard` is, as after an upgrade; one started here just now and
+        // delivered at once has nothing recorded and is not read)
+        yield* Transactional.execute({ id: "legacy" }, { discard: true })
         const { fiber, signal } = yield* suspendedOnGo(Transactional, { id: "legacy" })
         yield* signal
         expect(yield* Fiber.join(fiber)).toBe(7)
@@ -260,4 +265,28 @@ describe("InlineActivities", () => {
         expect(yield* Raced.execute({ id: "r" })).toBe(41)
       }))
   })
+})
+
+describe("InlineActivities: the first execution of a run started here", () => {
+  it.scopedLive("reads no recorded steps (there are none); a replay reads them once and returns them", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase.make("inline_first")
+      const statements: Array<string> = []
+      const context = yield* Layer.build(Workflows.pipe(
+        Layer.provideMerge(WorkflowRuntime.layerDurable(prefix)),
+        Layer.provideMerge(Migrations.layer(prefix, [{ id: 1, name: "counter", sql: (t) => `CREATE TABLE ${t("counter")} (id text PRIMARY KEY, n int NOT NULL)` }])),
+        Layer.provideMerge(recordingClient(db.url, statements))
+      ))
+      yield* Effect.gen(function*() {
+        const reads = () => statements.filter((s) => /FROM "inl_activity_exits" WHERE execution_id/.test(s)).length
+        const { fiber, signal } = yield* suspendedOnGo(Replayed, { id: "first", fail: false })
+        // the first execution ran its step without reading: it was started here just now
+        expect(reads()).toBe(0)
+        yield* signal
+        // the replay read the record once and returned the step's recorded value
+        expect(yield* Fiber.join(fiber)).toMatch(/^value: \d+$/)
+        expect(reads()).toBe(1)
+        expect(yield* Ref.get(yield* Runs)).toBe(1)
+      }).pipe(Effect.provide(context))
+    }), 60_000)
 })

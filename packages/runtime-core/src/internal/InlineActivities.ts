@@ -30,7 +30,12 @@
  * of node CPU under load). The read starts with the execution, beside the
  * runs ledger's write, so it is not one more round trip before the first step.
  * A step that runs twice in one execution (the same name and attempt) asks the
- * table again.
+ * table again. The first execution of a run started in this process just now
+ * (its start message saved, not a duplicate, and handed to the runner at
+ * once: `RunAdmission`'s `firstExecution`) reads nothing: nothing can be
+ * recorded for a run whose start message did not exist (retention deletes a
+ * run's messages and records together); a step recorded meanwhile by another
+ * execution is still found by this one's INSERT (the primary key).
  *
  * A run that a build sending activities as messages left in flight (their
  * replies are in the cluster tables) runs those activities once more here.
@@ -116,7 +121,15 @@ export class Recording extends Context.Tag("@duraflow/runtime-core/InlineActivit
 
 /** Wraps the engine in context: `activityExecute` runs inline and records the exit. */
 export const layer = (
-  prefix: TablePrefix.TablePrefix
+  prefix: TablePrefix.TablePrefix,
+  options?: {
+    /**
+     * Whether this execution is the first of a run whose start message this
+     * process saved just now (asked once per execution): it has no recorded
+     * steps, so they are not read.
+     */
+    readonly firstExecution?: ((workflowName: string, executionId: string) => boolean) | undefined
+  }
 ): Layer.Layer<WorkflowEngine.WorkflowEngine, never, WorkflowEngine.WorkflowEngine | SqlClient.SqlClient> =>
   Layer.scoped(
     WorkflowEngine.WorkflowEngine,
@@ -229,8 +242,17 @@ export const layer = (
         register: (workflow, execute) =>
           engine.register(workflow, (payload, executionId) =>
             Effect.zipRight(
-              Effect.flatMap(WorkflowEngine.WorkflowInstance, (instance) =>
-                Effect.forkDaemon(Effect.catchAllCause(recordedFor(instance, Effect.orDie), () => Effect.void))),
+              Effect.flatMap(WorkflowEngine.WorkflowInstance, (instance) => {
+                // a run started here just now has nothing recorded (a step another execution
+                // records meanwhile is still found by this one's INSERT: the primary key)
+                if (options?.firstExecution?.(workflow.name, executionId) === true) {
+                  const none = Deferred.unsafeMake<Recorded | undefined>(FiberId.none)
+                  Deferred.unsafeDone(none, Effect.succeed({ exits: new Map(), ran: new Set() }))
+                  executions.set(instance, none)
+                  return Effect.void
+                }
+                return Effect.forkDaemon(Effect.catchAllCause(recordedFor(instance, Effect.orDie), () => Effect.void))
+              }),
               execute(payload, executionId)
             )),
         activityExecute: (activity, attempt) =>

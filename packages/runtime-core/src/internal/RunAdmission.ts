@@ -58,6 +58,8 @@ export class Gate {
   private readonly admitted = new Map<string, number>()
   /** Requests waiting for a slot, oldest first: request id -> message. */
   private readonly held = new Map<string, Message.IncomingRequest<any>>()
+  /** Runs handed to the runner at once just after their start was saved: key -> when. */
+  private readonly fresh = new Map<string, number>()
   /** Entity types of the registered workflows (only their runs are held). */
   private readonly workflows = new Set<string>()
   /** Polls storage again (set by `engine`, which has the runner). */
@@ -109,10 +111,27 @@ export class Gate {
   admitLocal(message: Message.IncomingRequest<any>): boolean {
     const run = this.startsRun(message)
     if (run === undefined) return false
-    if (run.child || this.limit === Infinity) return true
-    if (this.held.size > 0 || this.inFlight >= this.limit) return false
-    this.admitted.set(run.key, Date.now())
+    const now = Date.now()
+    if (!run.child && this.limit !== Infinity) {
+      if (this.held.size > 0 || this.inFlight >= this.limit) return false
+      this.admitted.set(run.key, now)
+    }
+    // offered only for a start saved just now (not a duplicate): its first execution has
+    // nothing recorded (`firstExecution`); a mark whose execution never came is dropped
+    for (const [key, at] of this.fresh) {
+      if (now - at <= admittedTimeoutMillis) break
+      this.fresh.delete(key)
+    }
+    this.fresh.set(run.key, now)
     return true
+  }
+
+  /**
+   * Whether this execution is the first of a run admitted by `admitLocal`
+   * (asked once per execution: the answer is taken).
+   */
+  firstExecution(workflowName: string, executionId: string): boolean {
+    return this.fresh.delete(runKey(workflowEntityType(workflowName), executionId))
   }
 
   /** What the runner gets of one storage read of `shards`; the rest is held. */
