@@ -195,17 +195,19 @@ export const storage = (
   // commits, the run's own statements could not see it, and the transaction may roll back; the
   // storage read delivers it once it is committed, as before.
   const inTransaction = new WeakSet<object>()
-  return {
-    ...underlying,
+  const offered: Partial<MessageStorage.MessageStorage["Type"]> = {
     saveRequest: (message) =>
       Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) => {
         if (Option.isSome(transaction)) inTransaction.add(message.envelope)
         return underlying.saveRequest(message)
       }),
-    deliverLocal: (message) =>
-      !inTransaction.has(message.envelope) && gate.admitLocal(message) ? message : undefined,
-  ...(gate.limit === Infinity ? {} : {
-    unprocessedMessages: (shardIds: Iterable<ShardId.ShardId>) => {
+    deliverLocal: (message) => !inTransaction.has(message.envelope) && gate.admitLocal(message) ? message : undefined
+  }
+  if (gate.limit === Infinity) return { ...underlying, ...offered }
+  return {
+    ...underlying,
+    ...offered,
+    unprocessedMessages: (shardIds) => {
       const list = Array.from(shardIds)
       const shards = new Set(list.map(shardKey))
       return underlying.unprocessedMessages(list).pipe(
@@ -213,7 +215,6 @@ export const storage = (
         Effect.tap(() => Metric.set(Metrics.runsWaiting, gate.waiting))
       )
     }
-  })
   }
 }
 
