@@ -188,6 +188,21 @@ describe("RunAdmission", () => {
     Effect.runSync(roomy.track("Blocking", "h1", Effect.void))
     expect(roomy.inFlight).toBe(1)
     expect(roomy.admitLocal(start("late"))).toBe(false)
+    // started here just now, at once or not: the first execution of each has nothing recorded
+    // (asked once: a replay reads its record)
+    expect(gate.firstExecution("Blocking", "a")).toBe(true)
+    expect(gate.firstExecution("Blocking", "a")).toBe(false)
+    expect(gate.firstExecution("Blocking", "b")).toBe(true)
+    expect(roomy.firstExecution("Blocking", "h1")).toBe(false)
+    // a waiting start whose shard moved away: its next owner may record steps before it comes back
+    const moving = RunAdmission.make(1)
+    moving.registered("Blocking")
+    expect(moving.admitLocal(start("m1"))).toBe(true)
+    expect(moving.admitLocal(start("m2"))).toBe(false)
+    moving.admit([start("m2")], new Set(["workflow:1"]))
+    Effect.runSync(moving.track("Blocking", "m1", Effect.void))
+    expect(moving.admit([], new Set(["workflow:2"]))).toEqual([])
+    expect(moving.firstExecution("Blocking", "m2")).toBe(false)
     // without a bound, every new run goes at once
     const unbounded = RunAdmission.make(0)
     unbounded.registered("Blocking")

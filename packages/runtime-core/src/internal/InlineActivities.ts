@@ -31,8 +31,8 @@
  * runs ledger's write, so it is not one more round trip before the first step.
  * A step that runs twice in one execution (the same name and attempt) asks the
  * table again. The first execution of a run started in this process just now
- * (its start message saved, not a duplicate, and handed to the runner at
- * once: `RunAdmission`'s `firstExecution`) reads nothing: nothing can be
+ * (its start message saved, not a duplicate: `RunAdmission`'s
+ * `firstExecution`) reads nothing: nothing can be
  * recorded for a run whose start message did not exist (retention deletes a
  * run's messages and records together); a step recorded meanwhile by another
  * execution is still found by this one's INSERT (the primary key).

@@ -58,7 +58,7 @@ export class Gate {
   private readonly admitted = new Map<string, number>()
   /** Requests waiting for a slot, oldest first: request id -> message. */
   private readonly held = new Map<string, Message.IncomingRequest<any>>()
-  /** Runs handed to the runner at once just after their start was saved: key -> when. */
+  /** Runs whose start message this process saved just now, not executed yet: key -> when. */
   private readonly fresh = new Map<string, number>()
   /** Entity types of the registered workflows (only their runs are held). */
   private readonly workflows = new Set<string>()
@@ -112,23 +112,24 @@ export class Gate {
     const run = this.startsRun(message)
     if (run === undefined) return false
     const now = Date.now()
-    if (!run.child && this.limit !== Infinity) {
-      if (this.held.size > 0 || this.inFlight >= this.limit) return false
-      this.admitted.set(run.key, now)
-    }
-    // offered only for a start saved just now (not a duplicate): its first execution has
-    // nothing recorded (`firstExecution`); a mark whose execution never came is dropped
+    // offered only for a start saved just now (not a duplicate): its first execution, here
+    // at once or after a wait in storage, has nothing recorded (`firstExecution`); a mark
+    // whose execution does not come soon (its shard moved, a long wait) is dropped
     for (const [key, at] of this.fresh) {
       if (now - at <= admittedTimeoutMillis) break
       this.fresh.delete(key)
     }
     this.fresh.set(run.key, now)
+    if (!run.child && this.limit !== Infinity) {
+      if (this.held.size > 0 || this.inFlight >= this.limit) return false
+      this.admitted.set(run.key, now)
+    }
     return true
   }
 
   /**
-   * Whether this execution is the first of a run admitted by `admitLocal`
-   * (asked once per execution: the answer is taken).
+   * Whether this execution is the first of a run whose start `admitLocal` saw
+   * saved just now (asked once per execution: the answer is taken).
    */
   firstExecution(workflowName: string, executionId: string): boolean {
     return this.fresh.delete(runKey(workflowEntityType(workflowName), executionId))
@@ -150,8 +151,12 @@ export class Gate {
       if (this.inFlight >= this.limit) break
       this.held.delete(id)
       const address = message.envelope.address
-      if (!shards.has(shardKey(address.shardId))) continue
       const key = runKey(address.entityType, address.entityId)
+      if (!shards.has(shardKey(address.shardId))) {
+        // its next owner runs it, and may record steps before it comes back here
+        this.fresh.delete(key)
+        continue
+      }
       if (!this.executing.has(key)) this.admitted.set(key, now)
       out.push(message)
     }
