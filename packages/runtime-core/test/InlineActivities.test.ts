@@ -4,6 +4,7 @@
  * typed failure without running the body again, and when two executions of a
  * step race, the first recorded exit is what both return.
  */
+import { EntityId, Sharding } from "@effect/cluster"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
@@ -11,6 +12,7 @@ import { Context, Effect, Either, Exit, Fiber, Layer, Ref, Schema } from "effect
 import { Migrations, TablePrefix, TransactionalActivity, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
 import { recordingClient } from "./fixtures/recording-client.js"
+import { eventually } from "./upstream/harness.js"
 
 const prefix = TablePrefix.unsafeMake("inl")
 
@@ -279,6 +281,11 @@ describe("InlineActivities: the first execution of a run started here", () => {
       ))
       yield* Effect.gen(function*() {
         const reads = () => statements.filter((s) => /FROM "inl_activity_exits" WHERE execution_id/.test(s)).length
+        // a start is handed over at once only once the runner holds the run's shard (just after
+        // start-up, it is not: the storage read delivers it then, and it reads as any other)
+        const sharding = yield* Sharding.Sharding
+        const shard = sharding.getShardId(EntityId.make(yield* Replayed.executionId({ id: "first", fail: false })), "default")
+        yield* eventually(Effect.sync(() => sharding.hasShardId(shard)), "the runner holds the run's shard")
         const { fiber, signal } = yield* suspendedOnGo(Replayed, { id: "first", fail: false })
         // the first execution ran its step without reading: it was started here just now
         expect(reads()).toBe(0)

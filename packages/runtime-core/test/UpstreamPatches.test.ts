@@ -10,6 +10,7 @@ import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
 import {
   ClusterWorkflowEngine,
+  EntityId,
   MessageStorage,
   RunnerHealth,
   Runners,
@@ -359,8 +360,12 @@ const offeringStorage = (accept: boolean) =>
     // every storage read held, then the run `id` started (in the background)
     const startWhileHeld = (id: string) =>
       Effect.gen(function*() {
-        const release = yield* holdReads
         const executionId = yield* Once.executionId({ id })
+        // a start is offered only once the runner holds the run's shard (not yet just after start-up)
+        const sharding = yield* Sharding.Sharding
+        const shard = sharding.getShardId(EntityId.make(executionId), "default")
+        yield* eventually(Effect.sync(() => sharding.hasShardId(shard)), "the runner holds the run's shard")
+        const release = yield* holdReads
         const run = yield* Effect.fork(Once.execute({ id }))
         return { release, executionId, run }
       })
