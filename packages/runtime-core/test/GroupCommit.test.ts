@@ -31,7 +31,14 @@ const recordingWith = (limits: { readonly maxBatch: number; readonly maxBytes?: 
       Effect.zipRight(Effect.sync(() => (gate = undefined)))
     )
   )
-  return { writer, log, hold, open }
+  /** The write of 1 as a statement in flight, held until `open`: later writes queue behind it. */
+  const holdFirst = Effect.gen(function*() {
+    yield* hold
+    const first = yield* Effect.fork(writer.submit(1))
+    yield* statements(log, log.length + 1)
+    return first
+  })
+  return { writer, log, hold, holdFirst, open }
 })
 
 const recording = recordingWith({ maxBatch: 3 })
@@ -66,10 +73,8 @@ describe("GroupCommit", () => {
 
   it.scoped("a statement takes at most maxBytes of writes (and always at least one)", () =>
     Effect.gen(function*() {
-      const { hold, log, open, writer } = yield* recordingWith({ maxBatch: 100, maxBytes: 10 })
-      yield* hold
-      const first = yield* Effect.fork(writer.submit(1))
-      yield* statements(log, 1)
+      const { holdFirst, log, open, writer } = yield* recordingWith({ maxBatch: 100, maxBytes: 10 })
+      const first = yield* holdFirst
       const rest = yield* Effect.fork(Effect.all([4, 5, 3, 20, 1].map(writer.submit), { concurrency: "unbounded" }))
       yield* settle
       yield* open
@@ -80,10 +85,8 @@ describe("GroupCommit", () => {
 
   it.scoped("a statement writes each key once, in key order; a key already in it goes alone after it", () =>
     Effect.gen(function*() {
-      const { hold, log, open, writer } = yield* recording
-      yield* hold
-      const first = yield* Effect.fork(writer.submit(1))
-      yield* statements(log, 1)
+      const { holdFirst, log, open, writer } = yield* recording
+      const first = yield* holdFirst
       const rest = yield* Effect.fork(Effect.all([7, 3, 7].map(writer.submit), { concurrency: "unbounded" }))
       yield* settle
       yield* open
@@ -94,10 +97,8 @@ describe("GroupCommit", () => {
 
   it.scoped("a failed statement fails each of its writes; the next statement goes on", () =>
     Effect.gen(function*() {
-      const { hold, log, open, writer } = yield* recording
-      yield* hold
-      const first = yield* Effect.fork(writer.submit(1))
-      yield* statements(log, 1)
+      const { holdFirst, log, open, writer } = yield* recording
+      const first = yield* holdFirst
       const failing = yield* Effect.fork(Effect.all([-1, 2].map((n) => Effect.exit(writer.submit(n))), { concurrency: "unbounded" }))
       const after = yield* Effect.fork(Effect.all([3, 4].map((n) => Effect.exit(writer.submit(n))), { concurrency: "unbounded" }))
       yield* settle
@@ -111,10 +112,8 @@ describe("GroupCommit", () => {
 
   it.scoped("a caller inside a SQL transaction writes alone, in its transaction, even while a statement is in flight", () =>
     Effect.gen(function*() {
-      const { hold, log, open, writer } = yield* recording
-      yield* hold
-      const first = yield* Effect.fork(writer.submit(1))
-      yield* statements(log, 1)
+      const { holdFirst, log, open, writer } = yield* recording
+      const first = yield* holdFirst
       const inTransaction = yield* Effect.fork(writer.submit(5).pipe(
         Effect.provideService(SqlClient.TransactionConnection, [undefined as never, 1])
       ))
@@ -128,10 +127,8 @@ describe("GroupCommit", () => {
   it.effect("closing the writer's scope answers the writes still queued (interrupted, not left hanging)", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const { hold, log, open, writer } = yield* Scope.extend(recording, scope)
-      yield* hold
-      const first = yield* Effect.fork(writer.submit(1))
-      yield* statements(log, 1)
+      const { holdFirst, log, open, writer } = yield* Scope.extend(recording, scope)
+      const first = yield* holdFirst
       const queued = yield* Effect.fork(Effect.all([2, 3].map((n) => Effect.exit(writer.submit(n))), { concurrency: "unbounded" }))
       yield* settle
       yield* Scope.close(scope, Exit.void)
