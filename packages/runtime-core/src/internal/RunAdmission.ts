@@ -50,6 +50,18 @@ import { PARENT_KEY, runKey, workflowEntityType } from "./EngineStorage.js"
  */
 const admittedTimeoutMillis = 10_000
 
+/**
+ * Drops the entries of `marks` (key -> when) older than `admittedTimeoutMillis`,
+ * oldest first (a Map keeps the order keys were added): it stops at the first
+ * younger one, so a burst of marks costs no scan per mark.
+ */
+const dropExpired = (marks: Map<string, number>, now: number): void => {
+  for (const [key, at] of marks) {
+    if (now - at <= admittedTimeoutMillis) return
+    marks.delete(key)
+  }
+}
+
 
 export class Gate {
   /** Runs executing here: key -> number of executions (normally one). */
@@ -115,10 +127,7 @@ export class Gate {
     // offered only for a start saved just now (not a duplicate): its first execution, here
     // at once or after a wait in storage, has nothing recorded (`firstExecution`); a mark
     // whose execution does not come soon (its shard moved, a long wait) is dropped
-    for (const [key, at] of this.fresh) {
-      if (now - at <= admittedTimeoutMillis) break
-      this.fresh.delete(key)
-    }
+    dropExpired(this.fresh, now)
     this.fresh.set(run.key, now)
     if (!run.child && this.limit !== Infinity) {
       if (this.held.size > 0 || this.inFlight >= this.limit) return false
@@ -138,9 +147,7 @@ export class Gate {
   /** What the runner gets of one storage read of `shards`; the rest is held. */
   admit(messages: ReadonlyArray<Message.Incoming<any>>, shards: ReadonlySet<string>): Array<Message.Incoming<any>> {
     const now = Date.now()
-    for (const [key, at] of this.admitted) {
-      if (now - at > admittedTimeoutMillis) this.admitted.delete(key)
-    }
+    dropExpired(this.admitted, now)
     const out: Array<Message.Incoming<any>> = []
     for (const message of messages) {
       // a request read again (held for longer than the storage's read lease) keeps its place
