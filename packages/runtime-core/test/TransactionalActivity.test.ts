@@ -104,6 +104,7 @@ const noteLayer = (url: string) =>
             const instance = yield* WorkflowEngine.WorkflowInstance
             yield* Effect.promise(async () => {
               const other = new Pg.Client({ connectionString: url })
+              other.on("error", () => undefined)
               await other.connect()
               await other.query(
                 `INSERT INTO dur_activity_exits (execution_id, activity, attempt, exit, started_at)
