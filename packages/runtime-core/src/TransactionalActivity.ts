@@ -22,6 +22,7 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, WorkflowEngine } from "@effect/workflow"
 import { Context, Effect, Exit, Layer, Option, Schema, Scope } from "effect"
+import * as BeginWithFirstStatement from "./internal/BeginWithFirstStatement.js"
 import * as InlineActivities from "./internal/InlineActivities.js"
 import * as Retry from "./Retry.js"
 import * as TablePrefix from "./TablePrefix.js"
@@ -161,10 +162,13 @@ const withExitRow = <R, A, E>(
  * `body` in a transaction on one connection of `sql` (its statements, and
  * `sql.withTransaction` inside it, use that connection); then `last(result)`
  * (if any), a statement without parameters, and COMMIT go to the server as ONE
- * simple-protocol query: one round trip, not two (a transactional step is
- * BEGIN, its body, and this). A failed `last` aborts the transaction (the
- * server does not run the COMMIT after it) and it is rolled back; a failed
- * body is rolled back. Failures of BEGIN, `last`, COMMIT and ROLLBACK are
+ * simple-protocol query. `BEGIN` goes with the body's first statement
+ * (`BeginWithFirstStatement`), so a transactional step whose body writes is
+ * two round trips: BEGIN with its first statement, and its exit row with
+ * COMMIT. A body that sends nothing begins nothing: `last` then runs alone, one
+ * statement, atomic by itself. A failed `last` aborts the transaction (the
+ * server does not run the COMMIT after it) and it is rolled back; a failed body
+ * is rolled back. Failures of BEGIN, `last`, COMMIT and ROLLBACK are
  * `SqlError`s: the caller retries, and a retry first looks for the exit row,
  * which says whether a COMMIT whose answer was lost landed.
  */
@@ -177,15 +181,22 @@ const committingWith = <A, E, R>(
     Effect.acquireUseRelease(
       Scope.make(),
       (scope) =>
-        Effect.flatMap(Scope.extend(sql.reserve, scope), (conn) =>
-          conn.executeUnprepared("BEGIN", [], undefined).pipe(
-            Effect.zipRight(restore(Effect.provideService(body, SqlClient.TransactionConnection, [conn, 0] as const))),
-            Effect.tap((a) => {
-              const statement = last(a)
-              return conn.executeUnprepared(statement === undefined ? "COMMIT" : `${statement};\nCOMMIT`, [], undefined)
-            }),
-            Effect.tapErrorCause(() => Effect.ignore(conn.executeUnprepared("ROLLBACK", [], undefined)))
-          )),
+        Effect.flatMap(Scope.extend(sql.reserve, scope), (conn) => {
+          const transaction = BeginWithFirstStatement.make(conn)
+          return restore(Effect.provideService(body, SqlClient.TransactionConnection, [transaction.connection, 0] as const))
+            .pipe(
+              Effect.tap((a) => {
+                const statement = last(a)
+                if (!transaction.begun()) {
+                  return statement === undefined ? Effect.void : conn.executeUnprepared(statement, [], undefined)
+                }
+                return conn.executeUnprepared(statement === undefined ? "COMMIT" : `${statement};\nCOMMIT`, [], undefined)
+              }),
+              Effect.tapErrorCause(() =>
+                transaction.begun() ? Effect.ignore(conn.executeUnprepared("ROLLBACK", [], undefined)) : Effect.void
+              )
+            )
+        }),
       (scope, exit) => Scope.close(scope, exit)
     )
   )

@@ -81,26 +81,41 @@ describe("TransactionalActivity", () => {
 
 const Note = Workflow.make({
   name: "Note",
-  payload: { id: Schema.String, text: Schema.String, race: Schema.Boolean },
+  payload: {
+    id: Schema.String,
+    text: Schema.String,
+    mode: Schema.Literal("write", "race", "fail", "nothing", "blob", "blob-fail")
+  },
   success: Schema.String,
+  error: Schema.String,
   idempotencyKey: ({ id }) => id
 })
 
 /**
- * Writes `text` in the transaction and returns it; with `race`, another execution of
- * this step commits its exit ("theirs") on its own connection first.
+ * The step, by `mode`: "write" writes `text` in the transaction and returns it; "race" too,
+ * but another execution of this step commits its exit ("theirs") on its own connection
+ * first; "fail" writes, then fails; "nothing" writes nothing; "blob" writes a bytea (a
+ * parameter pg binds as binary, so it cannot travel with BEGIN); "blob-fail" writes it, then
+ * fails.
  */
 const noteLayer = (url: string) =>
   WorkflowLayer.make(Note, {
     dependencies: Layer.effect(SqlClient.SqlClient, SqlClient.SqlClient),
-    execute: ({ id, race, text }) =>
+    execute: ({ id, mode, text }) =>
       TransactionalActivity.make({
         name: "note",
         success: Schema.String,
+        error: Schema.String,
         execute: Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
-          yield* sql`INSERT INTO dur_notes (id, text) VALUES (${id}, ${text})`
-          if (race) {
+          if (mode === "nothing") return text
+          if (mode === "blob" || mode === "blob-fail") {
+            yield* sql`INSERT INTO dur_blobs (id, data) VALUES (${id}, ${Buffer.from(text)})`
+          } else {
+            yield* sql`INSERT INTO dur_notes (id, text) VALUES (${id}, ${text})`
+          }
+          if (mode === "fail" || mode === "blob-fail") return yield* Effect.fail("boom")
+          if (mode === "race") {
             const instance = yield* WorkflowEngine.WorkflowInstance
             yield* Effect.promise(async () => {
               const other = new Pg.Client({ connectionString: url })
@@ -120,35 +135,67 @@ const noteLayer = (url: string) =>
   })
 
 describe("TransactionalActivity on the durable engine", () => {
-  it.scopedLive("a step is BEGIN, its body, and its exit row with COMMIT in one round trip; any text round-trips; a racing execution's committed exit wins", () =>
+  it.scopedLive("a step is BEGIN with its first statement, then its exit row with COMMIT; any text round-trips; whatever fails rolls back", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase.make("txn_durable")
       const statements: Array<string> = []
       const runtime = AppRuntime.layer({
         prefix: TablePrefix.unsafeMake("dur"),
-        migrations: [{ id: 1, name: "notes", sql: (t) => `CREATE TABLE ${t("notes")} (id text PRIMARY KEY, text text NOT NULL)` }],
+        migrations: [{
+          id: 1,
+          name: "notes",
+          sql: (t) =>
+            `CREATE TABLE ${t("notes")} (id text PRIMARY KEY, text text NOT NULL);
+             CREATE TABLE ${t("blobs")} (id text PRIMARY KEY, data bytea NOT NULL)`
+        }],
         workflows: noteLayer(db.url)
       }).pipe(Layer.provideMerge(recordingClient(db.url, statements)))
       const context = yield* Layer.build(runtime)
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        const text = `it's \\"quoted\\" \\\\ back\\slash, ünïcödé 漢字, a\nnewline and E'' too`
-        statements.length = 0
-        expect(yield* Note.execute({ id: "a", text, race: false })).toBe(text)
-        const executionId = yield* Note.executionId({ id: "a", text, race: false })
+        /** What a run's step sent: statements matching `body`, and its exit row's. */
+        const stepStatements = (executionId: string, body: RegExp) =>
+          statements.filter((s) => body.test(s) || (s.includes("dur_activity_exits") && s.includes(executionId)))
+        const text = `it's \\"quoted\\" \\\\ back\\slash, ünïcödé 漢字, a\nnewline, $1 -- /* and E'' too`
+        const a = { id: "a", text, mode: "write" } as const
+        expect(yield* Note.execute(a)).toBe(text)
+        const executionId = yield* Note.executionId(a)
         expect(yield* sql`SELECT exit FROM dur_activity_exits WHERE execution_id = ${executionId}`).toEqual([
           { exit: { _tag: "Success", value: text } }
         ])
         expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'a'`).toEqual([{ text }])
-        // the step's exit row is written once, in the same query as its COMMIT
-        const exitWrites = statements.filter((s) => /INSERT INTO "dur_activity_exits"/.test(s))
-        expect(exitWrites).toHaveLength(1)
-        expect(exitWrites[0]).toMatch(/^INSERT INTO "dur_activity_exits" .*;\nCOMMIT$/s)
+        // two statements: BEGIN with the body's INSERT (its values written in as literals),
+        // then the exit row with COMMIT
+        const sent = stepStatements(executionId, /INSERT INTO dur_notes/)
+        expect(sent).toHaveLength(2)
+        expect(sent[0]).toMatch(/^BEGIN;\nINSERT INTO dur_notes \(id, text\) VALUES \('a', +E?'it''s /)
+        expect(sent[1]).toMatch(/^INSERT INTO "dur_activity_exits" .*;\nCOMMIT$/s)
 
         // another execution committed this step's exit first: ours rolls back (its note too)
         // and returns theirs
-        expect(yield* Note.execute({ id: "b", text: "ours", race: true })).toBe("theirs")
+        expect(yield* Note.execute({ id: "b", text: "ours", mode: "race" })).toBe("theirs")
         expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'b'`).toEqual([])
+
+        // a body that fails after its first statement: that statement is rolled back
+        expect(yield* Effect.flip(Note.execute({ id: "c", text: "c", mode: "fail" }))).toBe("boom")
+        expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'c'`).toEqual([])
+
+        // a body that sends nothing begins nothing: its exit row is one statement, alone
+        const d = { id: "d", text: "d", mode: "nothing" } as const
+        expect(yield* Note.execute(d)).toBe("d")
+        const dSent = stepStatements(yield* Note.executionId(d), /^$/)
+        expect(dSent).toHaveLength(1)
+        expect(dSent[0]).toMatch(/^INSERT INTO "dur_activity_exits" [^;]*$/s)
+
+        // a first statement that cannot be inlined (a bytea) is sent with bound parameters,
+        // after BEGIN on its own; atomic all the same
+        expect(yield* Note.execute({ id: "e", text: "bytes", mode: "blob" })).toBe("bytes")
+        expect(yield* sql`SELECT convert_from(data, 'UTF8') AS data FROM dur_blobs WHERE id = 'e'`).toEqual([
+          { data: "bytes" }
+        ])
+        expect(statements.filter((s) => /INSERT INTO dur_blobs/.test(s))[0]).toMatch(/^INSERT INTO dur_blobs .*\$2\)$/)
+        expect(yield* Effect.flip(Note.execute({ id: "f", text: "bytes", mode: "blob-fail" }))).toBe("boom")
+        expect(yield* sql`SELECT id FROM dur_blobs WHERE id = 'f'`).toEqual([])
       }).pipe(Effect.provide(context))
     }), 60_000)
 })

@@ -1,0 +1,65 @@
+/**
+ * A transaction on a reserved connection whose `BEGIN` is sent with its first
+ * statement: `BEGIN;\n<statement>` as one simple-protocol query, the
+ * statement's parameters written as literals (`PgLiterals`). A transactional
+ * step is then two round trips (this, and its exit row with COMMIT), not
+ * three, and two socket writes, which on a busy host cost more CPU than
+ * anything else in the step (`pnpm bench`, README).
+ *
+ * A first statement that cannot be inlined exactly (`PgLiterals.inline`), and
+ * any first call other than `execute`/`executeUnprepared` (raw, values,
+ * stream), is preceded by `BEGIN` on its own, as before. Until something is
+ * sent, nothing is begun: `begun` tells the caller whether to COMMIT or
+ * ROLLBACK at all. The first statement holds a lock until it is answered, so
+ * statements the body runs concurrently all come after `BEGIN`.
+ */
+import type { Connection } from "@effect/sql/SqlConnection"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Effect, Stream } from "effect"
+import * as PgLiterals from "./PgLiterals.js"
+
+export interface Transaction {
+  /** The connection to run the body on (`SqlClient.TransactionConnection`). */
+  readonly connection: Connection
+  /** Whether `BEGIN` was sent: only then is there a transaction to commit or roll back. */
+  readonly begun: () => boolean
+}
+
+type TransformRows = Parameters<Connection["execute"]>[2]
+
+export const make = (conn: Connection): Transaction => {
+  let begun = false
+  const lock = Effect.unsafeMakeSemaphore(1)
+
+  /** `then`, after BEGIN: `merged` (BEGIN with the statement) if it is the first and can be merged. */
+  const opening = <A>(merged: () => Effect.Effect<A, SqlError> | undefined, then: Effect.Effect<A, SqlError>) =>
+    Effect.suspend(() =>
+      begun ? then : lock.withPermits(1)(Effect.suspend(() => {
+        if (begun) return then
+        begun = true
+        return merged() ?? Effect.zipRight(conn.executeUnprepared("BEGIN", [], undefined), then)
+      }))
+    )
+
+  const mergedExecute = (sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) => () => {
+    const inlined = PgLiterals.inline(sql, params)
+    if (inlined === undefined) return undefined
+    // two statements: pg answers with one result per statement, BEGIN's first
+    return Effect.map(conn.executeUnprepared(`BEGIN;\n${inlined}`, [], undefined), (results) => {
+      const rows = (results as ReadonlyArray<ReadonlyArray<any>>)[1] ?? []
+      return transformRows ? transformRows(rows) : rows
+    })
+  }
+
+  const connection: Connection = {
+    execute: (sql, params, transformRows) =>
+      opening(mergedExecute(sql, params, transformRows), conn.execute(sql, params, transformRows)),
+    executeUnprepared: (sql, params, transformRows) =>
+      opening(mergedExecute(sql, params, transformRows), conn.executeUnprepared(sql, params, transformRows)),
+    executeRaw: (sql, params) => opening(() => undefined, conn.executeRaw(sql, params)),
+    executeValues: (sql, params) => opening(() => undefined, conn.executeValues(sql, params)),
+    executeStream: (sql, params, transformRows) =>
+      Stream.unwrap(opening(() => undefined, Effect.succeed(conn.executeStream(sql, params, transformRows))))
+  }
+  return { connection, begun: () => begun }
+}
