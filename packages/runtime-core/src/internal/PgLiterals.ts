@@ -37,6 +37,27 @@ const isDigit = (c: string | undefined) => c !== undefined && c >= "0" && c <= "
 const dollarTag = /^\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/
 
 /**
+ * The index of the quote closing the one at `start` (a doubled quote inside is
+ * part of the text), or -1 if there is none. A backslash: an escape ("escape",
+ * `E''` strings), an ordinary character ("plain", quoted identifiers), or a
+ * refusal ("refuse", standard strings: it is an escape only with
+ * `standard_conforming_strings` off, and the session's setting is not worth knowing).
+ */
+const closingQuote = (sql: string, start: number, backslash: "escape" | "plain" | "refuse"): number => {
+  const quote = sql[start]
+  let j = start + 1
+  while (j < sql.length) {
+    if (sql[j] === "\\" && backslash !== "plain") {
+      if (backslash === "refuse") return -1
+      j += 2
+    } else if (sql[j] === quote && sql[j + 1] === quote) j += 2
+    else if (sql[j] === quote) return j
+    else j++
+  }
+  return -1
+}
+
+/**
  * `sql` (one statement, parameters `$1`..`$n`) with each parameter replaced by
  * its value as a literal; `undefined` when that cannot be done exactly (see above).
  */
@@ -75,37 +96,14 @@ export const inline = (sql: string, params: ReadonlyArray<unknown>): string | un
       i = j
       continue
     }
-    if (c === "'") {
-      // E'...' (and e'...'): backslash escapes; any other string: only '' inside
-      const escapes = (sql[i - 1] === "E" || sql[i - 1] === "e") && !isIdentifierChar(sql[i - 2])
-      let j = i + 1
-      for (;;) {
-        if (j >= sql.length) return undefined
-        if (sql[j] === "\\") {
-          // a backslash in a standard string is an escape only with standard_conforming_strings off:
-          // not worth knowing the session's setting
-          if (!escapes) return undefined
-          j += 2
-        }
-        else if (sql[j] === "'" && sql[j + 1] === "'") j += 2
-        else if (sql[j] === "'") break
-        else j++
-      }
-      out += sql.slice(i, j + 1)
-      i = j + 1
-      statement = true
-      continue
-    }
-    if (c === "\"") {
-      let j = i + 1
-      for (;;) {
-        if (j >= sql.length) return undefined
-        if (sql[j] === "\"" && sql[j + 1] === "\"") j += 2
-        else if (sql[j] === "\"") break
-        else j++
-      }
-      out += sql.slice(i, j + 1)
-      i = j + 1
+    if (c === "'" || c === "\"") {
+      // E'...' (and e'...'): backslash escapes; other strings and quoted identifiers: only a
+      // doubled quote inside
+      const escapes = c === "'" && (sql[i - 1] === "E" || sql[i - 1] === "e") && !isIdentifierChar(sql[i - 2])
+      const end = closingQuote(sql, i, c === "\"" ? "plain" : escapes ? "escape" : "refuse")
+      if (end === -1) return undefined
+      out += sql.slice(i, end + 1)
+      i = end + 1
       statement = true
       continue
     }
