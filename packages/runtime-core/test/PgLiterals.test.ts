@@ -8,8 +8,19 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import Pg from "pg"
 import * as PgLiterals from "../src/internal/PgLiterals.js"
 import { TestDatabase } from "../src/testing/index.js"
+
+describe("PgLiterals.quote", () => {
+  it("quotes as pg.escapeLiteral does", () => {
+    for (
+      const text of ["", "plain", "it's", "''", "back\\slash", "\\", "both ' and \\", "E'x'", "ünïcödé 漢字 🎉", "a\nb\tc", "$1 -- /* */"]
+    ) {
+      expect(PgLiterals.quote(text)).toBe(Pg.escapeLiteral(text))
+    }
+  })
+})
 
 describe("PgLiterals.inline", () => {
   it("replaces each $n by its value's literal, $10 as the tenth", () => {

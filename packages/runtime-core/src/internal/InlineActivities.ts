@@ -45,6 +45,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, Deferred, Effect, FiberId, Layer, Schema } from "effect"
 import pg from "pg"
+import * as PgLiterals from "./PgLiterals.js"
 import * as Retry from "../Retry.js"
 import { observeAttempt } from "./ActivityTelemetry.js"
 import * as GroupCommit from "./GroupCommit.js"
@@ -279,9 +280,9 @@ export const layer = (
               lookup: recorded(executionId, activity.name, attempt),
               insertSql: (encodedExit) =>
                 `INSERT INTO ${tableSql} (execution_id, activity, attempt, exit, started_at) VALUES (${
-                  pg.escapeLiteral(executionId)
-                }, ${pg.escapeLiteral(activity.name)}, ${attempt}, ${pg.escapeLiteral(JSON.stringify(encodedExit))}::jsonb, ${
-                  pg.escapeLiteral(startedAt.toISOString())
+                  PgLiterals.quote(executionId)
+                }, ${PgLiterals.quote(activity.name)}, ${attempt}, ${PgLiterals.quote(JSON.stringify(encodedExit))}::jsonb, ${
+                  PgLiterals.quote(startedAt.toISOString())
                 }::timestamptz)`,
               recorded: false
             })

@@ -24,17 +24,41 @@ import pg from "pg"
 const prepareValue = (pg as unknown as { readonly utils: { readonly prepareValue: (value: unknown) => unknown } }).utils
   .prepareValue
 
+/**
+ * `text` quoted as a string literal, as `pg.escapeLiteral` quotes it (quotes and
+ * backslashes doubled, ` E'...'` when there is a backslash), without building
+ * the result one character at a time.
+ */
+export const quote = (text: string): string =>
+  text.includes("\\")
+    ? ` E'${text.replaceAll("\\", "\\\\").replaceAll("'", "''")}'`
+    : `'${text.replaceAll("'", "''")}'`
+
 /** `value` as a SQL literal, as pg would bind it; `undefined` if it would not be bound as text. */
 export const literal = (value: unknown): string | undefined => {
   const prepared = prepareValue(value)
   if (prepared === null) return "NULL"
   if (typeof prepared !== "string" || prepared.includes("\0")) return undefined
-  return pg.escapeLiteral(prepared)
+  return quote(prepared)
 }
 
-const isIdentifierChar = (c: string | undefined) => c !== undefined && /[A-Za-z0-9_$\u0080-\uffff]/.test(c)
-const isDigit = (c: string | undefined) => c !== undefined && c >= "0" && c <= "9"
-const dollarTag = /^\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/
+const BACKSLASH = 92
+const DOLLAR = 36
+const DOUBLE_QUOTE = 34
+const MINUS = 45
+const SEMICOLON = 59
+const SINGLE_QUOTE = 39
+const SLASH = 47
+const STAR = 42
+
+/** A character of an identifier (letters, digits, `_`, `$`, anything beyond ASCII); NaN (before the start) is not. */
+const isIdentifierCode = (c: number) =>
+  (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95 || c === DOLLAR || c >= 128
+const isDigitCode = (c: number) => c >= 48 && c <= 57
+/** Postgres's whitespace: space, tab, newline, carriage return, form feed, vertical tab. */
+const isSpaceCode = (c: number) => c === 32 || (c >= 9 && c <= 13)
+/** A dollar-quote tag (`$$`, `$tag$`) starting at `lastIndex`. */
+const dollarTag = /\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/y
 
 /**
  * The index of the quote closing the one at `start` (a doubled quote inside is
@@ -44,14 +68,15 @@ const dollarTag = /^\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/
  * `standard_conforming_strings` off, and the session's setting is not worth knowing).
  */
 const closingQuote = (sql: string, start: number, backslash: "escape" | "plain" | "refuse"): number => {
-  const quote = sql[start]
+  const q = sql.charCodeAt(start)
   let j = start + 1
   while (j < sql.length) {
-    if (sql[j] === "\\" && backslash !== "plain") {
+    const c = sql.charCodeAt(j)
+    if (c === BACKSLASH && backslash !== "plain") {
       if (backslash === "refuse") return -1
       j += 2
-    } else if (sql[j] === quote && sql[j + 1] === quote) j += 2
-    else if (sql[j] === quote) return j
+    } else if (c === q && sql.charCodeAt(j + 1) === q) j += 2
+    else if (c === q) return j
     else j++
   }
   return -1
@@ -60,6 +85,7 @@ const closingQuote = (sql: string, start: number, backslash: "escape" | "plain" 
 /**
  * `sql` (one statement, parameters `$1`..`$n`) with each parameter replaced by
  * its value as a literal; `undefined` when that cannot be done exactly (see above).
+ * The text between replacements is copied in slices, not character by character.
  */
 export const inline = (sql: string, params: ReadonlyArray<unknown>): string | undefined => {
   const literals: Array<string> = []
@@ -69,69 +95,75 @@ export const inline = (sql: string, params: ReadonlyArray<unknown>): string | un
     literals.push(l)
   }
   let out = ""
+  // sql[from, i) is read and not yet copied to `out`
+  let from = 0
   let i = 0
   let statement = false
   while (i < sql.length) {
-    const c = sql[i]
-    const next = sql[i + 1]
-    if (c === "-" && next === "-") {
+    const c = sql.charCodeAt(i)
+    const next = sql.charCodeAt(i + 1)
+    if (c === MINUS && next === MINUS) {
+      out += sql.slice(from, i)
       const end = sql.indexOf("\n", i)
       i = end === -1 ? sql.length : end
+      from = i
       continue
     }
-    if (c === "/" && next === "*") {
+    if (c === SLASH && next === STAR) {
       let depth = 1
       let j = i + 2
       while (j < sql.length && depth > 0) {
-        if (sql[j] === "/" && sql[j + 1] === "*") {
+        const d = sql.charCodeAt(j)
+        if (d === SLASH && sql.charCodeAt(j + 1) === STAR) {
           depth++
           j += 2
-        } else if (sql[j] === "*" && sql[j + 1] === "/") {
+        } else if (d === STAR && sql.charCodeAt(j + 1) === SLASH) {
           depth--
           j += 2
         } else j++
       }
       if (depth > 0) return undefined
-      out += " "
+      out += sql.slice(from, i) + " "
       i = j
+      from = i
       continue
     }
-    if (c === "'" || c === "\"") {
+    if (c === SINGLE_QUOTE || c === DOUBLE_QUOTE) {
       // E'...' (and e'...'): backslash escapes; other strings and quoted identifiers: only a
       // doubled quote inside
-      const escapes = c === "'" && (sql[i - 1] === "E" || sql[i - 1] === "e") && !isIdentifierChar(sql[i - 2])
-      const end = closingQuote(sql, i, c === "\"" ? "plain" : escapes ? "escape" : "refuse")
+      const prefix = sql.charCodeAt(i - 1)
+      const escapes = c === SINGLE_QUOTE && (prefix === 69 || prefix === 101) && !isIdentifierCode(sql.charCodeAt(i - 2))
+      const end = closingQuote(sql, i, c === DOUBLE_QUOTE ? "plain" : escapes ? "escape" : "refuse")
       if (end === -1) return undefined
-      out += sql.slice(i, end + 1)
       i = end + 1
       statement = true
       continue
     }
-    if (c === "$" && !isIdentifierChar(sql[i - 1])) {
-      if (isDigit(next)) {
+    if (c === DOLLAR && !isIdentifierCode(sql.charCodeAt(i - 1))) {
+      if (isDigitCode(next)) {
         let j = i + 1
-        while (isDigit(sql[j])) j++
+        while (isDigitCode(sql.charCodeAt(j))) j++
         const n = Number(sql.slice(i + 1, j))
         if (n < 1 || n > literals.length) return undefined
-        out += literals[n - 1]
+        out += sql.slice(from, i) + literals[n - 1]
         i = j
+        from = i
         statement = true
         continue
       }
-      const tag = dollarTag.exec(sql.slice(i))
+      dollarTag.lastIndex = i
+      const tag = dollarTag.exec(sql)
       if (tag) {
         const end = sql.indexOf(tag[0], i + tag[0].length)
         if (end === -1) return undefined
-        out += sql.slice(i, end + tag[0].length)
         i = end + tag[0].length
         statement = true
         continue
       }
     }
-    if (c === ";") return undefined
-    if (!/\s/.test(c)) statement = true
-    out += c
+    if (c === SEMICOLON) return undefined
+    if (!isSpaceCode(c)) statement = true
     i++
   }
-  return statement ? out : undefined
+  return statement ? out + sql.slice(from) : undefined
 }
