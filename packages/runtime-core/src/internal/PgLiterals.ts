@@ -4,7 +4,7 @@
  * statements (one round trip: `BeginWithFirstStatement`).
  *
  * A literal is what pg itself would send as the parameter's text
- * (`pg.utils.prepareValue`), quoted with `pg.escapeLiteral`: untyped, like an
+ * (`pg.utils.prepareValue`), quoted as `pg.escapeLiteral` quotes it (`quote`): untyped, like an
  * unbound parameter, so the server infers its type from the context the same
  * way. The text is read with Postgres's lexical rules (quoted strings,
  * `E''` escapes, quoted identifiers, dollar quoting, nested comments) so that a
@@ -45,6 +45,8 @@ export const literal = (value: unknown): string | undefined => {
 const BACKSLASH = 92
 const DOLLAR = 36
 const DOUBLE_QUOTE = 34
+const E_LOWER = 101
+const E_UPPER = 69
 const MINUS = 45
 const SEMICOLON = 59
 const SINGLE_QUOTE = 39
@@ -132,7 +134,7 @@ export const inline = (sql: string, params: ReadonlyArray<unknown>): string | un
       // E'...' (and e'...'): backslash escapes; other strings and quoted identifiers: only a
       // doubled quote inside
       const prefix = sql.charCodeAt(i - 1)
-      const escapes = c === SINGLE_QUOTE && (prefix === 69 || prefix === 101) && !isIdentifierCode(sql.charCodeAt(i - 2))
+      const escapes = c === SINGLE_QUOTE && (prefix === E_UPPER || prefix === E_LOWER) && !isIdentifierCode(sql.charCodeAt(i - 2))
       const end = closingQuote(sql, i, c === DOUBLE_QUOTE ? "plain" : escapes ? "escape" : "refuse")
       if (end === -1) return undefined
       i = end + 1
