@@ -28,6 +28,7 @@ import * as DeferredWake from "./internal/DeferredWake.js"
 import * as ActivityTelemetry from "./internal/ActivityTelemetry.js"
 import * as InlineActivities from "./internal/InlineActivities.js"
 import * as RunAdmission from "./internal/RunAdmission.js"
+import * as RunEntities from "./internal/RunEntities.js"
 import * as RunOutcomes from "./internal/RunOutcomes.js"
 import * as ShardLockStorage from "./internal/ShardLockStorage.js"
 import * as TablePrefix from "./TablePrefix.js"
@@ -70,7 +71,8 @@ export const defaultMaxRunsInFlight = 100
  * by `InlineActivities`, so an activity runs in its run's fiber and only its
  * outcome is written, and by `RunAdmission`, so a burst of starts waits in
  * storage instead of executing all at once (`maxRunsInFlight`), and by
- * `RunOutcomes`, so a run's final ledger status commits with its reply.
+ * `RunOutcomes`, so a run's final ledger status commits with its reply. The
+ * engine's entities are released as soon as they are idle (`RunEntities`).
  */
 export const layerDurable = (
   prefix: TablePrefix.TablePrefix,
@@ -104,7 +106,7 @@ export const layerDurable = (
         firstExecution: (workflowName, executionId) => admission.firstExecution(workflowName, executionId)
       })),
       Layer.provide(RunAdmission.layer(admission)),
-      Layer.provide(ClusterWorkflowEngine.layer),
+      Layer.provide(ClusterWorkflowEngine.layer.pipe(Layer.provide(RunEntities.layer))),
       Layer.provideMerge(ClusterRunner.layer(prefix, {
         address: options?.runner,
         sharding: options?.sharding,

@@ -10,6 +10,7 @@ import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
 import {
   ClusterWorkflowEngine,
+  Entity,
   EntityId,
   MessageStorage,
   RunnerHealth,
@@ -20,6 +21,7 @@ import {
   SqlMessageStorage
 } from "@effect/cluster"
 import type { ShardId } from "@effect/cluster/ShardId"
+import { Rpc } from "@effect/rpc"
 import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import {
   Deferred,
@@ -410,4 +412,44 @@ describe("patches/@effect__cluster@0.60.2.patch (Sharding deliverLocal)", () => 
         expect(read).toContain("run")
       }).pipe(Effect.provide(context))
     }), 60_000)
+})
+
+describe("patches/@effect__cluster@0.60.2.patch (entity maxIdleTime 0)", () => {
+  const Echo = Entity.make("Echo", [Rpc.make("Say", { payload: { text: Schema.String }, success: Schema.String })])
+  const Keep = Entity.make("Keep", [Rpc.make("Say", { payload: { text: Schema.String }, success: Schema.String })])
+  const say = { Say: ({ payload }: { payload: { text: string } }) => Effect.succeed(payload.text) }
+  /** Memory storage, one runner holding every shard; the test clock never moves, so the reaper never runs. */
+  const stack = Layer.mergeAll(
+    Echo.toLayer(Effect.succeed(say), { maxIdleTime: 0 }),
+    Keep.toLayer(Effect.succeed(say))
+  ).pipe(
+    Layer.provideMerge(Sharding.layer),
+    Layer.provide(Runners.layerNoop),
+    Layer.provide(MessageStorage.layerMemory),
+    Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
+    Layer.provide(ShardingConfig.layer({ shardsPerGroup: 10, entityTerminationTimeout: 0 }))
+  )
+
+  it.scoped("an entity registered with maxIdleTime 0 is released once its last request is answered; others stay", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(stack)
+      yield* Effect.gen(function*() {
+        const sharding = yield* Sharding.Sharding
+        const echo = yield* Echo.client
+        const keep = yield* Keep.client
+        // the runner takes its shards on its clock: moved 1 s at a time, never to the reaper's 5 s
+        const said = yield* Effect.fork(Effect.all([keep("k").Say({ text: "kept" }), echo("e").Say({ text: "hello" })]))
+        for (let i = 0; i < 4 && said.unsafePoll() === null; i++) yield* TestClock.adjust("1 second")
+        expect(yield* Fiber.join(said)).toEqual(["kept", "hello"])
+        // unpatched, maxIdleTime 0 waits for the reaper (5 s on its clock, which never moves here)
+        let count = yield* sharding.activeEntityCount
+        for (let i = 0; i < 1000 && count > 1; i++) {
+          yield* Effect.yieldNow()
+          count = yield* sharding.activeEntityCount
+        }
+        expect(count).toBe(1)
+        // the released entity is built again by its next message
+        expect(yield* echo("e").Say({ text: "again" })).toBe("again")
+      }).pipe(Effect.provide(context))
+    }))
 })
