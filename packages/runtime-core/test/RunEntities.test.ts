@@ -7,7 +7,7 @@
 import { Entity, Sharding } from "@effect/cluster"
 import { Rpc } from "@effect/rpc"
 import { describe, expect, layer } from "@effect/vitest"
-import { Activity, DurableClock, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
+import { Activity, DurableClock, DurableDeferred, Workflow } from "@effect/workflow"
 import { Effect, Exit, Layer, Schedule, Schema } from "effect"
 import { TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
@@ -87,13 +87,8 @@ describe("RunEntities", () => {
           })
         )
         expect(yield* untilEntities(0)).toBe(0)
-        const engine = yield* WorkflowEngine.WorkflowEngine
-        yield* engine.deferredDone(Go, {
-          workflowName: Waiting.name,
-          executionId,
-          deferredName: Go.name,
-          exit: Exit.succeed("approved")
-        })
+        const token = DurableDeferred.tokenFromExecutionId(Go, { workflow: Waiting, executionId })
+        yield* DurableDeferred.done(Go, { token, exit: Exit.succeed("approved") })
         expect(yield* Waiting.execute({ id: "w1" })).toBe("approved")
         expect(yield* untilEntities(0)).toBe(0)
       }))
