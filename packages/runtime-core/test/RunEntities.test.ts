@@ -8,9 +8,10 @@ import { Entity, Sharding } from "@effect/cluster"
 import { Rpc } from "@effect/rpc"
 import { describe, expect, layer } from "@effect/vitest"
 import { Activity, DurableClock, DurableDeferred, Workflow } from "@effect/workflow"
-import { Effect, Exit, Layer, Schedule, Schema } from "effect"
+import { Effect, Exit, Layer, Schema } from "effect"
 import { TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
+import { eventually } from "./upstream/harness.js"
 
 const prefix = TablePrefix.unsafeMake("ent")
 
@@ -50,15 +51,14 @@ const Durable = Layer.mergeAll(Workflows, CounterLive).pipe(
 
 const activeEntities = Effect.flatMap(Sharding.Sharding, (sharding) => sharding.activeEntityCount)
 
-/** Polls until `count` entities are in memory; fails with the last count after 15 s (without the release, a minute). */
-const untilEntities = (count: number) =>
-  activeEntities.pipe(
-    Effect.repeat({ until: (n) => n === count, schedule: Schedule.spaced("50 millis") }),
-    Effect.timeoutFail({
-      duration: "15 seconds",
-      onTimeout: () => new Error(`expected ${count} entities in memory`)
-    }),
-    Effect.flatMap(() => activeEntities)
+/**
+ * Waits until `count` entities are in memory and returns the count then (the wait gives up
+ * after 30 s; without the release they stay for a minute).
+ */
+const entitiesBecome = (count: number) =>
+  Effect.zipRight(
+    eventually(Effect.map(activeEntities, (n) => n === count), `${count} entities in memory`),
+    activeEntities
   )
 
 describe("RunEntities", () => {
@@ -69,10 +69,10 @@ describe("RunEntities", () => {
           concurrency: "unbounded"
         })
         expect(results).toEqual([3, 3, 3, 3, 3])
-        expect(yield* untilEntities(0)).toBe(0)
+        expect(yield* entitiesBecome(0)).toBe(0)
         // a finished run asked again answers from storage, and is released again
         expect(yield* Steps.execute({ id: "a" })).toBe(3)
-        expect(yield* untilEntities(0)).toBe(0)
+        expect(yield* entitiesBecome(0)).toBe(0)
       }))
 
     it.effect("a suspended run holds no entity; its signal builds one again and the run completes", () =>
@@ -80,23 +80,18 @@ describe("RunEntities", () => {
         const executionId = yield* Waiting.executionId({ id: "w1" })
         yield* Waiting.execute({ id: "w1" }, { discard: true })
         // suspended: its stored result says so, and nothing of it stays in memory
-        yield* Waiting.poll(executionId).pipe(
-          Effect.repeat({
-            until: (result) => result?._tag === "Suspended",
-            schedule: Schedule.spaced("50 millis")
-          })
-        )
-        expect(yield* untilEntities(0)).toBe(0)
+        yield* eventually(Effect.map(Waiting.poll(executionId), (result) => result?._tag === "Suspended"), "the run suspended")
+        expect(yield* entitiesBecome(0)).toBe(0)
         const token = DurableDeferred.tokenFromExecutionId(Go, { workflow: Waiting, executionId })
         yield* DurableDeferred.done(Go, { token, exit: Exit.succeed("approved") })
         expect(yield* Waiting.execute({ id: "w1" })).toBe("approved")
-        expect(yield* untilEntities(0)).toBe(0)
+        expect(yield* entitiesBecome(0)).toBe(0)
       }))
 
     it.effect("a durable sleep: the run and its clock are released while it waits, and it wakes", () =>
       Effect.gen(function*() {
         expect(yield* Sleeping.execute({ id: "s1" })).toBe("rested")
-        expect(yield* untilEntities(0)).toBe(0)
+        expect(yield* entitiesBecome(0)).toBe(0)
       }))
 
     it.effect("an app's own entity keeps the configured idle time", () =>
@@ -105,7 +100,7 @@ describe("RunEntities", () => {
         expect(yield* client("c1").Add({ n: 2 })).toBe(2)
         expect(yield* Steps.execute({ id: "after-counter" })).toBe(3)
         // the run's entity goes; the counter stays, with its state
-        expect(yield* untilEntities(1)).toBe(1)
+        expect(yield* entitiesBecome(1)).toBe(1)
         expect(yield* client("c1").Add({ n: 3 })).toBe(5)
       }))
   })
