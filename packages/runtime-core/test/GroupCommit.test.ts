@@ -174,4 +174,51 @@ describe("grouped writes on Postgres", () => {
         expect(yield* sql`SELECT 1 FROM grouped_runs WHERE execution_id = 'rolled'`).toEqual([])
       }).pipe(Effect.provide(context))
     }), 60_000)
+
+  it.scopedLive("the running write commits without waiting for the WAL flush, in its own transaction only", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase.make("async_commit")
+      const prefix = TablePrefix.unsafeMake("grouped")
+      // one connection: a setting that outlived its statement would show in the next one
+      const context = yield* Layer.build(
+        RuntimeTables.layer(prefix).pipe(
+          Layer.provideMerge(Database.layer({ url: Redacted.make(db.url), maxConnections: 1 }))
+        )
+      )
+      yield* Effect.gen(function*() {
+        const store = yield* RunStore.make(prefix, "v1")
+        const sql = yield* SqlClient.SqlClient
+        // each write of a ledger row notes the commit mode of its transaction
+        yield* sql`CREATE TABLE commit_modes (execution_id text, status text, mode text)`
+        yield* sql.unsafe(`CREATE FUNCTION note_mode() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            INSERT INTO commit_modes VALUES (NEW.execution_id, NEW.status, current_setting('synchronous_commit'));
+            RETURN NEW;
+          END $$`)
+        yield* sql`CREATE TRIGGER note_mode AFTER INSERT OR UPDATE ON grouped_runs FOR EACH ROW EXECUTE FUNCTION note_mode()`
+        const modes = sql<{ execution_id: string; status: string; mode: string }>`
+          SELECT execution_id, status, mode FROM commit_modes ORDER BY execution_id, status`
+        const setting = Effect.map(sql<{ mode: string }>`SELECT current_setting('synchronous_commit') AS mode`, (rows) => rows[0]!.mode)
+
+        // alone, then several at once (grouped behind the first)
+        expect(yield* store.running("W", "a", null)).toBe(true)
+        expect(yield* setting).toBe("on")
+        yield* Effect.all(["b", "c", "d"].map((id) => store.running("W", id, null)), { concurrency: "unbounded" })
+        expect(yield* setting).toBe("on")
+        // the outcome commits synchronously
+        yield* store.finished("W", "a", { status: "succeeded", result: 1 })
+        // in a caller's transaction the write is that transaction's, which stays synchronous
+        const inside = yield* sql.withTransaction(Effect.zipRight(store.running("W", "t", null), setting))
+        expect(inside).toBe("on")
+        expect(yield* setting).toBe("on")
+        expect(yield* modes).toEqual([
+          { execution_id: "a", status: "running", mode: "off" },
+          { execution_id: "a", status: "succeeded", mode: "on" },
+          { execution_id: "b", status: "running", mode: "off" },
+          { execution_id: "c", status: "running", mode: "off" },
+          { execution_id: "d", status: "running", mode: "off" },
+          { execution_id: "t", status: "running", mode: "on" }
+        ])
+      }).pipe(Effect.provide(context))
+    }), 60_000)
 })

@@ -226,6 +226,29 @@ describe("InlineActivities", () => {
         expect(yield* sql`SELECT n FROM inl_counter WHERE id = 't'`).toEqual([{ n: 1 }])
       }))
 
+    it.effect("a plain step's exit commits without waiting for the WAL flush; a transactional one's with its writes, synchronously", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        // each exit row notes the commit mode of the transaction that wrote it
+        yield* sql`CREATE TABLE inl_commit_modes (execution_id text, activity text, mode text)`
+        yield* sql.unsafe(`CREATE FUNCTION inl_note_mode() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            INSERT INTO inl_commit_modes VALUES (NEW.execution_id, NEW.activity, current_setting('synchronous_commit'));
+            RETURN NEW;
+          END $$`)
+        yield* sql`CREATE TRIGGER inl_note_mode AFTER INSERT ON inl_activity_exits FOR EACH ROW EXECUTE FUNCTION inl_note_mode()`
+        const modeOf = (executionId: string) =>
+          Effect.map(sql<{ activity: string; mode: string }>`SELECT activity, mode FROM inl_commit_modes
+            WHERE execution_id = ${executionId}`, (rows) => rows.map((r) => `${r.activity}: ${r.mode}`))
+
+        expect(yield* Echo.execute({ id: "mode", text: "x" })).toBe("x")
+        expect(yield* modeOf(yield* Echo.executionId({ id: "mode", text: "x" }))).toEqual(["echo: off"])
+        const { executionId, fiber, signal } = yield* suspendedOnGo(Transactional, { id: "mode" })
+        yield* signal
+        yield* Fiber.join(fiber)
+        expect(yield* modeOf(executionId)).toEqual(["bump: on"])
+      }))
+
     it.effect("a transactional step an earlier build committed (ActivityLedger only) does not run again", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

@@ -47,11 +47,14 @@ export const make = <I, O, E, R>(options: {
   readonly key: (item: I) => string
   /** Writes `items` (distinct keys, in key order) in one statement: one result per item, in order. */
   readonly write: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, E, R>
-  /**
-   * Writes one item in the caller's fiber: a write with nothing in flight, and one
-   * inside a SQL transaction (it must commit or roll back with that transaction).
-   */
+  /** Writes one item in the caller's fiber, as its own statement: a write with nothing in flight. */
   readonly alone: (item: I) => Effect.Effect<O, E>
+  /**
+   * Writes one item in the caller's SQL transaction (it must commit or roll back
+   * with that transaction); `alone` if not given. Differs from `alone` when that
+   * statement is meant to be its own transaction (`AsynchronousCommit`).
+   */
+  readonly inTransaction?: ((item: I) => Effect.Effect<O, E>) | undefined
 }): Effect.Effect<GroupCommit<I, O, E>, never, R | Scope.Scope> =>
   Effect.gen(function*() {
     // the writer fiber belongs to the layer's scope: closing it interrupts a statement in flight
@@ -155,10 +158,11 @@ export const make = <I, O, E, R>(options: {
           else writing = false
         })
       )
+    const inTransaction = options.inTransaction ?? options.alone
     return {
       submit: (item) =>
         Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) => {
-          if (Option.isSome(transaction)) return options.alone(item)
+          if (Option.isSome(transaction)) return inTransaction(item)
           if (writing) return grouped(item)
           writing = true
           return first(item)

@@ -48,6 +48,7 @@ import pg from "pg"
 import * as PgLiterals from "./PgLiterals.js"
 import * as Retry from "../Retry.js"
 import { observeAttempt } from "./ActivityTelemetry.js"
+import * as AsynchronousCommit from "./AsynchronousCommit.js"
 import * as GroupCommit from "./GroupCommit.js"
 import * as TablePrefix from "../TablePrefix.js"
 import * as RuntimeTables from "./RuntimeTables.js"
@@ -207,7 +208,16 @@ export const layer = (
         maxBytes: GROUP_MAX_BYTES,
         size: (row: ExitRow) => row.exit.length,
         key: rowKey,
+        // outside a transaction, each statement commits without waiting for the WAL flush: a plain
+        // step is at-least-once, and a lost exit only runs it again (`AsynchronousCommit`)
         alone: (row: ExitRow) =>
+          sql`INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
+            SELECT ${row.execution_id}, ${row.activity}, ${row.attempt}::integer, ${row.exit}::jsonb,
+              ${row.started_at}::timestamptz
+            FROM ${AsynchronousCommit.from(sql)}
+            ON CONFLICT (execution_id, activity, attempt) DO NOTHING
+            RETURNING 1`.pipe(Effect.map((inserted) => inserted.length > 0)),
+        inTransaction: (row: ExitRow) =>
           sql`INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
             VALUES (${row.execution_id}, ${row.activity}, ${row.attempt}, ${row.exit}::jsonb, ${row.started_at})
             ON CONFLICT (execution_id, activity, attempt) DO NOTHING
@@ -217,7 +227,7 @@ export const layer = (
             sql<Pick<ExitRow, "execution_id" | "activity" | "attempt">>`
               INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
               SELECT execution_id, activity, attempt, exit::jsonb, started_at
-              FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+              FROM ${AsynchronousCommit.from(sql)}, jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
                 AS r(execution_id text, activity text, attempt integer, exit text, started_at timestamptz)
               ON CONFLICT (execution_id, activity, attempt) DO NOTHING
               RETURNING execution_id, activity, attempt`,

@@ -14,6 +14,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import * as TablePrefix from "../TablePrefix.js"
+import * as AsynchronousCommit from "./AsynchronousCommit.js"
 import * as GroupCommit from "./GroupCommit.js"
 
 export const RunStatus = Schema.Literal("running", "suspended", "succeeded", "failed", "cancelled")
@@ -218,6 +219,15 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
               ${row.attempt}, ${version})
             ${runningConflict}
             RETURNING 1`.pipe(Effect.map((rows) => rows.length > 0))
+    // outside a transaction the status commits without waiting for the WAL flush: the next
+    // execution writes it again, and the run's outcome commits synchronously (`AsynchronousCommit`)
+    const runningAlone = (row: RunningRow) =>
+      sql`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt, started_by)
+            SELECT ${row.execution_id}, ${row.workflow}, 'running', ${row.payload}::jsonb, ${row.retry_of},
+              ${row.attempt}::integer, ${version}
+            FROM ${AsynchronousCommit.from(sql)}
+            ${runningConflict}
+            RETURNING 1`.pipe(Effect.map((rows) => rows.length > 0))
     // Executions starting together share one upsert (`GroupCommit`); an execution id twice (a row
     // updated twice in one statement is an error) goes on its own, after.
     const running = yield* GroupCommit.make({
@@ -226,12 +236,13 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
       maxBytes: 4 * 1024 * 1024,
       size: (row) => row.payload.length,
       key: (row) => row.execution_id,
-      alone: runningOne,
+      alone: runningAlone,
+      inTransaction: runningOne,
       write: (rows: ReadonlyArray<RunningRow>) =>
         Effect.map(
           sql<{ execution_id: string }>`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt, started_by)
             SELECT execution_id, workflow, 'running', payload::jsonb, retry_of, attempt, ${version}
-            FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+            FROM ${AsynchronousCommit.from(sql)}, jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
               AS r(execution_id text, workflow text, payload text, retry_of text, attempt integer)
             ${runningConflict}
             RETURNING execution_id`,
