@@ -12,13 +12,16 @@
  * It also registers the workflow in the `WorkflowRegistry` and records each
  * execution in the `RunStore`, when the app provides them (the runs HTTP API
  * does); without them it is a plain pre-provided `toLayer`. Each execution
- * first reads its ledger status: a run an operator cancelled ends at once,
- * whatever made the engine run it again.
+ * first writes (and so reads) its ledger status: a run an operator cancelled
+ * ends at once, whatever made the engine run it again. The first execution of
+ * a run this process started just now writes it beside its body instead: no
+ * operator can have cancelled a run whose ledger row does not exist yet.
  */
 import { Workflow, WorkflowEngine } from "@effect/workflow"
 import type { DurableDeferred } from "@effect/workflow"
-import { Cause, Context, Effect, Exit, Layer, Metric, Option, Schema } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Metric, Option, Schema } from "effect"
 import type { Scope } from "effect"
+import * as InlineActivities from "./internal/InlineActivities.js"
 import { RunOutcomes } from "./internal/RunOutcomes.js"
 import { type Outcome, RunStore } from "./internal/RunStore.js"
 import { WorkflowRegistry } from "./internal/WorkflowRegistry.js"
@@ -100,39 +103,48 @@ const tracked = <A, E, R>(
               }))
         })
       )) as Effect.Effect<A, E, R>
-    // the running write says whether the run is running now; only when it is not (finished or
-    // cancelled already) is the status read, so a plain execution costs no extra round trip
-    return Effect.flatMap(
-      record(Effect.flatMap(encodeJson(workflow.payloadSchema, payload), (p) =>
-        runs.running(workflow.name, executionId, p))),
-      (running) => Effect.onExit(running === true ? watched : unlessCancelled, (exit) =>
-        Exit.match(exit, {
-          onSuccess: (value) =>
-            record(Effect.flatMap(encodeJson(workflow.successSchema, value), (result) =>
-              finished({ status: "succeeded", result }))),
-          onFailure: (cause) =>
-            Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (instance) => {
-              if (Cause.isInterruptedOnly(cause)) {
-                // suspended (sleep, deferred) or shut down: it will resume later
-                return Option.isSome(instance) && instance.value.suspended
-                  ? record(runs.suspended(workflow.name, executionId, [...awaiting]))
-                  : Effect.void
-              }
-              // a workflow annotated SuspendOnFailure is suspended by the engine when it fails:
-              // an operator fixes the cause and resumes it (POST .../resume)
-              if (Context.get(workflow.annotations, Workflow.SuspendOnFailure)) {
-                return record(runs.suspended(workflow.name, executionId))
-              }
-              const error = Option.match(Cause.failureOption(cause), {
-                // no stack in the record: it is served by the runs API (the log has the cause, `observed`)
-                onNone: () => Effect.succeed({ defect: defectMessage(cause) }),
-                onSome: (e) => encodeJson(workflow.errorSchema, e)
-              })
-              return record(Effect.flatMap(error, (e) =>
-                finished({ status: "failed", error: e })))
+    const writeRunning = record(Effect.flatMap(encodeJson(workflow.payloadSchema, payload), (p) =>
+      runs.running(workflow.name, executionId, p)))
+    const afterwards = (exit: Exit.Exit<A, E>) =>
+      Exit.match(exit, {
+        onSuccess: (value) =>
+          record(Effect.flatMap(encodeJson(workflow.successSchema, value), (result) =>
+            finished({ status: "succeeded", result }))),
+        onFailure: (cause) =>
+          Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (instance) => {
+            if (Cause.isInterruptedOnly(cause)) {
+              // suspended (sleep, deferred) or shut down: it will resume later
+              return Option.isSome(instance) && instance.value.suspended
+                ? record(runs.suspended(workflow.name, executionId, [...awaiting]))
+                : Effect.void
+            }
+            // a workflow annotated SuspendOnFailure is suspended by the engine when it fails:
+            // an operator fixes the cause and resumes it (POST .../resume)
+            if (Context.get(workflow.annotations, Workflow.SuspendOnFailure)) {
+              return record(runs.suspended(workflow.name, executionId))
+            }
+            const error = Option.match(Cause.failureOption(cause), {
+              // no stack in the record: it is served by the runs API (the log has the cause, `observed`)
+              onNone: () => Effect.succeed({ defect: defectMessage(cause) }),
+              onSome: (e) => encodeJson(workflow.errorSchema, e)
             })
-        }))
-    )
+            return record(Effect.flatMap(error, (e) =>
+              finished({ status: "failed", error: e })))
+          })
+      })
+    return Effect.flatMap(Effect.serviceOption(WorkflowEngine.WorkflowInstance), (instance) => {
+      // The first execution of a run this process started just now: only its start message
+      // exists, so no operator can have cancelled or finished it, and its body does not wait
+      // for the running write (one round trip less before its first step). The writes after
+      // the body (suspended, the outcome) wait for it, so they land after it.
+      if (Option.isSome(instance) && InlineActivities.isFirstExecution(instance.value)) {
+        return Effect.flatMap(Effect.fork(writeRunning), (running) =>
+          Effect.onExit(watched, (exit) => Effect.zipRight(Fiber.await(running), afterwards(exit))))
+      }
+      // the running write says whether the run is running now; only when it is not (finished or
+      // cancelled already) is the status read, so a plain execution costs no extra round trip
+      return Effect.flatMap(writeRunning, (running) => Effect.onExit(running === true ? watched : unlessCancelled, afterwards))
+    })
   })
 
 /** A workflow's run metrics, tagged once (a tagged metric is a new key each time it is made). */

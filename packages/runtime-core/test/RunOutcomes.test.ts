@@ -3,13 +3,15 @@
  * reply to its start (`RunOutcomes`): one transaction, so the two never
  * disagree, and nothing is left filed in the process afterwards.
  */
+import { EntityId, Sharding } from "@effect/cluster"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
-import { Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
+import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { RunOutcomes } from "../src/internal/RunOutcomes.js"
 import { TestDatabase } from "../src/testing/index.js"
+import { eventually } from "./upstream/harness.js"
 
 const prefix = TablePrefix.unsafeMake("outc")
 
@@ -20,7 +22,16 @@ const Fails = Workflow.make({ name: "Fails", payload: { id: Schema.String }, err
 const Go = DurableDeferred.make("go")
 const Waits = Workflow.make({ name: "Waits", payload: { id: Schema.String }, success: Schema.String, idempotencyKey: (p) => p.id })
 
+/** Completed by the first step of `Stepped` when it runs. */
+const stepRan = Effect.runSync(Deferred.make<void>())
+const Stepped = Workflow.make({ name: "Stepped", payload: { id: Schema.String }, success: Schema.String, idempotencyKey: (p) => p.id })
+
 const Workflows = Layer.mergeAll(
+  WorkflowLayer.make(Stepped, {
+    dependencies: Layer.empty,
+    execute: ({ id }) =>
+      Effect.as(Activity.make({ name: "first", execute: Deferred.succeed(stepRan, undefined) }), `${id} stepped`)
+  }),
   WorkflowLayer.make(Succeeds, { dependencies: Layer.empty, execute: () => Effect.succeed(42) }),
   WorkflowLayer.make(Fails, { dependencies: Layer.empty, execute: () => Effect.fail(new Refused({ reason: "no" })) }),
   WorkflowLayer.make(Waits, {
@@ -65,6 +76,38 @@ describe("RunOutcomes", () => {
         // nothing stays filed in the process
         expect(Option.getOrThrow(yield* Effect.serviceOption(RunOutcomes)).size).toEqual({ requests: 0, pending: 0 })
       }))
+
+    it.effect("a run started here runs its first step without waiting for the ledger's running write; its outcome lands after it", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const executionId = yield* Stepped.executionId({ id: "b" })
+        // a start is handed over at once (and known as started here) once the runner holds the shard
+        const sharding = Option.getOrThrow(yield* Effect.serviceOption(Sharding.Sharding))
+        const shard = sharding.getShardId(EntityId.make(executionId), "default")
+        yield* eventually(Effect.sync(() => sharding.hasShardId(shard)), "the runner holds the run's shard")
+        // another transaction inserts the run's ledger row and keeps it uncommitted: the run's own
+        // running write (an upsert of that row) waits for it
+        const blocker = yield* sql.reserve
+        yield* blocker.executeUnprepared("BEGIN", [], undefined)
+        yield* blocker.executeUnprepared(
+          `INSERT INTO outc_runs (execution_id, workflow, status) VALUES ('${executionId}', 'Stepped', 'running')`,
+          [],
+          undefined
+        )
+        const run = yield* Effect.fork(Stepped.execute({ id: "b" }))
+        // the first step runs meanwhile (a liveness limit: it never would if the body waited)
+        yield* Deferred.await(stepRan).pipe(
+          Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => "the first step waited for the running write" })
+        )
+        expect(yield* sql`SELECT status FROM outc_runs WHERE execution_id = ${executionId}`).toEqual([])
+        yield* blocker.executeUnprepared("ROLLBACK", [], undefined)
+        expect(yield* Fiber.join(run)).toBe("b stepped")
+        // the outcome was written after the running write, in the reply's transaction
+        const rows = yield* ledgerAndReply("Stepped", executionId)
+        expect(rows).toHaveLength(1)
+        expect(rows[0]).toMatchObject({ status: "succeeded", result: "b stepped" })
+        expect(rows[0]!.ledger_tx).toBe(rows[0]!.reply_tx)
+      }).pipe(Effect.scoped))
 
     it.effect("a run that suspended and resumed: its final status commits with its final reply", () =>
       Effect.gen(function*() {

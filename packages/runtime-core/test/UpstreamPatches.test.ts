@@ -96,6 +96,34 @@ describe("patches/@effect__workflow@0.19.1.patch", () => {
       expect(yield* Fiber.join(fiber)).toBe(2)
       expect(provided).toEqual([false, true])
     }))
+
+  it.effect("a workflow's execution id is the same SHA-256 digest, computed without crypto.subtle (no thread-pool hop)", () =>
+    Effect.gen(function*() {
+      const Keyed = Workflow.make({ name: "Keyed", payload: { key: Schema.String }, idempotencyKey: ({ key }) => key })
+      const subtle = globalThis.crypto.subtle
+      const digest = subtle.digest.bind(subtle)
+      let calls = 0
+      const counting = Object.assign(Object.create(subtle) as SubtleCrypto, {
+        digest: (...args: Parameters<SubtleCrypto["digest"]>) => {
+          calls++
+          return digest(...args)
+        }
+      })
+      Object.defineProperty(globalThis.crypto, "subtle", { value: counting, configurable: true })
+      try {
+        // ASCII, non-ASCII and a lone surrogate (encoded as U+FFFD by both)
+        for (const key of ["k-1", "ünïcødé ✓", "half \ud800 pair"]) {
+          const expected = Buffer.from(yield* Effect.promise(() =>
+            digest("SHA-256", new TextEncoder().encode(`Keyed-${key}`))
+          )).subarray(0, 16).toString("hex")
+          calls = 0
+          expect(yield* Keyed.executionId({ key })).toBe(expected)
+          expect(calls).toBe(0)
+        }
+      } finally {
+        Object.defineProperty(globalThis.crypto, "subtle", { value: subtle, configurable: true })
+      }
+    }))
 })
 
 const Once = Workflow.make({ name: "Once", payload: { id: Schema.String }, idempotencyKey: ({ id }) => id })

@@ -121,6 +121,18 @@ export class Recording extends Context.Tag("@duraflow/runtime-core/InlineActivit
   recorded: boolean
 }>() {}
 
+/**
+ * Executions that are the first of a run this process started just now (see
+ * `firstExecution` below): nothing of the run exists in the database but its
+ * start message, so its ledger row cannot have been cancelled or finished
+ * (`WorkflowLayer` then writes `running` beside the body instead of before it).
+ */
+const firstExecutions = new WeakSet<WorkflowEngine.WorkflowInstance["Type"]>()
+
+/** Whether `instance` is the first execution of a run this process started just now. */
+export const isFirstExecution = (instance: WorkflowEngine.WorkflowInstance["Type"]): boolean =>
+  firstExecutions.has(instance)
+
 /** Wraps the engine in context: `activityExecute` runs inline and records the exit. */
 export const layer = (
   prefix: TablePrefix.TablePrefix,
@@ -260,6 +272,7 @@ export const layer = (
                   const none = Deferred.unsafeMake<Recorded | undefined>(FiberId.none)
                   Deferred.unsafeDone(none, Effect.succeed({ exits: new Map(), ran: new Set() }))
                   executions.set(instance, none)
+                  firstExecutions.add(instance)
                   return Effect.void
                 }
                 return Effect.forkDaemon(Effect.catchAllCause(recordedFor(instance, Effect.orDie), () => Effect.void))
