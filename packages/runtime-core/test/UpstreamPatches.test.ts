@@ -103,10 +103,11 @@ describe("patches/@effect__workflow@0.19.1.patch", () => {
       const subtle = globalThis.crypto.subtle
       const digest = subtle.digest.bind(subtle)
       let calls = 0
-      const counting = Object.assign(Object.create(subtle) as SubtleCrypto, {
-        digest: (...args: Parameters<SubtleCrypto["digest"]>) => {
+      type Subtle = typeof subtle
+      const counting = Object.assign(Object.create(subtle) as Subtle, {
+        digest: (algorithm: Parameters<Subtle["digest"]>[0], data: Parameters<Subtle["digest"]>[1]) => {
           calls++
-          return digest(...args)
+          return digest(algorithm, data)
         }
       })
       Object.defineProperty(globalThis.crypto, "subtle", { value: counting, configurable: true })
