@@ -1,6 +1,6 @@
 /**
  * The benchmark's parent: per rep, one cell per system (ceiling, then A B C D,
- * interleaved), each on a fresh database `bench_<system>_<pid>_<rep>` and in its
+ * interleaved, the order rotated by one each rep), each on a fresh database `bench_<system>_<pid>_<rep>` and in its
  * own child process (`worker.ts`, compiled: `CellBuild`); commits per workflow from
  * `pg_stat_database.xact_commit` of that database; a progress line per cell and
  * the markdown table at the end.
@@ -132,6 +132,16 @@ export const progressLine = (m: Measured, reps: number, ceiling: number | undefi
       `  peak RSS ${m.peakRssMb.toFixed(0)} MB  CPU ${m.cpuMsPerWorkflow.toFixed(2)} ms/wf` +
       `  commits ${m.commitsPerWorkflow.toFixed(1)}/wf  rows ok`
 
+/**
+ * The systems in rep `rep`'s order (1-based): rotated by one each rep (A B C D, then
+ * B C D A, ...), so that a machine speeding up or slowing down during a rep (this
+ * shared VM does, by 2x within an hour) does not always favor the same system.
+ */
+export const orderOf = <S>(systems: ReadonlyArray<S>, rep: number): ReadonlyArray<S> => {
+  const shift = systems.length === 0 ? 0 : (rep - 1) % systems.length
+  return [...systems.slice(shift), ...systems.slice(0, shift)]
+}
+
 export const run = async (options: Options, print: (line: string) => void): Promise<ReadonlyArray<Measured>> => {
   const built = await CellBuild.build()
   const admin = new pg.Client({ connectionString: options.databaseUrl })
@@ -142,7 +152,7 @@ export const run = async (options: Options, print: (line: string) => void): Prom
       const ceiling = await runCell(built.worker, admin, options, "ceiling", rep)
       results.push(ceiling)
       print(progressLine(ceiling, options.reps, undefined))
-      for (const system of options.systems) {
+      for (const system of orderOf(options.systems, rep)) {
         const m = await runCell(built.worker, admin, options, system, rep)
         results.push(m)
         print(progressLine(m, options.reps, ceiling.throughput))

@@ -10,6 +10,18 @@ import * as Bench from "../src/Bench.js"
 const adminUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 
 describe("Bench", () => {
+  it("rotates the systems' order by one each rep", () => {
+    const systems = ["durable", "durable-tx", "memory", "dbos"] as const
+    expect([1, 2, 3, 4, 5].map((rep) => Bench.orderOf(systems, rep).join(" "))).toEqual([
+      "durable durable-tx memory dbos",
+      "durable-tx memory dbos durable",
+      "memory dbos durable durable-tx",
+      "dbos durable durable-tx memory",
+      "durable durable-tx memory dbos"
+    ])
+    expect(Bench.orderOf(["dbos"], 2)).toEqual(["dbos"])
+  })
+
   it("runs each system's cell as compiled JavaScript, checks its rows and drops its databases", async () => {
     const lines: Array<string> = []
     const results = await Bench.run({
