@@ -10,12 +10,13 @@
  * any first call other than `execute`/`executeUnprepared` (raw, values,
  * stream), is preceded by `BEGIN` on its own, as before. Until something is
  * sent, nothing is begun: `begun` tells the caller whether to COMMIT or
- * ROLLBACK at all. The first statement holds a lock until it is answered, so
- * statements the body runs concurrently all come after `BEGIN`.
+ * ROLLBACK at all. Statements the body sends while the first one is in flight
+ * wait until it is answered, so they all come after `BEGIN` (a latch, not a
+ * semaphore: the first statement itself waits for nothing).
  */
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect, Stream } from "effect"
+import { Deferred, Effect, Exit, FiberId, Stream } from "effect"
 import * as PgLiterals from "./PgLiterals.js"
 
 export interface Transaction {
@@ -29,17 +30,21 @@ type TransformRows = Parameters<Connection["execute"]>[2]
 
 export const make = (conn: Connection): Transaction => {
   let begun = false
-  const lock = Effect.unsafeMakeSemaphore(1)
+  // while the first statement (with BEGIN) is in flight: statements sent meanwhile wait for it
+  let first: Deferred.Deferred<void> | undefined
 
   /** `then`, after BEGIN: `merged` (BEGIN with the statement) if it is the first and can be merged. */
   const opening = <A>(merged: () => Effect.Effect<A, SqlError> | undefined, then: Effect.Effect<A, SqlError>) =>
-    Effect.suspend(() =>
-      begun ? then : lock.withPermits(1)(Effect.suspend(() => {
-        if (begun) return then
-        begun = true
-        return merged() ?? Effect.zipRight(conn.executeUnprepared("BEGIN", [], undefined), then)
-      }))
-    )
+    Effect.suspend(() => {
+      if (begun) return first === undefined ? then : Effect.zipRight(Deferred.await(first), then)
+      begun = true
+      const opened = Deferred.unsafeMake<void>(FiberId.none)
+      first = opened
+      return Effect.onExit(merged() ?? Effect.zipRight(conn.executeUnprepared("BEGIN", [], undefined), then), () => {
+        first = undefined
+        return Deferred.done(opened, Exit.void)
+      })
+    })
 
   const mergedExecute = (sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) => () => {
     const inlined = PgLiterals.inline(sql, params)
