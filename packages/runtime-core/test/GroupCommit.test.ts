@@ -6,6 +6,7 @@ import * as RunStore from "../src/internal/RunStore.js"
 import { Database, TablePrefix } from "../src/index.js"
 import * as RuntimeTables from "../src/internal/RuntimeTables.js"
 import { TestDatabase } from "../src/testing/index.js"
+import { noteCommitModes } from "./fixtures/commit-modes.js"
 
 /** A writer whose statements are recorded (`n` alone, `[n, m]` grouped) and, while `gate` is set, wait for it. */
 const recordingWith = (limits: { readonly maxBatch: number; readonly maxBytes?: number }) => Effect.gen(function*() {
@@ -189,15 +190,7 @@ describe("grouped writes on Postgres", () => {
         const store = yield* RunStore.make(prefix, "v1")
         const sql = yield* SqlClient.SqlClient
         // each write of a ledger row notes the commit mode of its transaction
-        yield* sql`CREATE TABLE commit_modes (execution_id text, status text, mode text)`
-        yield* sql.unsafe(`CREATE FUNCTION note_mode() RETURNS trigger LANGUAGE plpgsql AS $$
-          BEGIN
-            INSERT INTO commit_modes VALUES (NEW.execution_id, NEW.status, current_setting('synchronous_commit'));
-            RETURN NEW;
-          END $$`)
-        yield* sql`CREATE TRIGGER note_mode AFTER INSERT OR UPDATE ON grouped_runs FOR EACH ROW EXECUTE FUNCTION note_mode()`
-        const modes = sql<{ execution_id: string; status: string; mode: string }>`
-          SELECT execution_id, status, mode FROM commit_modes ORDER BY execution_id, status`
+        const modes = yield* noteCommitModes("grouped_runs", ["execution_id", "status"])
         const setting = Effect.map(sql<{ mode: string }>`SELECT current_setting('synchronous_commit') AS mode`, (rows) => rows[0]!.mode)
 
         // alone, then several at once (grouped behind the first)

@@ -11,6 +11,7 @@ import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/wor
 import { Context, Effect, Either, Exit, Fiber, Layer, Ref, Schema } from "effect"
 import { Migrations, TablePrefix, TransactionalActivity, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
+import { noteCommitModes } from "./fixtures/commit-modes.js"
 import { recordingClient } from "./fixtures/recording-client.js"
 import { eventually } from "./upstream/harness.js"
 
@@ -228,18 +229,10 @@ describe("InlineActivities", () => {
 
     it.effect("a plain step's exit commits without waiting for the WAL flush; a transactional one's with its writes, synchronously", () =>
       Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
         // each exit row notes the commit mode of the transaction that wrote it
-        yield* sql`CREATE TABLE inl_commit_modes (execution_id text, activity text, mode text)`
-        yield* sql.unsafe(`CREATE FUNCTION inl_note_mode() RETURNS trigger LANGUAGE plpgsql AS $$
-          BEGIN
-            INSERT INTO inl_commit_modes VALUES (NEW.execution_id, NEW.activity, current_setting('synchronous_commit'));
-            RETURN NEW;
-          END $$`)
-        yield* sql`CREATE TRIGGER inl_note_mode AFTER INSERT ON inl_activity_exits FOR EACH ROW EXECUTE FUNCTION inl_note_mode()`
+        const notes = yield* noteCommitModes("inl_activity_exits", ["execution_id", "activity"])
         const modeOf = (executionId: string) =>
-          Effect.map(sql<{ activity: string; mode: string }>`SELECT activity, mode FROM inl_commit_modes
-            WHERE execution_id = ${executionId}`, (rows) => rows.map((r) => `${r.activity}: ${r.mode}`))
+          Effect.map(notes, (rows) => rows.filter((r) => r.execution_id === executionId).map((r) => `${r.activity}: ${r.mode}`))
 
         expect(yield* Echo.execute({ id: "mode", text: "x" })).toBe("x")
         expect(yield* modeOf(yield* Echo.executionId({ id: "mode", text: "x" }))).toEqual(["echo: off"])
