@@ -6,9 +6,13 @@
  * Once running, `pg.Pool` replaces broken connections on the next query and the
  * cluster's storage loops retry failed reads, so a lost connection heals by itself.
  */
+import { Reactivity } from "@effect/experimental"
+import { SqlClient } from "@effect/sql"
+import { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
-import type { SqlClient } from "@effect/sql"
-import { Config, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schedule, type Scope } from "effect"
+import pg from "pg"
+import * as PgPool from "./internal/PgPool.js"
 import * as Retry from "./Retry.js"
 import { DatabaseUnavailable, InvalidRuntimeConfig } from "./RuntimeError.js"
 
@@ -63,6 +67,62 @@ export const urlOf = (client: PgClient.PgClient): string =>
       encodeURIComponent(client.config.password ? Redacted.value(client.config.password) : "")
     }@${client.config.host ?? "localhost"}:${client.config.port ?? 5432}/${client.config.database ?? ""}`
 
+/**
+ * A `pg.Pool` as `PgClient.make` builds one (errors of idle connections
+ * listened to, not thrown), once `SELECT 1` answered within `connectTimeout`;
+ * ended with its scope.
+ */
+const pool = (options: {
+  readonly url: Redacted.Redacted<string>
+  readonly applicationName?: string | undefined
+  readonly maxConnections: number
+  readonly connectTimeout: Duration.Duration
+}): Effect.Effect<pg.Pool, SqlError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const created = new pg.Pool({
+        connectionString: Redacted.value(options.url),
+        connectionTimeoutMillis: Duration.toMillis(options.connectTimeout),
+        max: options.maxConnections,
+        application_name: options.applicationName ?? "@effect/sql-pg"
+      })
+      created.on("error", () => undefined)
+      return created
+    }),
+    (created) => Effect.promise(() => created.end()).pipe(Effect.interruptible, Effect.timeoutOption(1000))
+  ).pipe(
+    Effect.tap((created) =>
+      Effect.tryPromise({
+        try: () => created.query("SELECT 1"),
+        catch: (cause) => new SqlError({ cause, message: "PgClient: Failed to connect" })
+      }).pipe(
+        Effect.timeoutFail({
+          duration: options.connectTimeout,
+          onTimeout: () => new SqlError({ cause: new Error("Connection timed out"), message: "PgClient: Connection timed out" })
+        })
+      )
+    )
+  )
+
+/**
+ * A `PgClient` (and `SqlClient`) on a pool this process owns
+ * (`PgClient.fromPool`), known to the runtime by client (`PgPool`):
+ * transactional steps take their connections from it directly.
+ */
+export const layerFromPool = (
+  acquire: Effect.Effect<pg.Pool, SqlError, Scope.Scope>
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    const owned = yield* acquire
+    const client = yield* PgClient.fromPool({ acquire: Effect.succeed(owned) })
+    PgPool.register(client, owned)
+    return Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
+  })).pipe(Layer.provide(Reactivity.layer))
+
+/** The most connections `sql`'s pool opens (its configured maximum, else pg's default of 10). */
+export const maxConnections = (sql: object): number =>
+  PgPool.of(sql)?.options.max ?? (sql as Partial<PgClient.PgClient>).config?.maxConnections ?? 10
+
 /** A `PgClient` (and `SqlClient`) for the given URL; fails with `DatabaseUnavailable`. */
 export const layer = (
   options: Options
@@ -70,12 +130,12 @@ export const layer = (
   Layer.unwrapEffect(Effect.gen(function*() {
     const target = yield* parseUrl(Redacted.value(options.url))
     const timeout = Duration.decode(options.connectTimeout ?? "5 seconds")
-    const client = PgClient.layer({
+    const client = layerFromPool(pool({
       url: options.url,
       applicationName: options.applicationName,
       maxConnections: options.maxConnections ?? 10,
       connectTimeout: Duration.min(timeout, Duration.seconds(5))
-    })
+    }))
     return client.pipe(
       Layer.retry(
         Retry.connect(timeout).pipe(

@@ -63,13 +63,15 @@ export const connect = (timeout: Duration.DurationInput) => backoff({ first: "10
 export const retrying = <E, O>(options: {
   readonly schedule: Schedule.Schedule<O, NoInfer<E>>
   readonly while?: ((error: E) => boolean) | undefined
+  /** Once the schedule gives up, the error that was retried is a defect (other errors still fail). */
+  readonly orDie?: boolean | undefined
 }) =>
 <A, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.catchAll(effect, (error) => {
     if (options.while !== undefined && !options.while(error)) return Effect.fail(error)
     // the failure just seen is the schedule's first input: replayed, not run again
     let replay = true
-    return Effect.retry(
+    const retried = Effect.retry(
       Effect.suspend(() => {
         if (!replay) return effect
         replay = false
@@ -77,6 +79,7 @@ export const retrying = <E, O>(options: {
       }),
       options.while === undefined ? { schedule: options.schedule } : { schedule: options.schedule, while: options.while }
     )
+    return options.orDie === true ? Effect.catchIf(retried, options.while ?? (() => true), Effect.die) : retried
   })
 
 /** `retrying` on the whole cause (as `Effect.sandbox`, `Effect.retry`, `Effect.unsandbox`): for retries decided by what a cause holds. */

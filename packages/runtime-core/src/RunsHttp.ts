@@ -19,11 +19,11 @@ import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import type * as HttpApi from "@effect/platform/HttpApi"
 import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import { SqlClient } from "@effect/sql"
-import type { PgClient } from "@effect/sql-pg"
 import { WorkflowEngine } from "@effect/workflow"
 import type { DurableDeferred, Workflow } from "@effect/workflow"
 import { Cause, Config, Context, Duration, Effect, Exit, Layer, Option, ParseResult, Redacted, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
+import * as Database from "./Database.js"
 import * as Permits from "./internal/Permits.js"
 import * as Readiness from "./internal/Readiness.js"
 import type * as RequestGuard from "./RequestGuard.js"
@@ -231,7 +231,7 @@ const makeStart = Effect.gen(function*() {
   // connections to the rest of the app; more wait for a turn (within their deadline).
   const poolSize = Option.match(maybeSql, {
     onNone: () => 2,
-    onSome: (sql) => (sql as unknown as Partial<PgClient.PgClient>).config?.maxConnections ?? 10
+    onSome: Database.maxConnections
   })
   // a burst of starts waits here: `Permits`, FIFO at O(1) per turn (Effect's semaphore is O(n²) in waiters)
   const turns = yield* Permits.make(Math.max(1, poolSize - 2))

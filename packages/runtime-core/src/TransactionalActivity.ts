@@ -19,11 +19,14 @@
  * e-mails) are not covered and belong in plain activities.
  */
 import { SqlClient } from "@effect/sql"
+import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, WorkflowEngine } from "@effect/workflow"
 import { Context, Effect, Exit, Layer, Option, Schema, Scope } from "effect"
 import * as BeginWithFirstStatement from "./internal/BeginWithFirstStatement.js"
 import * as InlineActivities from "./internal/InlineActivities.js"
+import * as PgPool from "./internal/PgPool.js"
+import * as PoolConnection from "./internal/PoolConnection.js"
 import * as Retry from "./Retry.js"
 import * as TablePrefix from "./TablePrefix.js"
 
@@ -90,29 +93,30 @@ export const make = <
     name: options.name,
     success: options.success,
     error: options.error,
-    execute: Effect.gen(function*() {
-      const recording = yield* Effect.serviceOption(InlineActivities.Recording)
+    execute: Effect.contextWithEffect((context: Context.Context<SqlClient.SqlClient>) => {
+      const recording = Context.getOption(context, InlineActivities.Recording)
       if (Option.isSome(recording)) {
-        return yield* withExitRow(recording.value, options)
+        return withExitRow(Context.get(context, SqlClient.SqlClient), recording.value, options)
       }
-      // provided by AppRuntime to every workflow; checked here rather than in the type so that
-      // domains declare only their own dependencies
-      const ledger = yield* Effect.serviceOption(ActivityLedger).pipe(
-        Effect.flatMap(Effect.orElse(() =>
-          Effect.dieMessage(`TransactionalActivity "${options.name}" needs an ActivityLedger: run the workflow on AppRuntime`)
-        ))
-      )
-      const instance = yield* WorkflowEngine.WorkflowInstance
-      const attempt = yield* Activity.CurrentAttempt
-      return yield* ledger.once(
-        { executionId: instance.executionId, activity: options.name, attempt },
-        (options.success ?? Schema.Void) as Schema.Schema<Success["Type"], any, never>,
-        options.execute
-      ).pipe(
-        // the transaction rolled back as a whole: run it again from the start
-        Retry.retrying({ schedule: Retry.transaction, while: isSqlError }),
-        Effect.catchIf(isSqlError, Effect.die)
-      )
+      return Effect.gen(function*() {
+        // provided by AppRuntime to every workflow; checked here rather than in the type so that
+        // domains declare only their own dependencies
+        const ledger = yield* Effect.serviceOption(ActivityLedger).pipe(
+          Effect.flatMap(Effect.orElse(() =>
+            Effect.dieMessage(`TransactionalActivity "${options.name}" needs an ActivityLedger: run the workflow on AppRuntime`)
+          ))
+        )
+        const instance = yield* WorkflowEngine.WorkflowInstance
+        const attempt = yield* Activity.CurrentAttempt
+        return yield* ledger.once(
+          { executionId: instance.executionId, activity: options.name, attempt },
+          (options.success ?? Schema.Void) as Schema.Schema<Success["Type"], any, never>,
+          options.execute
+        ).pipe(
+          // the transaction rolled back as a whole: run it again from the start
+          Retry.retrying({ schedule: Retry.transaction, while: isSqlError, orDie: true })
+        )
+      })
     }) as Effect.Effect<Success["Type"], Error["Type"], R | WorkflowEngine.WorkflowInstance>
   })
 
@@ -122,8 +126,11 @@ export const make = <
  * The engine looked for a recorded exit just before; a retried transaction
  * (a database error, or a concurrent execution that committed first: the
  * primary key) looks again, inside the transaction, and returns what it finds.
+ * Written with few combinators: every step of every transactional run goes
+ * through here (`pnpm bench`: the transactional/plain ratio).
  */
 const withExitRow = <R, A, E>(
+  sql: SqlClient.SqlClient,
   recording: InlineActivities.Recording["Type"],
   options: {
     readonly success?: Schema.Schema.All | undefined
@@ -132,29 +139,29 @@ const withExitRow = <R, A, E>(
   }
 ): Effect.Effect<A, E, R> => {
   const exitSchema = InlineActivities.exitSchema(options.success ?? Schema.Void, options.error ?? Schema.Never)
+  const encodeExit = (value: A) => InlineActivities.encodeExit(exitSchema, Exit.succeed(value))
   let tries = 0
-  const once = Effect.gen(function*() {
-    if (tries++ > 0) {
-      const found = yield* recording.lookup
-      if (found !== undefined) {
-        recording.recorded = true
-        const exit: Exit.Exit<A, E> = yield* Effect.orDie(Schema.decodeUnknown(exitSchema)(found.exit))
-        return { value: yield* exit, exit: undefined }
-      }
-    }
-    const value = yield* options.execute
-    return { value, exit: yield* Effect.orDie(Schema.encode(exitSchema)(Exit.succeed(value))) }
+  // the value and the exit row's SQL text (undefined: recorded already, by another execution)
+  const once: Effect.Effect<readonly [A, string | undefined], E | SqlError, R> = Effect.suspend(() => {
+    if (tries++ === 0) return Effect.flatMap(options.execute, encodeWith)
+    return Effect.flatMap(recording.lookup, (found) =>
+      found === undefined
+        ? Effect.flatMap(options.execute, encodeWith)
+        : Effect.flatMap(
+          Effect.orDie(Schema.decodeUnknown(exitSchema)(found.exit)) as Effect.Effect<Exit.Exit<A, E>>,
+          (exit) => Effect.map(exit, (value): readonly [A, string | undefined] => [value, undefined])
+        ))
   })
-  return Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    committingWith(sql, once, ({ exit }) => exit === undefined ? undefined : recording.insertSql(exit))).pipe(
-    Effect.map(({ value }) => {
+  const encodeWith = (value: A) =>
+    Effect.map(encodeExit(value), (encoded): readonly [A, string | undefined] => [value, recording.insertSql(encoded)])
+  return committingWith(sql, once, ([, insert]) => insert).pipe(
+    Effect.map(([value]) => {
+      // committed, or found committed: the engine writes no exit row of its own
       recording.recorded = true
       return value
     }),
     // a failed COMMIT may have landed: only the exit row says so, and the next try reads it
-    Effect.tapError(() => Effect.sync(() => (recording.recorded = false))),
-    Retry.retrying({ schedule: Retry.transaction, while: isSqlError }),
-    Effect.catchIf(isSqlError, Effect.die)
+    Retry.retrying({ schedule: Retry.transaction, while: isSqlError, orDie: true })
   ) as Effect.Effect<A, E, R>
 }
 
@@ -171,35 +178,79 @@ const withExitRow = <R, A, E>(
  * is rolled back. Failures of BEGIN, `last`, COMMIT and ROLLBACK are
  * `SqlError`s: the caller retries, and a retry first looks for the exit row,
  * which says whether a COMMIT whose answer was lost landed.
+ *
+ * Only the body is interruptible. The connection is taken and given back, and
+ * the transaction ended, uninterruptibly, as `Effect.acquireUseRelease` would,
+ * written out here with one handler for both outcomes. The connection comes
+ * from the pool itself when `Database` built `sql` (`PoolConnection`: taken by
+ * the first statement, no `Scope`), else from `sql.reserve`.
  */
 const committingWith = <A, E, R>(
   sql: SqlClient.SqlClient,
   body: Effect.Effect<A, E, R>,
   last: (a: A) => string | undefined
 ): Effect.Effect<A, E | SqlError, R> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.acquireUseRelease(
-      Scope.make(),
-      (scope) =>
-        Effect.flatMap(Scope.extend(sql.reserve, scope), (conn) => {
-          const transaction = BeginWithFirstStatement.make(conn)
-          return restore(Effect.provideService(body, SqlClient.TransactionConnection, [transaction.connection, 0] as const))
-            .pipe(
-              Effect.tap((a) => {
-                const statement = last(a)
-                if (!transaction.begun()) {
-                  return statement === undefined ? Effect.void : conn.executeUnprepared(statement, [], undefined)
-                }
-                return conn.executeUnprepared(statement === undefined ? "COMMIT" : `${statement};\nCOMMIT`, [], undefined)
-              }),
-              Effect.tapErrorCause(() =>
-                transaction.begun() ? Effect.ignore(conn.executeUnprepared("ROLLBACK", [], undefined)) : Effect.void
-              )
-            )
-        }),
-      (scope, exit) => Scope.close(scope, exit)
-    )
+  Effect.uninterruptibleMask((restore) => {
+    const pool = PgPool.of(sql)
+    if (pool !== undefined) {
+      // (this function runs at each execution: one connection per try)
+      const held = PoolConnection.make(pool)
+      return inTransaction(
+        held.connection,
+        held.taken,
+        restore,
+        body,
+        last,
+        (_exit, broken) => Effect.sync(() => held.release(broken))
+      )
+    }
+    return Effect.flatMap(Scope.make(), (scope) =>
+      Effect.flatMap(
+        Scope.extend(sql.reserve, scope),
+        (conn) => inTransaction(conn, () => true, restore, body, last, (exit) => Scope.close(scope, exit))
+      ))
+  })
+
+/**
+ * The body on `conn` (BEGIN with its first statement), then `last` with
+ * COMMIT, or ROLLBACK; then `release`, `broken` when a ROLLBACK failed (the
+ * session's state is unknown: a pool connection is then not reused).
+ */
+const inTransaction = <A, E, R>(
+  conn: Connection,
+  taken: () => boolean,
+  restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
+  body: Effect.Effect<A, E, R>,
+  last: (a: A) => string | undefined,
+  release: (exit: Exit.Exit<unknown, unknown>, broken: boolean) => Effect.Effect<void>
+): Effect.Effect<A, E | SqlError, R> => {
+  const transaction = BeginWithFirstStatement.make(conn)
+  const ending = (a: A) => {
+    const statement = last(a)
+    const text = transaction.begun()
+      ? statement === undefined ? "COMMIT" : `${statement};\nCOMMIT`
+      : statement
+    return text === undefined ? Effect.succeed(a) : Effect.as(conn.executeUnprepared(text, [], undefined), a)
+  }
+  return Effect.matchCauseEffect(
+    Effect.flatMap(
+      restore(Effect.provideService(body, SqlClient.TransactionConnection, [transaction.connection, 0] as const)),
+      ending
+    ),
+    {
+      onFailure: (cause) => {
+        const failure = Exit.failCause(cause)
+        const released = (broken: boolean) => Effect.zipRight(release(failure, broken), failure)
+        if (!transaction.begun() || !taken()) return released(false)
+        return Effect.matchEffect(conn.executeUnprepared("ROLLBACK", [], undefined), {
+          onFailure: () => released(true),
+          onSuccess: () => released(false)
+        })
+      },
+      onSuccess: (a) => Effect.as(release(Exit.void, false), a)
+    }
   )
+}
 
 /**
  * A ledger in process memory, for a runtime with no database

@@ -10,10 +10,9 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, Effect, Either, Exit, Fiber, Layer, Ref, Schema } from "effect"
 import { Migrations, TablePrefix, TransactionalActivity, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
-import { TestDatabase } from "../src/testing/index.js"
+import { Eventually, TestDatabase } from "../src/testing/index.js"
 import { noteCommitModes } from "./fixtures/commit-modes.js"
 import { recordingClient } from "./fixtures/recording-client.js"
-import { eventually } from "./upstream/harness.js"
 
 const prefix = TablePrefix.unsafeMake("inl")
 
@@ -301,7 +300,7 @@ describe("InlineActivities: the first execution of a run started here", () => {
         // start-up, it is not: the storage read delivers it then, and it reads as any other)
         const sharding = yield* Sharding.Sharding
         const shard = sharding.getShardId(EntityId.make(yield* Replayed.executionId({ id: "first", fail: false })), "default")
-        yield* eventually(Effect.sync(() => sharding.hasShardId(shard)), "the runner holds the run's shard")
+        yield* Eventually.until(Effect.sync(() => sharding.hasShardId(shard)), "the runner holds the run's shard")
         const { fiber, signal } = yield* suspendedOnGo(Replayed, { id: "first", fail: false })
         // the first execution ran its step without reading: it was started here just now
         expect(reads()).toBe(0)

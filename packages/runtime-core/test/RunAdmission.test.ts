@@ -12,7 +12,7 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import { DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, Effect, Exit, Fiber, Layer, Metric, Option, Schema } from "effect"
 import { TablePrefix, Telemetry, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
-import { TestDatabase } from "../src/testing/index.js"
+import { Eventually, TestDatabase } from "../src/testing/index.js"
 import { PARENT_KEY } from "../src/internal/EngineStorage.js"
 import * as RunAdmission from "../src/internal/RunAdmission.js"
 
@@ -72,11 +72,6 @@ const waitingInStorage = (workflow: string) =>
       Effect.map((rows) => rows[0]!.n)
     )
 
-const until = (condition: Effect.Effect<boolean, any, any>) =>
-  Effect.gen(function*() {
-    while (!(yield* condition)) yield* Effect.sleep("50 millis")
-  })
-
 describe("RunAdmission", () => {
   layer(runtime(false).pipe(Layer.provideMerge(TestDatabase.layer("run_admission"))), {
     timeout: 60_000,
@@ -90,12 +85,12 @@ describe("RunAdmission", () => {
           (id) => Effect.fork(Blocking.execute({ id })),
           { concurrency: "unbounded" }
         )
-        yield* until(Effect.map(waitingInStorage("Blocking"), (n) => n === 5 && bodies.current === limit))
+        yield* Eventually.until(Effect.map(waitingInStorage("Blocking"), (n) => n === 5 && bodies.current === limit), "five runs wait in storage while the limit runs")
         // give the runner time to start more if it would (it must not)
         yield* Effect.sleep("500 millis")
         expect(bodies.started).toBe(limit)
         // operators see the held runs
-        yield* until(Effect.map(Metric.value(Telemetry.Metrics.runsWaiting), (g) => g.value === 3))
+        yield* Eventually.until(Effect.map(Metric.value(Telemetry.Metrics.runsWaiting), (g) => g.value === 3), "the waiting gauge shows 3")
         yield* bodies.release.open
         yield* Effect.forEach(fibers, Fiber.join)
         expect(bodies.started).toBe(5)
@@ -111,7 +106,7 @@ describe("RunAdmission", () => {
         const waiting = yield* Effect.forEach(["w1", "w2"], (id) => Effect.fork(Waiting.execute({ id })))
         for (const id of ["w1", "w2"]) {
           const executionId = yield* Waiting.executionId({ id })
-          yield* until(Effect.map(engine.poll(Waiting, executionId), (r) => r?._tag === "Suspended"))
+          yield* Eventually.until(Effect.map(engine.poll(Waiting, executionId), (r) => r?._tag === "Suspended"), "the run suspended")
         }
         // two parents fill both slots, each waits for its child
         const results = yield* Effect.all([Parent.execute({ id: "p1" }), Parent.execute({ id: "p2" })], {
@@ -134,7 +129,7 @@ describe("RunAdmission", () => {
         yield* Effect.gen(function*() {
           const bodies = yield* Bodies
           yield* Effect.forEach(ids, (id) => Blocking.execute({ id }, { discard: true }))
-          yield* until(Effect.sync(() => bodies.current === limit))
+          yield* Eventually.until(Effect.sync(() => bodies.current === limit), "the limit's bodies run")
           expect(bodies.started).toBe(limit)
         }).pipe(Effect.provide(runtime(false)), Effect.scoped)
         expect(yield* waitingInStorage("Blocking")).toBe(ids.length)
@@ -143,7 +138,7 @@ describe("RunAdmission", () => {
           const engine = yield* WorkflowEngine.WorkflowEngine
           for (const id of ids) {
             const executionId = yield* Blocking.executionId({ id })
-            yield* until(Effect.map(engine.poll(Blocking, executionId), (r) => r?._tag === "Complete"))
+            yield* Eventually.until(Effect.map(engine.poll(Blocking, executionId), (r) => r?._tag === "Complete"), "the run completed")
           }
           expect((yield* Bodies).max).toBeLessThanOrEqual(limit)
         }).pipe(Effect.provide(runtime(true)), Effect.scoped)

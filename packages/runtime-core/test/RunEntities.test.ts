@@ -10,8 +10,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import { Activity, DurableClock, DurableDeferred, Workflow } from "@effect/workflow"
 import { Effect, Exit, Layer, Schema } from "effect"
 import { TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
-import { TestDatabase } from "../src/testing/index.js"
-import { eventually } from "./upstream/harness.js"
+import { Eventually, TestDatabase } from "../src/testing/index.js"
 
 const prefix = TablePrefix.unsafeMake("ent")
 
@@ -57,7 +56,7 @@ const activeEntities = Effect.flatMap(Sharding.Sharding, (sharding) => sharding.
  */
 const entitiesBecome = (count: number) =>
   Effect.zipRight(
-    eventually(Effect.map(activeEntities, (n) => n === count), `${count} entities in memory`),
+    Eventually.until(Effect.map(activeEntities, (n) => n === count), `${count} entities in memory`),
     activeEntities
   )
 
@@ -80,7 +79,7 @@ describe("RunEntities", () => {
         const executionId = yield* Waiting.executionId({ id: "w1" })
         yield* Waiting.execute({ id: "w1" }, { discard: true })
         // suspended: its stored result says so, and nothing of it stays in memory
-        yield* eventually(Effect.map(Waiting.poll(executionId), (result) => result?._tag === "Suspended"), "the run suspended")
+        yield* Eventually.until(Effect.map(Waiting.poll(executionId), (result) => result?._tag === "Suspended"), "the run suspended")
         expect(yield* entitiesBecome(0)).toBe(0)
         const token = DurableDeferred.tokenFromExecutionId(Go, { workflow: Waiting, executionId })
         yield* DurableDeferred.done(Go, { token, exit: Exit.succeed("approved") })

@@ -10,8 +10,7 @@ import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/wor
 import { Deferred, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { RunOutcomes } from "../src/internal/RunOutcomes.js"
-import { TestDatabase } from "../src/testing/index.js"
-import { eventually } from "./upstream/harness.js"
+import { Eventually, TestDatabase } from "../src/testing/index.js"
 
 const prefix = TablePrefix.unsafeMake("outc")
 
@@ -84,7 +83,7 @@ describe("RunOutcomes", () => {
         // a start is handed over at once (and known as started here) once the runner holds the shard
         const sharding = Option.getOrThrow(yield* Effect.serviceOption(Sharding.Sharding))
         const shard = sharding.getShardId(EntityId.make(executionId), "default")
-        yield* eventually(Effect.sync(() => sharding.hasShardId(shard)), "the runner holds the run's shard")
+        yield* Eventually.until(Effect.sync(() => sharding.hasShardId(shard)), "the runner holds the run's shard")
         // another transaction inserts the run's ledger row and keeps it uncommitted: the run's own
         // running write (an upsert of that row) waits for it
         const blocker = yield* sql.reserve

@@ -15,7 +15,6 @@ import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
   ConfigProvider,
-  Duration,
   Effect,
   Exit,
   HashMap,
@@ -24,12 +23,11 @@ import {
   LogLevel,
   Option,
   Redacted,
-  Schedule,
   Schema,
   Tracer
 } from "effect"
 import { Database, Logging, TablePrefix, Telemetry, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
-import { TestDatabase } from "../src/testing/index.js"
+import { Eventually, TestDatabase } from "../src/testing/index.js"
 
 const prefix = TablePrefix.unsafeMake("tele")
 
@@ -257,13 +255,6 @@ const SlowLayer = WorkflowLayer.make(Slow, {
     })
 })
 
-const poll = <A, R>(what: string, effect: Effect.Effect<Option.Option<A>, never, R>, timeout: Duration.DurationInput = "60 seconds") =>
-  effect.pipe(
-    Effect.flatMap(Option.match({ onNone: () => Effect.fail(what), onSome: Effect.succeed })),
-    Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo(timeout))),
-    Effect.orDieWith((w) => new Error(`timed out waiting for ${w}`))
-  )
-
 const Approval = DurableDeferred.make("approval", { success: Schema.String })
 
 const Waits = Workflow.make({
@@ -301,7 +292,11 @@ describe("traces across a restart", () => {
       const first: Array<Recorded> = []
       yield* Effect.gen(function*() {
         yield* Slow.execute(payload, { discard: true }).pipe(Effect.withParentSpan(origin))
-        yield* poll("the activity to start", Effect.sync(() => Option.fromNullable(first.find((s) => s.name === "activity.attempt wait"))))
+        yield* Eventually.some(
+          Effect.sync(() => Option.fromNullable(first.find((s) => s.name === "activity.attempt wait"))),
+          "the activity to start",
+          { timeout: "60 seconds" }
+        )
       }).pipe(Effect.provide(process(first)), Effect.scoped)
       const firstRun = first.find((s) => s.name === "workflow.run Slow")
       expect(firstRun?.traceId).toBe(origin.traceId)
@@ -310,9 +305,11 @@ describe("traces across a restart", () => {
       blocking = false
       const second: Array<Recorded> = []
       yield* Effect.gen(function*() {
-        yield* poll("the replayed run to finish", Slow.poll(executionId).pipe(
-          Effect.map((r) => Option.filter(Option.fromNullable(r), (r) => r._tag === "Complete"))
-        ))
+        yield* Eventually.some(
+          Slow.poll(executionId).pipe(Effect.map((r) => Option.filter(Option.fromNullable(r), (r) => r._tag === "Complete"))),
+          "the replayed run to finish",
+          { timeout: "60 seconds" }
+        )
       }).pipe(Effect.provide(process(second)), Effect.scoped)
       const replayed = second.filter((s) => s.name === "workflow.run Slow")
       expect(replayed.length).toBeGreaterThan(0)
@@ -341,9 +338,11 @@ describe("traces across a restart", () => {
       const executionId = yield* Waits.executionId(payload)
       yield* Effect.gen(function*() {
         yield* Waits.execute(payload, { discard: true }).pipe(Effect.withParentSpan(origin))
-        yield* poll("the run to suspend", Waits.poll(executionId).pipe(
-          Effect.map((r) => Option.filter(Option.fromNullable(r), (r) => r._tag === "Suspended"))
-        ))
+        yield* Eventually.some(
+          Waits.poll(executionId).pipe(Effect.map((r) => Option.filter(Option.fromNullable(r), (r) => r._tag === "Suspended"))),
+          "the run to suspend",
+          { timeout: "60 seconds" }
+        )
         const engine = yield* WorkflowEngine.WorkflowEngine
         yield* engine.deferredDone(Approval, {
           workflowName: Waits.name,
@@ -351,9 +350,11 @@ describe("traces across a restart", () => {
           deferredName: Approval.name,
           exit: Exit.succeed("yes")
         }).pipe(Effect.withParentSpan(signaller))
-        yield* poll("the run to finish", Waits.poll(executionId).pipe(
-          Effect.map((r) => Option.filter(Option.fromNullable(r), (r) => r._tag === "Complete"))
-        ))
+        yield* Eventually.some(
+          Waits.poll(executionId).pipe(Effect.map((r) => Option.filter(Option.fromNullable(r), (r) => r._tag === "Complete"))),
+          "the run to finish",
+          { timeout: "60 seconds" }
+        )
       }).pipe(Effect.provide(app), Effect.scoped)
       const runs = spans.filter((s) => s.name === "workflow.run Waits")
       expect(runs.length).toBeGreaterThanOrEqual(2) // the first execution and the resumed one

@@ -8,10 +8,10 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import { WorkflowEngine, Workflow } from "@effect/workflow"
 import { Effect, Layer, Schema } from "effect"
 import Pg from "pg"
-import { AppRuntime, Migrations, TablePrefix, TransactionalActivity, WorkflowLayer } from "../src/index.js"
+import { AppRuntime, Database, Migrations, TablePrefix, TransactionalActivity, WorkflowLayer } from "../src/index.js"
 import * as RuntimeTables from "../src/internal/RuntimeTables.js"
 import { TestDatabase } from "../src/testing/index.js"
-import { recordingClient } from "./fixtures/recording-client.js"
+import { recordingClient, recordingPool } from "./fixtures/recording-client.js"
 
 const prefix = TablePrefix.unsafeMake("txn")
 
@@ -134,7 +134,14 @@ const noteLayer = (url: string) =>
       })
   })
 
-describe("TransactionalActivity on the durable engine", () => {
+// the same steps on a pool `Database` built (its connections taken directly: `PoolConnection`)
+// and on a client built elsewhere (its connections reserved through @effect/sql)
+const clients = [
+  ["on a Database pool", (url: string, statements: Array<string>) => Database.layerFromPool(recordingPool(url, statements))],
+  ["on a client built elsewhere", recordingClient]
+] as const
+
+describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, client) => {
   it.scopedLive("a step is BEGIN with its first statement, then its exit row with COMMIT; any text round-trips; whatever fails rolls back", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase.make("txn_durable")
@@ -149,7 +156,7 @@ describe("TransactionalActivity on the durable engine", () => {
              CREATE TABLE ${t("blobs")} (id text PRIMARY KEY, data bytea NOT NULL)`
         }],
         workflows: noteLayer(db.url)
-      }).pipe(Layer.provideMerge(recordingClient(db.url, statements)))
+      }).pipe(Layer.provideMerge(client(db.url, statements)))
       const context = yield* Layer.build(runtime)
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

@@ -44,9 +44,8 @@ import {
   TestClock
 } from "effect"
 import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
-import { TestDatabase } from "../src/testing/index.js"
+import { Eventually, TestDatabase } from "../src/testing/index.js"
 import { recordingClient } from "./fixtures/recording-client.js"
-import { eventually } from "./upstream/harness.js"
 
 describe("patches/@effect__workflow@0.19.1.patch", () => {
   it("Activity.make shares one exit schema per (success, error) pair, so Schema's parser cache is hit", () => {
@@ -264,7 +263,7 @@ describe("patches/@effect__cluster@0.60.2.patch (Sharding.reset)", () => {
         // workflow's entity and waits there behind the run (one request at a time)
         const token = DurableDeferred.tokenFromExecutionId(Gate, { workflow: Waits, executionId })
         yield* DurableDeferred.done(Gate, { token, exit: Exit.void })
-        yield* eventually(Effect.sync(() => read.includes("deferred")), "the gate's message was read")
+        yield* Eventually.until(Effect.sync(() => read.includes("deferred")), "the gate's message was read")
         // 3. a storage read starts (the runner forgets what it had processed) and is held
         const hold = yield* arm
         yield* sharding.pollStorage
@@ -272,13 +271,13 @@ describe("patches/@effect__cluster@0.60.2.patch (Sharding.reset)", () => {
         // 4. the run goes on and suspends at the gate (its Suspended reply is saved);
         // the gate's message then resumes it: the run's reply is cleared
         yield* Deferred.succeed(proceed, undefined)
-        yield* eventually(gateAnswered, "the gate's message was answered (after it reset the suspended run)")
+        yield* Eventually.until(gateAnswered, "the gate's message was answered (after it reset the suspended run)")
         expect(yield* Waits.poll(executionId)).toBeUndefined()
         // 5. the held read runs now and returns the run's start message, which must be
         // delivered: unpatched, the runner skipped it as processed and, the read having
         // stamped it (last_read), no read returned it again for ten minutes
         yield* Deferred.succeed(hold.release, undefined)
-        yield* eventually(Effect.map(Waits.poll(executionId), (r) => r?._tag === "Complete"), "the resumed run completed")
+        yield* Eventually.until(Effect.map(Waits.poll(executionId), (r) => r?._tag === "Complete"), "the resumed run completed")
         expect(yield* Fiber.join(run)).toBe("resumed")
       }).pipe(Effect.provide(context))
     }), 120_000)
@@ -400,7 +399,7 @@ const offeringStorage = (accept: boolean) =>
         // a start is offered only once the runner holds the run's shard (not yet just after start-up)
         const sharding = yield* Sharding.Sharding
         const shard = sharding.getShardId(EntityId.make(executionId), "default")
-        yield* eventually(Effect.sync(() => sharding.hasShardId(shard)), "the runner holds the run's shard")
+        yield* Eventually.until(Effect.sync(() => sharding.hasShardId(shard)), "the runner holds the run's shard")
         const release = yield* holdReads
         const run = yield* Effect.fork(Once.execute({ id }))
         return { release, executionId, run }
@@ -416,7 +415,7 @@ describe("patches/@effect__cluster@0.60.2.patch (Sharding deliverLocal)", () => 
       yield* Effect.gen(function*() {
         // every storage read is held: unpatched, the run waits for one
         const { executionId, release, run } = yield* startWhileHeld("direct")
-        yield* eventually(Effect.map(Once.poll(executionId), (r) => r?._tag === "Complete"), "the run completed while reads were held")
+        yield* Eventually.until(Effect.map(Once.poll(executionId), (r) => r?._tag === "Complete"), "the run completed while reads were held")
         yield* Fiber.join(run)
         // offered once, with its payload decoded (as the entity gets it)
         expect(offered).toEqual([{ tag: "run", payload: { id: "direct" } }])
@@ -439,7 +438,7 @@ describe("patches/@effect__cluster@0.60.2.patch (Sharding deliverLocal)", () => 
       const context = yield* Layer.build(layer)
       yield* Effect.gen(function*() {
         const { executionId, release, run } = yield* startWhileHeld("declined")
-        yield* eventually(Effect.sync(() => offered.length === 1), "the run was offered")
+        yield* Eventually.until(Effect.sync(() => offered.length === 1), "the run was offered")
         expect(yield* Once.poll(executionId)).toBeUndefined()
         yield* Deferred.succeed(release, undefined)
         yield* Fiber.join(run)

@@ -40,10 +40,27 @@ export const make = (conn: Connection): Transaction => {
       begun = true
       const opened = Deferred.unsafeMake<void>(FiberId.none)
       first = opened
-      return Effect.onExit(merged() ?? Effect.zipRight(conn.executeUnprepared("BEGIN", [], undefined), then), () => {
+      const settle = () => {
         first = undefined
-        return Deferred.done(opened, Exit.void)
-      })
+        Deferred.unsafeDone(opened, Exit.void)
+      }
+      // settled whatever happens (an interrupted statement is cancelled on the server first);
+      // `Effect.onExit` with the settling done in place, without an effect of its own
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.matchCauseEffect(
+          restore(merged() ?? Effect.zipRight(conn.executeUnprepared("BEGIN", [], undefined), then)),
+          {
+            onFailure: (cause) => {
+              settle()
+              return Effect.failCause(cause)
+            },
+            onSuccess: (a) => {
+              settle()
+              return Effect.succeed(a)
+            }
+          }
+        )
+      )
     })
 
   const mergedExecute = (sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) => () => {

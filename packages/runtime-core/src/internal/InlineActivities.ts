@@ -43,7 +43,7 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
-import { Context, Deferred, Effect, FiberId, Layer, Schema } from "effect"
+import { Context, Deferred, Effect, Either, FiberId, Layer, Schema } from "effect"
 import pg from "pg"
 import * as PgLiterals from "./PgLiterals.js"
 import * as Retry from "../Retry.js"
@@ -68,6 +68,17 @@ export const exitSchema = (success: Schema.Schema.All, error: Schema.Schema.All)
     byError.set(error, schema)
   }
   return schema
+}
+
+/**
+ * `Schema.encode(schema)(exit)`, a failure of which is a defect: without an
+ * effect of its own when the schemas encode synchronously (nearly always; each
+ * step's exit is encoded), through the effect otherwise (an asynchronous
+ * transformation, or an error to report).
+ */
+export const encodeExit = <A, I>(schema: Schema.Schema<A, I>, exit: A): Effect.Effect<I> => {
+  const encoded = Schema.encodeEither(schema)(exit)
+  return Either.isRight(encoded) ? Effect.succeed(encoded.right) : Effect.orDie(Schema.encode(schema)(exit))
 }
 
 /** What one execution of a run's body knows of its steps' records. */
@@ -324,7 +335,7 @@ export const layer = (
             if (result._tag === "Suspended") return result
             known.ran.add(key)
             if (recording.recorded) return result
-            const encoded = yield* Effect.orDie(Schema.encode(schema)(result.exit))
+            const encoded = yield* encodeExit(schema, result.exit)
             const earlier = yield* durably(record(executionId, activity.name, attempt, startedAt, encoded))
             if (earlier === undefined) return result
             return new Workflow.Complete({ exit: yield* Effect.orDie(Schema.decodeUnknown(schema)(earlier.exit)) })

@@ -2,3 +2,4 @@
 export * as ExpiredRuns from "./ExpiredRuns.js"
 export * as TestDatabase from "./TestDatabase.js"
 export * as TestProcess from "./TestProcess.js"
+export * as Eventually from "./Eventually.js"

@@ -31,8 +31,8 @@ import { DateTime, Effect, Exit, Fiber, Layer, Logger, LogLevel, Schema } from "
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import type { TablePrefix } from "../../src/index.js"
-import { TestDatabase } from "../../src/testing/index.js"
-import { durableEngine, eventually, freshPrefix, journal, type MessageRow, replies, REQUEST, storedSteps } from "./harness.js"
+import { Eventually, TestDatabase } from "../../src/testing/index.js"
+import { durableEngine, freshPrefix, journal, type MessageRow, replies, REQUEST, storedSteps } from "./harness.js"
 
 /** Durable sleeps upstream lets pass with `TestClock.adjust("10 seconds")`: real time here. */
 const SHORT_SLEEP = Duration.seconds(1)
@@ -52,7 +52,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           const executionId = yield* firstEntityId(prefix)
           expect(executionId).toEqual(yield* EmailWorkflow.executionId({ id: "test-email-1", to: "bob@example.com" }))
           // upstream: TestClock past the durable clock, pollStorage, TestClock 5 s
-          yield* eventually(
+          yield* Eventually.until(
             Effect.map(EmailWorkflow.poll(executionId), (r) => r?._tag === "Suspended" && flags.get("ensuring") === true),
             "the workflow suspended at DurableDeferred.await(EmailTrigger)"
           )
@@ -120,7 +120,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           const executionId = yield* firstEntityId(prefix)
           const envelope = (yield* journal(prefix))[0]
           // upstream: TestClock past the durable clock, pollStorage: suspended at EmailTrigger
-          yield* eventually(
+          yield* Eventually.until(
             Effect.map(EmailWorkflow.poll(executionId), (r) => r?._tag === "Suspended" && flags.get("ensuring") === true),
             "the workflow suspended at DurableDeferred.await(EmailTrigger)"
           )
@@ -134,7 +134,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           // - 1 interrupt signal set
           expect((yield* storedSteps(prefix))).toEqual(10)
           // upstream: TestClock 5 s, pollStorage, TestClock 5 s: the interrupt has been handled
-          yield* eventually(
+          yield* Eventually.until(
             Effect.map(EmailWorkflow.poll(executionId), (r) => r?._tag === "Complete"),
             "the interrupted workflow completed"
           )
@@ -189,7 +189,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           expect(result).toEqual("Activity3")
 
           // the losers' interruption reaches their activities after the race is decided
-          yield* eventually(
+          yield* Eventually.until(
             Effect.sync(() => flags.get("interrupt1") === true && flags.get("interrupt2") === true),
             "the losing activities were interrupted"
           )
@@ -209,7 +209,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           }).pipe(Effect.fork)
 
           // upstream: TestClock 1 s (Activity3's clock), pollStorage, TestClock 5 s
-          yield* eventually(
+          yield* Eventually.until(
             Effect.sync(() => typeof flags.get("durable-race-token") === "string"),
             "the race was decided and the gate's token recorded"
           )
@@ -234,7 +234,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
             id: "123"
           }).pipe(Effect.fork)
           // upstream: TestClock 5 s
-          yield* eventually(
+          yield* Eventually.until(
             Effect.sync(() => typeof flags.get("child-token") === "string" && flags.get("parent-suspended") === true),
             "the child awaits its deferred and the parent suspended"
           )
@@ -250,7 +250,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
             exit: Exit.void
           })
           // upstream: pollStorage, TestClock 5 s
-          yield* eventually(
+          yield* Eventually.until(
             Effect.sync(() => flags.get("parent-end") === true),
             "the parent resumed and ended"
           )
@@ -267,7 +267,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           }).pipe(Effect.fork)
 
           // upstream: TestClock.adjust(1), then looks at the journal
-          yield* eventually(
+          yield* Eventually.until(
             Effect.map(journal(prefix), (rows) => rows.some((r) => r.entity_type === "Workflow/-/DurableClock")),
             "the durable clock's envelope is stored"
           )
@@ -380,7 +380,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
           yield* ShardedDeferredWorkflow.execute(payload).pipe(Effect.fork)
           // upstream: TestClock.adjust(1), then the activity's envelope is on the workflow shard
           // group. Here the activity runs in its run (which is on that group) and records its exit
-          yield* eventually(
+          yield* Eventually.until(
             Effect.flatMap(SqlClient.SqlClient, (sql) =>
               sql`SELECT 1 FROM ${sql(`${prefix}_activity_exits`)}
                 WHERE execution_id = ${executionId} AND activity = 'ShardedActivity'`).pipe(
@@ -410,7 +410,7 @@ describe("ClusterWorkflowEngine (upstream @effect/cluster 0.60.2)", () => {
             id: ""
           }).pipe(Effect.fork)
           // upstream: TestClock.adjust(1)
-          yield* eventually(Effect.sync(() => flags.has("suspended")), "the run's finalizer ran")
+          yield* Eventually.until(Effect.sync(() => flags.has("suspended")), "the run's finalizer ran")
 
           assert.isTrue(flags.get("suspended"))
           assert.include(flags.get("cause"), "boom")
@@ -489,7 +489,7 @@ const shardGroupOf = (envelope: { readonly shard_id: string }) =>
 /** The entity id of the first stored envelope (upstream: `driver.journal[0].address.entityId`), once there is one. */
 const firstEntityId = (prefix: TablePrefix.TablePrefix) =>
   Effect.gen(function*() {
-    yield* eventually(Effect.map(journal(prefix), (rows) => rows.length > 0), "the first envelope is stored")
+    yield* Eventually.until(Effect.map(journal(prefix), (rows) => rows.length > 0), "the first envelope is stored")
     return (yield* journal(prefix))[0].entity_id
   })
 

@@ -36,8 +36,8 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Schema from "effect/Schema"
 import type { TablePrefix } from "../../src/index.js"
-import { TestDatabase } from "../../src/testing/index.js"
-import { durableEngine, eventually, freshPrefix, journal, REQUEST } from "./harness.js"
+import { Eventually, TestDatabase } from "../../src/testing/index.js"
+import { durableEngine, freshPrefix, journal, REQUEST } from "./harness.js"
 
 /** Upstream's "1 day" / "1 hour" durable sleeps, elapsed in real time here. */
 const SLEEP = Duration.seconds(1)
@@ -50,7 +50,7 @@ describe("WorkflowEngine (upstream @effect/workflow 0.19.1)", () => {
           const executionId = yield* LongWorkflow.execute({ id: "test-1" }, { discard: true })
 
           // upstream: TestClock.adjust("1 day")
-          yield* eventually(Effect.map(LongWorkflow.poll(executionId), (r) => r?._tag === "Complete"), "the run completed")
+          yield* Eventually.until(Effect.map(LongWorkflow.poll(executionId), (r) => r?._tag === "Complete"), "the run completed")
 
           expect(yield* LongWorkflow.poll(executionId))
             .toEqual(new Workflow.Complete({ exit: Exit.void }))
@@ -65,7 +65,7 @@ describe("WorkflowEngine (upstream @effect/workflow 0.19.1)", () => {
           const executionId = yield* ParentWorkflow.execute({ id: "parent-1" }, { discard: true })
 
           // upstream: TestClock.adjust("1 hour")
-          yield* eventually(Effect.map(ParentWorkflow.poll(executionId), (r) => r?._tag === "Complete"), "the parent completed")
+          yield* Eventually.until(Effect.map(ParentWorkflow.poll(executionId), (r) => r?._tag === "Complete"), "the parent completed")
 
           expect(yield* ParentWorkflow.poll(executionId))
             .toEqual(new Workflow.Complete({ exit: Exit.void }))
@@ -122,7 +122,7 @@ describe("WorkflowEngine (upstream @effect/workflow 0.19.1)", () => {
           const executionId = yield* TestWorkflow.executionId(payload)
           yield* TestWorkflow.execute(payload, { discard: true })
           // the run suspends (its instance is suspended and the body was interrupted)
-          yield* eventually(
+          yield* Eventually.until(
             Effect.map(TestWorkflow.poll(executionId), (r) => r?._tag === "Suspended"),
             "the run suspended"
           )

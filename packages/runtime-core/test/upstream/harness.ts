@@ -98,21 +98,3 @@ export const replies = (prefix: TablePrefix.TablePrefix, requestId: string) =>
       )
     )
 
-/**
- * Waits (real time) until `condition` holds, checking every 50 ms; dies after
- * `timeout`. This replaces upstream's `TestClock.adjust` + `sharding.pollStorage`
- * steps: the test waits for the state the upstream test reached by moving the
- * clock, and then asserts the same properties. Never a bound on how fast.
- */
-export const eventually = <E, R>(
-  condition: Effect.Effect<boolean, E, R>,
-  what: string,
-  timeout: Duration.DurationInput = "30 seconds"
-): Effect.Effect<void, E, R> =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + Duration.toMillis(timeout)
-    while (!(yield* condition)) {
-      if (Date.now() > deadline) return yield* Effect.dieMessage(`timed out waiting for: ${what}`)
-      yield* Effect.sleep("50 millis")
-    }
-  })

@@ -1,0 +1,152 @@
+/**
+ * One connection of a `pg.Pool`, taken at its first statement and given back
+ * with `release`: what a transactional step runs on when its `SqlClient` is
+ * one `Database` built (`PgPool`).
+ *
+ * Through `@effect/sql`, a step's connection is `sql.reserve`: a wait of its
+ * own for the pool (one more suspension of the run's fiber), a `Scope` made,
+ * extended and closed, every step. Here the first statement's `Effect.async`
+ * takes the connection and sends the statement in one go (`BEGIN` travels with
+ * it: `BeginWithFirstStatement`), and giving it back is a function call.
+ * Measured with `pnpm bench` (N = 2000, 4 interleaved pairs): node CPU per
+ * transactional workflow -5 %, throughput +6 %.
+ *
+ * Statements behave as on `@effect/sql-pg`'s own connections: the same rows
+ * (one array per statement of a multi-statement query), `SqlError`s, and an
+ * interrupted statement is cancelled on the server (`pg_cancel_backend`). A
+ * connection that reported an error, or whose state is unknown (`release`
+ * with `broken`), is destroyed instead of going back to the pool.
+ */
+import type { Connection } from "@effect/sql/SqlConnection"
+import { SqlError } from "@effect/sql/SqlError"
+import { Chunk, Effect, Option, Stream } from "effect"
+import type pg from "pg"
+import Cursor from "pg-cursor"
+
+export interface Held {
+  readonly connection: Connection
+  /** Whether a statement took a connection (there is something to roll back). */
+  readonly taken: () => boolean
+  /** Gives the connection back (destroys it when `broken`, or when it reported an error). */
+  readonly release: (broken?: boolean) => void
+}
+
+const failed = (cause: unknown, message = "Failed to execute statement") => new SqlError({ cause, message })
+
+/** Cancels what `client` is running, as `@effect/sql-pg` does: best effort, at most 5 s. */
+const cancel = (pool: pg.Pool, client: pg.PoolClient): Effect.Effect<void> => {
+  const processId = (client as { processID?: number }).processID
+  if (processId === undefined) return Effect.void
+  return Effect.async<void>((resume) => {
+    if ((pool as { ending?: boolean }).ending === true) return resume(Effect.void)
+    pool.query(`SELECT pg_cancel_backend(${processId})`, () => resume(Effect.void))
+  }).pipe(Effect.interruptible, Effect.timeoutOption(5000), Effect.asVoid)
+}
+
+export const make = (pool: pg.Pool): Held => {
+  let client: pg.PoolClient | undefined
+  // callbacks waiting for the connection while pool.connect is in flight
+  let waiting: Array<(error: unknown, client?: pg.PoolClient) => void> | undefined
+  let reported: Error | undefined
+  let released = false
+  const onError = (error: Error) => {
+    reported = error
+  }
+
+  /** `use(client)` once the connection is there (taking it on first use). */
+  const withClient = (use: (client: pg.PoolClient) => void, fail: (error: unknown) => void) => {
+    if (client !== undefined) return use(client)
+    if (released) return fail(new Error("the connection was already given back"))
+    const callback = (error: unknown, taken?: pg.PoolClient) => (taken === undefined ? fail(error) : use(taken))
+    if (waiting !== undefined) return void waiting.push(callback)
+    waiting = [callback]
+    pool.connect((error, taken) => {
+      const callbacks = waiting ?? []
+      waiting = undefined
+      if (error || taken === undefined) {
+        for (const f of callbacks) f(error ?? new Error("No client returned"))
+        return
+      }
+      if (released) {
+        // given back while it was on its way (an interrupted step): straight back to the pool
+        taken.release()
+        for (const f of callbacks) f(new Error("the connection was already given back"))
+        return
+      }
+      client = taken
+      taken.on("error", onError)
+      for (const f of callbacks) f(undefined, taken)
+    })
+  }
+
+  /** One query: `query(client, done)` sends it; interrupted, it is cancelled on the server. */
+  const run = <A>(query: (client: pg.PoolClient, done: (result: Effect.Effect<A, SqlError>) => void) => void) =>
+    Effect.async<A, SqlError>((resume) => {
+      let sentOn: pg.PoolClient | undefined
+      withClient((c) => {
+        sentOn = c
+        query(c, resume)
+      }, (error) => resume(Effect.fail(failed(error, "Failed to acquire connection"))))
+      return Effect.suspend(() => (sentOn === undefined ? Effect.void : cancel(pool, sentOn)))
+    })
+
+  const rowsOf = (result: pg.QueryResult | Array<pg.QueryResult>) =>
+    // a multi-statement query answers with one result per statement
+    Array.isArray(result) ? result.map((r) => r.rows ?? []) : result.rows ?? []
+
+  const execute: Connection["execute"] = (sql, params, transformRows) =>
+    run((c, done) =>
+      c.query(sql, params as Array<unknown>, (error: Error | undefined, result: any) => {
+        if (error) return done(Effect.fail(failed(error)))
+        const rows = rowsOf(result)
+        done(Effect.succeed(transformRows ? transformRows(rows) : rows))
+      })
+    )
+
+  const connection: Connection = {
+    execute,
+    executeUnprepared: execute,
+    executeRaw: (sql, params) =>
+      run((c, done) =>
+        c.query(sql, params as Array<unknown>, (error: Error | undefined, result: unknown) =>
+          done(error ? Effect.fail(failed(error)) : Effect.succeed(result)))
+      ),
+    executeValues: (sql, params) =>
+      run((c, done) =>
+        c.query(
+          { text: sql, rowMode: "array", values: params as Array<unknown> },
+          (error: Error | undefined, result: pg.QueryArrayResult) =>
+            done(error ? Effect.fail(failed(error)) : Effect.succeed(result.rows))
+        )
+      ),
+    executeStream: (sql, params, transformRows) =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const c = yield* run<pg.PoolClient>((taken, done) => done(Effect.succeed(taken)))
+        const cursor = c.query(new Cursor(sql, params as Array<unknown>))
+        yield* Effect.addFinalizer(() => Effect.promise(() => cursor.close()))
+        const pull = Effect.async<Chunk.Chunk<any>, Option.Option<SqlError>>((resume) => {
+          cursor.read(128, (error, rows) => {
+            if (error) resume(Effect.fail(Option.some(failed(error))))
+            else if (rows.length > 0) resume(Effect.succeed(Chunk.unsafeFromArray(transformRows ? transformRows(rows) : rows)))
+            else resume(Effect.fail(Option.none()))
+          })
+        })
+        return Stream.repeatEffectChunkOption(pull)
+      }))
+  }
+
+  return {
+    connection,
+    taken: () => client !== undefined || waiting !== undefined,
+    release: (broken) => {
+      if (released) return
+      released = true
+      const c = client
+      client = undefined
+      if (c === undefined) return
+      c.off("error", onError)
+      // an error, or a state not known (a failed ROLLBACK): destroyed, not reused
+      c.release(reported ?? (broken === true ? new Error("connection state unknown") : undefined))
+    }
+  }
+}
