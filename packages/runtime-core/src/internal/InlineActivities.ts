@@ -224,6 +224,15 @@ export const layer = (
           )
         })
 
+      // One step's exit row: alone (its own transaction) or inside the caller's; whether it went in
+      const exitOne = (alone: boolean) => (row: ExitRow) =>
+        sql`INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
+          SELECT ${row.execution_id}, ${row.activity}, ${row.attempt}::integer, ${row.exit}::jsonb,
+            ${row.started_at}::timestamptz
+          ${alone ? sql`FROM ${AsynchronousCommit.from(sql)}` : sql``}
+          ON CONFLICT (execution_id, activity, attempt) DO NOTHING
+          RETURNING 1`.pipe(Effect.map((inserted) => inserted.length > 0))
+
       // Concurrent runs' exits share one INSERT (`GroupCommit`); each learns whether its row went in
       // (a step's key twice: the second finds the first's row, and returns that exit).
       const exits = yield* GroupCommit.make({
@@ -231,20 +240,10 @@ export const layer = (
         maxBytes: GROUP_MAX_BYTES,
         size: (row: ExitRow) => row.exit.length,
         key: rowKey,
-        // outside a transaction, each statement commits without waiting for the WAL flush: a plain
-        // step is at-least-once, and a lost exit only runs it again (`AsynchronousCommit`)
-        alone: (row: ExitRow) =>
-          sql`INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
-            SELECT ${row.execution_id}, ${row.activity}, ${row.attempt}::integer, ${row.exit}::jsonb,
-              ${row.started_at}::timestamptz
-            FROM ${AsynchronousCommit.from(sql)}
-            ON CONFLICT (execution_id, activity, attempt) DO NOTHING
-            RETURNING 1`.pipe(Effect.map((inserted) => inserted.length > 0)),
-        inTransaction: (row: ExitRow) =>
-          sql`INSERT INTO ${table} (execution_id, activity, attempt, exit, started_at)
-            VALUES (${row.execution_id}, ${row.activity}, ${row.attempt}, ${row.exit}::jsonb, ${row.started_at})
-            ON CONFLICT (execution_id, activity, attempt) DO NOTHING
-            RETURNING 1`.pipe(Effect.map((inserted) => inserted.length > 0)),
+        // alone (its own transaction), each statement commits without waiting for the WAL flush: a
+        // plain step is at-least-once, and a lost exit only runs it again (`AsynchronousCommit`)
+        alone: exitOne(true),
+        inTransaction: exitOne(false),
         write: (rows: ReadonlyArray<ExitRow>) =>
           Effect.map(
             sql<Pick<ExitRow, "execution_id" | "activity" | "attempt">>`

@@ -213,19 +213,14 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
               retry_of = COALESCE(${runs}.retry_of, EXCLUDED.retry_of),
               attempt = GREATEST(${runs}.attempt, EXCLUDED.attempt)
             WHERE ${runs}.status IN ('running', 'suspended')`
-    const runningOne = (row: RunningRow) =>
-      sql`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt, started_by)
-            VALUES (${row.execution_id}, ${row.workflow}, 'running', ${row.payload}::jsonb, ${row.retry_of},
-              ${row.attempt}, ${version})
-            ${runningConflict}
-            RETURNING 1`.pipe(Effect.map((rows) => rows.length > 0))
-    // outside a transaction the status commits without waiting for the WAL flush: the next
-    // execution writes it again, and the run's outcome commits synchronously (`AsynchronousCommit`)
-    const runningAlone = (row: RunningRow) =>
+    // One execution's running write. Alone (its own transaction), the status commits without
+    // waiting for the WAL flush: the next execution writes it again, and the run's outcome
+    // commits synchronously (`AsynchronousCommit`); inside a caller's transaction, as that commits.
+    const runningOne = (alone: boolean) => (row: RunningRow) =>
       sql`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt, started_by)
             SELECT ${row.execution_id}, ${row.workflow}, 'running', ${row.payload}::jsonb, ${row.retry_of},
               ${row.attempt}::integer, ${version}
-            FROM ${AsynchronousCommit.from(sql)}
+            ${alone ? sql`FROM ${AsynchronousCommit.from(sql)}` : sql``}
             ${runningConflict}
             RETURNING 1`.pipe(Effect.map((rows) => rows.length > 0))
     // Executions starting together share one upsert (`GroupCommit`); an execution id twice (a row
@@ -236,8 +231,8 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
       maxBytes: 4 * 1024 * 1024,
       size: (row) => row.payload.length,
       key: (row) => row.execution_id,
-      alone: runningAlone,
-      inTransaction: runningOne,
+      alone: runningOne(true),
+      inTransaction: runningOne(false),
       write: (rows: ReadonlyArray<RunningRow>) =>
         Effect.map(
           sql<{ execution_id: string }>`INSERT INTO ${runs} (execution_id, workflow, status, payload, retry_of, attempt, started_by)
