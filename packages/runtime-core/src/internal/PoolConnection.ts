@@ -7,9 +7,9 @@
  * own for the pool (one more suspension of the run's fiber), a `Scope` made,
  * extended and closed, every step. Here the first statement's `Effect.async`
  * takes the connection and sends the statement in one go (`BEGIN` travels with
- * it: `BeginWithFirstStatement`), and giving it back is a function call.
- * Measured with `pnpm bench` (N = 2000, 4 interleaved pairs): node CPU per
- * transactional workflow -5 %, throughput +6 %.
+ * it: `BeginWithFirstStatement`), and giving it back is a function call:
+ * node CPU per transactional workflow -5 % against `sql.reserve` (bench cells,
+ * N = 2000; docs/ARCHITECTURE.md section 5).
  *
  * Statements behave as on `@effect/sql-pg`'s own connections: the same rows
  * (one array per statement of a multi-statement query), `SqlError`s, and an
