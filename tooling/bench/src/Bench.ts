@@ -189,3 +189,62 @@ export const table = (results: ReadonlyArray<Measured>, options: Options): strin
   )
   return lines.join("\n")
 }
+
+/** A target of the benchmark (issue 12): `system`'s `figure` against `against`'s, as a ratio. */
+interface Target {
+  readonly what: string
+  readonly system: Cell.System
+  readonly against: Cell.System
+  readonly figure: (m: Measured) => number
+  /** met when the ratio of medians is at least (`atLeast`) or at most (`atMost`) this */
+  readonly atLeast?: number
+  readonly atMost?: number
+}
+
+const targetList: ReadonlyArray<Target> = [
+  { what: "throughput, durable against DBOS", system: "durable", against: "dbos", figure: (m) => m.throughput, atLeast: 1 },
+  {
+    what: "sequential p50, durable against DBOS",
+    system: "durable",
+    against: "dbos",
+    figure: (m) => m.sequentialP50,
+    atMost: 1
+  },
+  { what: "peak RSS, durable against DBOS", system: "durable", against: "dbos", figure: (m) => m.peakRssMb, atMost: 2 },
+  { what: "node CPU per workflow, durable against DBOS", system: "durable", against: "dbos", figure: (m) => m.cpuMsPerWorkflow },
+  {
+    what: "throughput, transactional against plain activities",
+    system: "durable-tx",
+    against: "durable",
+    figure: (m) => m.throughput,
+    atLeast: 0.9
+  }
+]
+
+/**
+ * The ratios the benchmark's targets are about, one line each: the ratio of the two
+ * systems' medians, each rep's own ratio (a machine that drifts shows here), and whether
+ * the target is met. Only for systems that both ran.
+ */
+export const ratios = (results: ReadonlyArray<Measured>, options: Pick<Options, "systems" | "reps">): ReadonlyArray<string> => {
+  const lines: Array<string> = []
+  for (const target of targetList) {
+    if (!options.systems.includes(target.system) || !options.systems.includes(target.against)) continue
+    const of = (system: Cell.System) => results.filter((r) => r.system === system)
+    const ratio = Stats.median(of(target.system).map(target.figure)) / Stats.median(of(target.against).map(target.figure))
+    const perRep: Array<string> = []
+    for (let rep = 1; rep <= options.reps; rep++) {
+      const a = of(target.system).find((r) => r.rep === rep)
+      const b = of(target.against).find((r) => r.rep === rep)
+      if (a !== undefined && b !== undefined) perRep.push(`${(target.figure(a) / target.figure(b)).toFixed(2)}x`)
+    }
+    const goal = target.atLeast !== undefined
+      ? `target >= ${target.atLeast}x: ${ratio >= target.atLeast ? "met" : "not met"}`
+      : target.atMost !== undefined
+      ? `target <= ${target.atMost}x: ${ratio <= target.atMost ? "met" : "not met"}`
+      : "no target"
+    lines.push(`${target.what}: ${ratio.toFixed(2)}x (per rep ${perRep.join("/")}); ${goal}`)
+  }
+  return lines
+}
+

@@ -4,7 +4,7 @@
  * workflow (3 steps, each one upsert) and the same Postgres; per rep the
  * Postgres commit ceiling, then one cell per system, interleaved, each in its
  * own process on a fresh database; a progress line per cell, then a markdown
- * table of median (min-max) over the reps.
+ * table of median (min-max) over the reps, then the ratios the targets are about.
  *
  *   --n 1000            workflows started at once per cell
  *   --sequential 50     workflows run one at a time afterwards (their p50)
@@ -71,6 +71,12 @@ const bench = Command.make("bench", options, (args) =>
     )
     print("")
     print(Bench.table(results, args))
+    const ratios = Bench.ratios(results, args)
+    if (ratios.length > 0) {
+      print("")
+      print("Ratios of medians (each rep's own in brackets):")
+      for (const line of ratios) print(`- ${line}`)
+    }
   })).pipe(Command.withDescription("duraflow against DBOS Transact on the same workflow and Postgres"))
 
 /**

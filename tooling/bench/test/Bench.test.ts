@@ -6,6 +6,7 @@
 import pg from "pg"
 import { describe, expect, it } from "vitest"
 import * as Bench from "../src/Bench.js"
+import type { Measured } from "../src/Bench.js"
 
 const adminUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -20,6 +21,40 @@ describe("Bench", () => {
       "durable durable-tx memory dbos"
     ])
     expect(Bench.orderOf(["dbos"], 2)).toEqual(["dbos"])
+  })
+
+  it("prints the targets' ratios: of medians, per rep, met or not, only for systems that both ran", () => {
+    const m = (system: Measured["system"], rep: number, throughput: number, sequentialP50: number, peakRssMb: number) =>
+      ({
+        system,
+        rep,
+        throughput,
+        p50: 0,
+        p99: 0,
+        sequentialP50,
+        peakRssMb,
+        cpuMsPerWorkflow: 2,
+        workflows: 10,
+        commitsPerWorkflow: 5
+      }) satisfies Measured
+    const results = [
+      m("durable", 1, 300, 4, 400),
+      m("dbos", 1, 250, 6, 200),
+      m("durable", 2, 200, 5, 420),
+      m("dbos", 2, 400, 5, 210),
+      m("durable-tx", 1, 280, 5, 410),
+      m("durable-tx", 2, 170, 5, 410)
+    ]
+    const lines = Bench.ratios(results, { systems: ["durable", "durable-tx", "dbos"], reps: 2 })
+    // medians: durable 250, dbos 325 wf/s
+    expect(lines[0]).toBe("throughput, durable against DBOS: 0.77x (per rep 1.20x/0.50x); target >= 1x: not met")
+    expect(lines[1]).toBe("sequential p50, durable against DBOS: 0.82x (per rep 0.67x/1.00x); target <= 1x: met")
+    expect(lines[2]).toBe("peak RSS, durable against DBOS: 2.00x (per rep 2.00x/2.00x); target <= 2x: met")
+    expect(lines[3]).toBe("node CPU per workflow, durable against DBOS: 1.00x (per rep 1.00x/1.00x); no target")
+    expect(lines[4]).toBe(
+      "throughput, transactional against plain activities: 0.90x (per rep 0.93x/0.85x); target >= 0.9x: met"
+    )
+    expect(Bench.ratios(results, { systems: ["durable", "memory"], reps: 2 })).toEqual([])
   })
 
   it("runs each system's cell as compiled JavaScript, checks its rows and drops its databases", async () => {
