@@ -139,21 +139,23 @@ const withExitRow = <R, A, E>(
   }
 ): Effect.Effect<A, E, R> => {
   const exitSchema = InlineActivities.exitSchema(options.success ?? Schema.Void, options.error ?? Schema.Never)
-  const encodeExit = (value: A) => InlineActivities.encodeExit(exitSchema, Exit.succeed(value))
-  let tries = 0
   // the value and the exit row's SQL text (undefined: recorded already, by another execution)
+  const executed = Effect.flatMap(options.execute, (value) =>
+    Effect.map(
+      InlineActivities.encodeExit(exitSchema, Exit.succeed(value)),
+      (encoded): readonly [A, string | undefined] => [value, recording.insertSql(encoded)]
+    ))
+  let tries = 0
   const once: Effect.Effect<readonly [A, string | undefined], E | SqlError, R> = Effect.suspend(() => {
-    if (tries++ === 0) return Effect.flatMap(options.execute, encodeWith)
+    if (tries++ === 0) return executed
     return Effect.flatMap(recording.lookup, (found) =>
       found === undefined
-        ? Effect.flatMap(options.execute, encodeWith)
+        ? executed
         : Effect.flatMap(
           Effect.orDie(Schema.decodeUnknown(exitSchema)(found.exit)) as Effect.Effect<Exit.Exit<A, E>>,
           (exit) => Effect.map(exit, (value): readonly [A, string | undefined] => [value, undefined])
         ))
   })
-  const encodeWith = (value: A) =>
-    Effect.map(encodeExit(value), (encoded): readonly [A, string | undefined] => [value, recording.insertSql(encoded)])
   return committingWith(sql, once, ([, insert]) => insert).pipe(
     Effect.map(([value]) => {
       // committed, or found committed: the engine writes no exit row of its own
