@@ -4,7 +4,8 @@
  * terminal reaches the main job only; Postgres is stopped by this scope's finalizer,
  * after the apps, which otherwise would log a storm of connection errors while
  * shutting down). It stops on its own when the main job is gone (`ParentWatch`).
- * While it boots (initdb on a first run takes a while), a progress line every 2 s.
+ * It says at once that Postgres is starting, then, while it boots (initdb on a first run
+ * takes a while), a progress line every 2 s.
  */
 import * as Command from "@effect/platform/Command"
 import { Console, Data, Duration, Effect, Fiber, Option, Schedule, Stream } from "effect"
@@ -18,6 +19,7 @@ const parentWatch = new URL("./ParentWatch.ts", import.meta.url).href
 
 export const start = Effect.gen(function*() {
   const started = Date.now()
+  yield* Console.log("starting Postgres…")
   const progress = yield* Effect.suspend(() => Console.log(`starting Postgres… ${Math.round((Date.now() - started) / 1000)}s`)).pipe(
     Effect.repeat(Schedule.spaced("2 seconds")),
     Effect.delay("2 seconds"),

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { TestProcess } from "@duraflow/runtime-core/testing"
 import { Effect } from "effect"
-import { afterAll, describe, expect, it } from "vitest"
+import { afterAll, afterEach, describe, expect, it } from "vitest"
 
 const root = resolve(import.meta.dirname, "../../..")
 const dataDir = mkdtempSync(join(tmpdir(), "duraflow-start-"))
@@ -83,9 +83,13 @@ const allGone = async (ports: ReadonlyArray<number>) => {
   }
 }
 
-afterAll(async () => {
-  // whatever a failed test left: our process groups, then a Postgres on our data directory
-  for (const child of started) {
+/**
+ * Stops whatever a test started: our process groups, then a Postgres on our data directory.
+ * After each test, so that a failed test leaves nothing running on the shared data directory
+ * for the next one.
+ */
+const stopLeftovers = async () => {
+  for (const child of started.splice(0)) {
     try {
       process.kill(-child.pid!, "SIGKILL")
     } catch {
@@ -100,15 +104,21 @@ afterAll(async () => {
     } catch {
       // not running
     }
-    await sleep(2000)
+    const deadline = Date.now() + 30_000
+    while (existsSync(pidFile) && processesWith(dataDir).length > 0 && Date.now() < deadline) await sleep(250)
   }
-  rmSync(dataDir, { recursive: true, force: true })
-})
+}
+
+afterEach(stopLeftovers)
+
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
 
 describe("pnpm start", () => {
   it("a closed terminal (SIGHUP to its process group) stops Postgres and both apps, exit 0", async () => {
     const job = await startJob("npx", ["-y", "pnpm@10.34.8", "start"])
-    expect(job.output()).toMatch(/starting Postgres… \d+s/)
+    // the job says what it is waiting for before Postgres is up
+    expect(job.output().indexOf("starting Postgres…")).toBeGreaterThanOrEqual(0)
+    expect(job.output().indexOf("starting Postgres…")).toBeLessThan(job.output().indexOf("Embedded Postgres (data in"))
     process.kill(-job.child.pid!, "SIGHUP")
     expect(await allGone(job.ports)).toEqual({ open: false, left: [] })
     await job.exited
