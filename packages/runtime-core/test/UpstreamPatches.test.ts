@@ -47,6 +47,7 @@ import {
 } from "effect"
 import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { Eventually, TestDatabase } from "../src/testing/index.js"
+import * as ClusterRunner from "../src/internal/ClusterRunner.js"
 import { recordingClient } from "./fixtures/recording-client.js"
 
 describe("patches/@effect__workflow@0.19.1.patch", () => {
@@ -673,4 +674,105 @@ describe("patches/effect@3.22.4.patch (onExit, ensuring and fiberRefLocally as f
       expect(yield* Effect.provideService(interruptible, Label, "x")).toBe(true)
       expect(yield* Effect.uninterruptible(Effect.provideService(interruptible, Label, "x"))).toBe(false)
     }))
+})
+
+const Numbered = Workflow.make({
+  name: "Numbered",
+  payload: { id: Schema.String },
+  success: Schema.Number,
+  idempotencyKey: ({ id }) => id
+})
+
+describe("patches/@effect__cluster@0.60.2.patch (grouped starts and final replies)", () => {
+  it.scopedLive("runs started together share INSERTs of their start messages, and their final replies share statements", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase.make("patch_group")
+      const statements: Array<string> = []
+      const runtime = AppRuntime.layer({
+        prefix: TablePrefix.unsafeMake("grp"),
+        migrations: [],
+        workflows: WorkflowLayer.make(Numbered, {
+          dependencies: Layer.empty,
+          execute: ({ id }) =>
+            Activity.make({ name: "step", success: Schema.Number, execute: Effect.succeed(Number(id.slice(1))) })
+        })
+      }).pipe(Layer.provideMerge(recordingClient(db.url, statements)))
+      const context = yield* Layer.build(runtime)
+      const ids = Array.from({ length: 24 }, (_, i) => `r${i}`)
+      // 24 runs at once, and one of them a second time (the same run: one start, one result)
+      const results = yield* Effect.all(
+        [...ids, "r7"].map((id) => Numbered.execute({ id })),
+        { concurrency: "unbounded" }
+      ).pipe(Effect.provide(context))
+      expect(results).toEqual([...ids.map((id) => Number(id.slice(1))), 7])
+
+      const starts = statements.filter((s) => /^\s*INSERT INTO "grp_cluster_messages"/.test(s))
+      // fewer statements than runs: unpatched (or without `group`), one INSERT per start
+      expect(starts.length).toBeGreaterThan(0)
+      expect(starts.length).toBeLessThan(ids.length)
+      expect(starts.some((s) => /\),\s*\(/.test(s))).toBe(true)
+      // final replies written together, each with its ledger write (companion_<i>)
+      expect(statements.some((s) => /^WITH companion_\d+ AS \(.*companion_\d+ AS \(/s.test(s))).toBe(true)
+
+      const sql = Context.get(context, SqlClient.SqlClient)
+      const [state] = yield* sql<{ starts: number; processed: number; replies: number; succeeded: number }>`
+          SELECT
+            (SELECT count(*)::int FROM grp_cluster_messages WHERE tag = 'run') AS starts,
+            (SELECT count(*)::int FROM grp_cluster_messages WHERE tag = 'run' AND processed) AS processed,
+            (SELECT count(*)::int FROM grp_cluster_replies WHERE kind = 0) AS replies,
+            (SELECT count(*)::int FROM grp_runs WHERE status = 'succeeded') AS succeeded`
+      expect(state).toEqual({ starts: 24, processed: 24, replies: 24, succeeded: 24 })
+    }), 120_000)
+
+  it.scopedLive("a grouped statement that fails is written item by item: only the reply that cannot be written fails", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase.make("patch_group_fail")
+      const client = yield* Layer.build(recordingClient(db.url, []))
+      const sql = Context.get(client, SqlClient.SqlClient)
+      yield* sql`CREATE TABLE reply_log (request_id bigint NOT NULL)`
+      const bad = yield* Numbered.executionId({ id: "bad" })
+      const go = yield* Deferred.make<void>()
+      const slowInFlight = yield* Deferred.make<void>()
+      // the companion is asked on each try of a reply's save
+      const tries = new Map<string, number>()
+      const companion = (requestId: string) => {
+        tries.set(requestId, (tries.get(requestId) ?? 0) + 1)
+        // the first reply's save is slow: the others queue behind it and go in one statement
+        if (tries.size === 1 && tries.get(requestId) === 1) {
+          Deferred.unsafeDone(slowInFlight, Exit.void)
+          return sql`INSERT INTO reply_log (request_id) SELECT ${requestId}::bigint FROM pg_sleep(1)`
+        }
+        // each reply logs its request, but the bad run's divides by zero: its statement fails
+        return sql`INSERT INTO reply_log (request_id)
+          SELECT m.id / (CASE WHEN m.entity_id = ${bad} THEN 0 ELSE 1 END)
+          FROM grpf_cluster_messages m WHERE m.id = ${requestId}`
+      }
+      // every run but the first waits for `go`
+      const workflow = Numbered.toLayer(({ id }) =>
+        id === "first" ? Effect.succeed(0) : Effect.as(Deferred.await(go), id.length)
+      )
+      const storage = ClusterRunner.groupedMessageStorage(TablePrefix.unsafeMake("grpf"), companion)
+      const context = yield* Layer.build(libraryStack(workflow, storage).pipe(Layer.provideMerge(Layer.succeedContext(client))))
+      const ids = Array.from({ length: 16 }, (_, i) => `good-${i}`)
+      const badRun = yield* Effect.fork(Numbered.execute({ id: "bad" })).pipe(Effect.provide(context))
+      const goodRuns = yield* Effect.fork(Effect.all(ids.map((id) => Numbered.execute({ id })), { concurrency: "unbounded" }))
+        .pipe(Effect.provide(context))
+      yield* Effect.fork(Numbered.execute({ id: "first" })).pipe(Effect.provide(context))
+      yield* Deferred.await(slowInFlight)
+      yield* Deferred.succeed(go, undefined)
+      // every other run completes, although its reply shared a statement with the bad one's
+      expect(yield* Fiber.join(goodRuns)).toEqual(ids.map((id) => id.length))
+      const [badStart] = yield* sql<{ id: string }>`
+        SELECT id::text AS id FROM grpf_cluster_messages WHERE entity_id = ${bad} AND tag = 'run'`
+      // the bad run has no reply (its caller still waits) and its save is tried again; every
+      // other reply was saved at its first try: the shared statement failed and was written
+      // again item by item
+      yield* Eventually.until(Effect.sync(() => (tries.get(badStart!.id) ?? 0) > 1), "the bad reply was tried again")
+      expect(yield* Numbered.poll(bad).pipe(Effect.provide(context))).toBeUndefined()
+      expect([...tries].filter(([requestId, n]) => n > 1 && requestId !== badStart!.id)).toEqual([])
+      expect(tries.size).toBe(ids.length + 2)
+      const [logged] = yield* sql<{ n: number }>`SELECT count(DISTINCT request_id)::int AS n FROM reply_log`
+      expect(logged!.n).toBe(ids.length + 1)
+      yield* Fiber.interrupt(badRun)
+    }), 120_000)
 })

@@ -36,9 +36,11 @@ import { NodeClusterSocket, NodeSocketServer } from "@effect/platform-node"
 import { RpcSerialization } from "@effect/rpc"
 import type { SqlClient } from "@effect/sql"
 import type { PgClient } from "@effect/sql-pg"
-import { Config, Effect, Layer, Option } from "effect"
+import type { Statement } from "@effect/sql/Statement"
+import { Config, Effect, Layer, Option, Scope } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import { InvalidRuntimeConfig } from "../RuntimeError.js"
+import * as GroupCommit from "./GroupCommit.js"
 import * as RunAdmission from "./RunAdmission.js"
 import * as RunOutcomes from "./RunOutcomes.js"
 import * as SchemaLock from "./SchemaLock.js"
@@ -118,6 +120,30 @@ export const defaults: ShardingOptions = {
 }
 
 /**
+ * The library's `SqlMessageStorage` on the app's cluster tables, with the writes
+ * of concurrent runs grouped (`GroupCommit`, living as long as the layer): runs
+ * started together share an INSERT of their start messages, and runs ending
+ * together one statement for their final replies (each with its
+ * `replyCompanion`, the runs ledger's final write). A lone write goes at once,
+ * alone, as before; one inside a SQL transaction (a start through the runs API)
+ * commits with that transaction.
+ */
+export const groupedMessageStorage = (
+  prefix: TablePrefix.TablePrefix,
+  replyCompanion?: ((requestId: string) => Statement<unknown> | undefined) | undefined
+): Layer.Layer<MessageStorage.MessageStorage, never, SqlClient.SqlClient | ShardingConfig.ShardingConfig> =>
+  Layer.unwrapScoped(Effect.map(Effect.scope, (scope) =>
+    SqlMessageStorage.layerWith({
+      prefix: TablePrefix.clusterPrefix(prefix),
+      replyCompanion,
+      group: (spec) =>
+        Scope.extend(
+          Effect.map(GroupCommit.make({ ...spec, maxBatch: 200, maxBytes: GroupCommit.MAX_BYTES }), (group) => group.submit),
+          scope
+        )
+    })))
+
+/**
  * Sharding, the runner transport and the prefixed storage for `prefix`.
  * Storage construction (which creates the cluster tables) runs under the
  * prefix's schema lock, so replicas starting together do not race.
@@ -163,10 +189,7 @@ export const layer = (
 
   const gate = options?.admission
   const outcomes = options?.outcomes
-  const messageStorage = SqlMessageStorage.layerWith({
-    prefix: TablePrefix.clusterPrefix(prefix),
-    replyCompanion: outcomes?.companion
-  })
+  const messageStorage = groupedMessageStorage(prefix, outcomes?.companion)
   const admitted = gate === undefined ? messageStorage : RunAdmission.storageLayer(gate).pipe(Layer.provide(messageStorage))
   const storage = Layer.merge(
     // the outcomes see only the start messages the runner gets (not those admission holds)

@@ -20,6 +20,9 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Exit, FiberSet, Option } from "effect"
 import type { Scope } from "effect"
 
+/** At most this many bytes of values in one grouped statement, by default (large values go in smaller groups). */
+export const MAX_BYTES = 4 * 1024 * 1024
+
 export interface GroupCommit<I, O, E> {
   /** Writes `item` with whatever else is waiting; its own result (or the statement's failure). */
   readonly submit: (item: I) => Effect.Effect<O, E>

@@ -104,9 +104,6 @@ interface ExitRow {
 const rowKey = (row: Pick<ExitRow, "execution_id" | "activity" | "attempt">) =>
   `${row.execution_id}\u0000${row.attempt}\u0000${row.activity}`
 
-/** At most this many bytes of exits in one grouped INSERT (large results go in smaller groups). */
-const GROUP_MAX_BYTES = 4 * 1024 * 1024
-
 export interface Key {
   readonly executionId: string
   readonly activity: string
@@ -237,7 +234,7 @@ export const layer = (
       // (a step's key twice: the second finds the first's row, and returns that exit).
       const exits = yield* GroupCommit.make({
         maxBatch: 500,
-        maxBytes: GROUP_MAX_BYTES,
+        maxBytes: GroupCommit.MAX_BYTES,
         size: (row: ExitRow) => row.exit.length,
         key: rowKey,
         // alone (its own transaction), each statement commits without waiting for the WAL flush: a

@@ -227,8 +227,7 @@ export const make = (prefix: TablePrefix.TablePrefix, version: string = UNKNOWN_
     // updated twice in one statement is an error) goes on its own, after.
     const running = yield* GroupCommit.make({
       maxBatch: 500,
-      // large payloads go in smaller groups
-      maxBytes: 4 * 1024 * 1024,
+      maxBytes: GroupCommit.MAX_BYTES,
       size: (row) => row.payload.length,
       key: (row) => row.execution_id,
       alone: runningOne(true),
