@@ -29,9 +29,12 @@ import {
   Deferred,
   Duration,
   Effect,
+  Equal,
   Exit,
   Fiber,
   FiberRef,
+  FiberRefs,
+  Hash,
   Layer,
   Option,
   Redacted,
@@ -775,4 +778,81 @@ describe("patches/@effect__cluster@0.60.2.patch (grouped starts and final replie
       expect(logged!.n).toBe(ids.length + 1)
       yield* Fiber.interrupt(badRun)
     }), 120_000)
+})
+
+describe("patches/effect@3.22.4.patch (a fiber's refs copied on write, contexts compared by reference)", () => {
+  const Ref = FiberRef.unsafeMake(0)
+  class Label extends Context.Tag("test/Label")<Label, string>() {}
+
+  it.effect("a fiber's refs are copied only once they were handed out: a snapshot stays as it was taken", () =>
+    Effect.gen(function*() {
+      const a = yield* Effect.getFiberRefs
+      // nothing changed in between: the same refs (upstream copied them on every snapshot)
+      expect(yield* Effect.getFiberRefs).toBe(a)
+      yield* FiberRef.set(Ref, 5)
+      const b = yield* Effect.getFiberRefs
+      expect(b).not.toBe(a)
+      // sets on refs no one else holds change them in place; the snapshots keep their values
+      yield* FiberRef.set(Ref, 6)
+      yield* FiberRef.set(Ref, 7)
+      yield* Effect.locally(FiberRef.set(Ref, 8), Ref, 100)
+      expect(FiberRefs.getOrDefault(a, Ref)).toBe(0)
+      expect(FiberRefs.getOrDefault(b, Ref)).toBe(5)
+      expect(FiberRefs.getOrDefault(yield* Effect.getFiberRefs, Ref)).toBe(7)
+      expect(yield* FiberRef.get(Ref)).toBe(7)
+    }))
+
+  // holds unpatched too: what forks and joins rely on
+  it.effect("a child sees its parent's refs as they were at the fork, each side's later sets stay its own, a join takes the child's", () =>
+    Effect.gen(function*() {
+      yield* FiberRef.set(Ref, 1)
+      const latch = yield* Deferred.make<void>()
+      const child = yield* Effect.fork(Effect.gen(function*() {
+        const atFork = yield* FiberRef.get(Ref)
+        yield* Deferred.await(latch)
+        const later = yield* FiberRef.get(Ref)
+        yield* FiberRef.set(Ref, 10)
+        return [atFork, later]
+      }))
+      yield* FiberRef.set(Ref, 2)
+      yield* Effect.provideService(FiberRef.set(Ref, 3), Label, "x")
+      expect(yield* FiberRef.get(Ref)).toBe(3)
+      yield* Deferred.succeed(latch, undefined)
+      expect(yield* Fiber.join(child)).toEqual([1, 1])
+      expect(yield* FiberRef.get(Ref)).toBe(10)
+    }))
+
+  it("hashing a context defines nothing on it; equal contexts are still equal", () => {
+    const context = Context.make(Label, "x")
+    const hash = Hash.hash(context)
+    // upstream cached the hash with Object.defineProperty on every context it hashed
+    expect(Object.getOwnPropertySymbols(context)).not.toContain(Hash.symbol)
+    expect(Hash.hash(context)).toBe(hash)
+    expect(Equal.equals(context, Context.make(Label, "x"))).toBe(true)
+    expect(Equal.equals(context, Context.make(Label, "y"))).toBe(false)
+  })
+
+  it.effect("services provided inside a scope of the same size are the ones read; the outer ones come back after", () =>
+    Effect.gen(function*() {
+      const read = Effect.map(Label, (label) => label)
+      const inner = yield* read.pipe(Effect.provideService(Label, "inner"), Effect.provideService(Label, "outer"))
+      expect(inner).toBe("inner")
+      const outer = yield* Effect.zipRight(read.pipe(Effect.provideService(Label, "inner")), read).pipe(
+        Effect.provideService(Label, "outer")
+      )
+      expect(outer).toBe("outer")
+    }))
+
+  // holds unpatched too: a span reads its fiber's annotations and links without a snapshot of all refs
+  it.effect("a span gets the annotations and links of its fiber", () =>
+    Effect.gen(function*() {
+      const linked = yield* Effect.makeSpan("linked")
+      const span = yield* Effect.currentSpan.pipe(
+        Effect.withSpan("s"),
+        Effect.linkSpans(linked),
+        Effect.annotateSpans("k", "v")
+      )
+      expect((span as Tracer.Span & { attributes: Map<string, unknown> }).attributes.get("k")).toBe("v")
+      expect(span.links.map((link) => link.span)).toEqual([linked])
+    }))
 })
