@@ -843,6 +843,27 @@ describe("patches/effect@3.22.4.patch (a fiber's refs copied on write, contexts 
       expect(outer).toBe("outer")
     }))
 
+  // holds unpatched too: with the native tracer the runtime calls no tracer context per
+  // operation; another tracer's context still wraps every operation
+  it.effect("a tracer's own context wraps every operation of the fibers that use it", () =>
+    Effect.gen(function*() {
+      let wrapped = 0
+      const native = yield* Effect.tracer
+      const tracer = Tracer.make({
+        span: (...args) => native.span(...args),
+        context: (f) => {
+          wrapped++
+          return f()
+        }
+      })
+      const result = yield* Effect.withTracer(
+        Effect.map(Effect.zip(Effect.succeed(1), Effect.sync(() => 2)), ([a, b]) => a + b),
+        tracer
+      )
+      expect(result).toBe(3)
+      expect(wrapped).toBeGreaterThanOrEqual(3)
+    }))
+
   // holds unpatched too: a span reads its fiber's annotations and links without a snapshot of all refs
   it.effect("a span gets the annotations and links of its fiber", () =>
     Effect.gen(function*() {
