@@ -25,6 +25,7 @@ import { Activity, WorkflowEngine } from "@effect/workflow"
 import { Context, Effect, Exit, Layer, Option, Schema, Scope } from "effect"
 import * as BeginWithFirstStatement from "./internal/BeginWithFirstStatement.js"
 import * as InlineActivities from "./internal/InlineActivities.js"
+import * as LoneStatement from "./internal/LoneStatement.js"
 import * as PgPool from "./internal/PgPool.js"
 import * as PoolConnection from "./internal/PoolConnection.js"
 import * as Retry from "./Retry.js"
@@ -77,6 +78,11 @@ export const layer = (prefix: TablePrefix.TablePrefix): Layer.Layer<ActivityLedg
  * Like `Activity.make`, but exactly-once for the body's database writes (see
  * above). Database errors roll the transaction back and run it again with
  * backoff (for up to 2 minutes); nothing of a failed try is committed.
+ *
+ * On the durable engine a body that is one statement with no result
+ * (`execute: sql\`UPDATE ...\``, the `Statement` itself) is one round trip:
+ * the statement and the step's exit row go as one query (`LoneStatement`).
+ * Any other body is a transaction of two round trips.
  */
 export const make = <
   R,
@@ -93,10 +99,12 @@ export const make = <
     name: options.name,
     success: options.success,
     error: options.error,
-    execute: Effect.contextWithEffect((context: Context.Context<SqlClient.SqlClient>) => {
+    execute: Effect.withFiberRuntime((fiber) => {
+      const context = fiber.currentContext as Context.Context<SqlClient.SqlClient>
       const recording = Context.getOption(context, InlineActivities.Recording)
       if (Option.isSome(recording)) {
-        return withExitRow(Context.get(context, SqlClient.SqlClient), recording.value, options)
+        const lone = LoneStatement.of(options.execute, options.success, fiber)
+        return withExitRow(Context.get(context, SqlClient.SqlClient), recording.value, options, lone)
       }
       return Effect.gen(function*() {
         // provided by AppRuntime to every workflow; checked here rather than in the type so that
@@ -123,9 +131,12 @@ export const make = <
 /**
  * On the durable engine (`InlineActivities`): the body's writes and the step's
  * exit row commit in ONE transaction, so the engine writes nothing after it.
- * The engine looked for a recorded exit just before; a retried transaction
- * (a database error, or a concurrent execution that committed first: the
- * primary key) looks again, inside the transaction, and returns what it finds.
+ * A body that is one statement with no result (`lone`) is sent with its exit
+ * row as one query (`LoneStatement`); any other runs in a transaction whose
+ * exit row goes with COMMIT (`committingWith`). The engine looked for a
+ * recorded exit just before; a retried try (a database error, or a
+ * concurrent execution that committed first: the primary key) looks again,
+ * first (in the transaction, for the general form), and returns what it finds.
  * Written with few combinators: every step of every transactional run goes
  * through here (`pnpm bench`: the transactional/plain ratio).
  */
@@ -136,28 +147,52 @@ const withExitRow = <R, A, E>(
     readonly success?: Schema.Schema.All | undefined
     readonly error?: Schema.Schema.All | undefined
     readonly execute: Effect.Effect<A, E | SqlError, R>
-  }
+  },
+  lone: LoneStatement.LoneStatement | undefined
 ): Effect.Effect<A, E, R> => {
   const exitSchema = InlineActivities.exitSchema(options.success ?? Schema.Void, options.error ?? Schema.Never)
-  // the value and the exit row's SQL text (undefined: recorded already, by another execution)
-  const executed = Effect.flatMap(options.execute, (value) =>
-    Effect.map(
-      InlineActivities.encodeExit(exitSchema, Exit.succeed(value)),
-      (encoded): readonly [A, string | undefined] => [value, recording.insertSql(encoded)]
-    ))
   let tries = 0
-  const once: Effect.Effect<readonly [A, string | undefined], E | SqlError, R> = Effect.suspend(() => {
-    if (tries++ === 0) return executed
-    return Effect.flatMap(recording.lookup, (found) =>
-      found === undefined
-        ? executed
-        : Effect.flatMap(
-          Effect.orDie(Schema.decodeUnknown(exitSchema)(found.exit)) as Effect.Effect<Exit.Exit<A, E>>,
-          (exit) => Effect.map(exit, (value): readonly [A, string | undefined] => [value, undefined])
-        ))
-  })
-  return committingWith(sql, once, ([, insert]) => insert).pipe(
-    Effect.map(([value]) => {
+  /** `run`; on a retry, first the exit recorded meanwhile (by the last try, or another execution), if any. */
+  const unlessRecorded = <X, Z>(
+    run: Effect.Effect<X, E | SqlError, Z>,
+    found: (value: A) => X
+  ): Effect.Effect<X, E | SqlError, Z> =>
+    Effect.suspend(() => {
+      if (tries++ === 0) return run
+      return Effect.flatMap(recording.lookup, (recorded) =>
+        recorded === undefined
+          ? run
+          : Effect.flatMap(
+            Effect.orDie(Schema.decodeUnknown(exitSchema)(recorded.exit)) as Effect.Effect<Exit.Exit<A, E>>,
+            (exit) => Effect.map(exit, found)
+          ))
+    })
+  const committed: Effect.Effect<A, E | SqlError, R> = lone !== undefined
+    ? unlessRecorded(
+      Effect.flatMap(
+        InlineActivities.encodeExit(exitSchema, Exit.void),
+        (encoded) => LoneStatement.commit(sql, lone, `${lone.inlined};\n${recording.insertSql(encoded)}`)
+      ) as Effect.Effect<A, SqlError>,
+      (value) => value
+    )
+    : Effect.map(
+      committingWith(
+        sql,
+        unlessRecorded(
+          // the value and the exit row's SQL text (undefined: recorded already, by another execution)
+          Effect.flatMap(options.execute, (value) =>
+            Effect.map(
+              InlineActivities.encodeExit(exitSchema, Exit.succeed(value)),
+              (encoded): readonly [A, string | undefined] => [value, recording.insertSql(encoded)]
+            )),
+          (value): readonly [A, string | undefined] => [value, undefined]
+        ),
+        ([, insert]) => insert
+      ),
+      ([value]) => value
+    )
+  return committed.pipe(
+    Effect.map((value) => {
       // committed, or found committed: the engine writes no exit row of its own
       recording.recorded = true
       return value

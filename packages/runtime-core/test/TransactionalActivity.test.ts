@@ -84,7 +84,7 @@ const Note = Workflow.make({
   payload: {
     id: Schema.String,
     text: Schema.String,
-    mode: Schema.Literal("write", "race", "fail", "nothing", "blob", "blob-fail")
+    mode: Schema.Literal("write", "race", "fail", "nothing", "blob", "blob-fail", "lone", "wrapped", "rows")
   },
   success: Schema.String,
   error: Schema.String,
@@ -102,7 +102,7 @@ const noteLayer = (url: string) =>
   WorkflowLayer.make(Note, {
     dependencies: Layer.effect(SqlClient.SqlClient, SqlClient.SqlClient),
     execute: ({ id, mode, text }) =>
-      TransactionalActivity.make({
+      mode === "lone" || mode === "wrapped" || mode === "rows" ? statementNote(id, mode, text) : TransactionalActivity.make({
         name: "note",
         success: Schema.String,
         error: Schema.String,
@@ -134,6 +134,27 @@ const noteLayer = (url: string) =>
       })
   })
 
+/**
+ * The step's body as one statement: "lone" is the statement itself (no result); "wrapped" is
+ * the same statement inside another effect, "rows" the statement with its rows as the
+ * result: neither can go with the exit row, so both take the general path.
+ */
+const statementNote = (id: string, mode: "lone" | "wrapped" | "rows", text: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const insert = sql<{ id: string }>`INSERT INTO dur_notes (id, text) VALUES (${id}, ${text}) RETURNING id`
+    if (mode === "rows") {
+      const rows = yield* TransactionalActivity.make({
+        name: "note",
+        success: Schema.Array(Schema.Struct({ id: Schema.String })),
+        execute: insert
+      })
+      return rows.map((row) => row.id).join()
+    }
+    yield* TransactionalActivity.make({ name: "note", execute: mode === "lone" ? insert : Effect.asVoid(insert) })
+    return text
+  })
+
 // the same steps on a pool `Database` built (its connections taken directly: `PoolConnection`)
 // and on a client built elsewhere (its connections reserved through @effect/sql)
 const clients = [
@@ -142,7 +163,7 @@ const clients = [
 ] as const
 
 describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, client) => {
-  it.scopedLive("a step is BEGIN with its first statement, then its exit row with COMMIT; any text round-trips; whatever fails rolls back", () =>
+  it.scopedLive("a step is BEGIN with its first statement, then its exit row with COMMIT (a lone statement: one query with its exit row); any text round-trips; whatever fails rolls back", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase.make("txn_durable")
       const statements: Array<string> = []
@@ -160,6 +181,8 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
       const context = yield* Layer.build(runtime)
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
+        /** The INSERT of note `id`, its values written in. */
+        const noteInsert = (id: string) => new RegExp(`INSERT INTO dur_notes \\(id, text\\) VALUES \\('${id}'`)
         /** What a run's step sent: statements matching `body`, and its exit row's. */
         const stepStatements = (executionId: string, body: RegExp) =>
           statements.filter((s) => body.test(s) || (s.includes("dur_activity_exits") && s.includes(executionId)))
@@ -203,6 +226,42 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
         expect(statements.filter((s) => /INSERT INTO dur_blobs/.test(s))[0]).toMatch(/^INSERT INTO dur_blobs .*\$2\)$/)
         expect(yield* Effect.flip(Note.execute({ id: "f", text: "bytes", mode: "blob-fail" }))).toBe("boom")
         expect(yield* sql`SELECT id FROM dur_blobs WHERE id = 'f'`).toEqual([])
+
+        // a body that is one statement with no result: the statement and its exit row as one
+        // query (one implicit transaction), no BEGIN, no COMMIT
+        const g = { id: "g", text: "it's g", mode: "lone" } as const
+        expect(yield* Note.execute(g)).toBe("it's g")
+        const gSent = stepStatements(yield* Note.executionId(g), noteInsert("g"))
+        expect(gSent).toHaveLength(1)
+        expect(gSent[0]).toMatch(
+          /^INSERT INTO dur_notes \(id, text\) VALUES \('g', 'it''s g'\) RETURNING id;\nINSERT INTO "dur_activity_exits" [^;]*$/s
+        )
+        expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'g'`).toEqual([{ text: "it's g" }])
+        expect(yield* sql`SELECT exit FROM dur_activity_exits WHERE execution_id = ${yield* Note.executionId(g)}`)
+          .toEqual([{ exit: { _tag: "Success" } }])
+
+        // another execution recorded the step first: the exit row fails, the statement's write
+        // is rolled back with it, and the step returns the recorded exit
+        const h = { id: "h", text: "h", mode: "lone" } as const
+        yield* sql`INSERT INTO dur_activity_exits (execution_id, activity, attempt, exit, started_at)
+          VALUES (${yield* Note.executionId(h)}, 'note', 1, '{"_tag":"Success"}'::jsonb, now())`
+        expect(yield* Note.execute(h)).toBe("h")
+        const hSent = stepStatements(yield* Note.executionId(h), noteInsert("h"))
+        expect(hSent.filter((s) => /^INSERT INTO dur_notes .*;\nINSERT INTO "dur_activity_exits"/s.test(s)))
+          .toHaveLength(1)
+        expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'h'`).toEqual([])
+
+        // the same statement inside another effect, or with its rows as the result: the
+        // general path (BEGIN with the statement, then the exit row with COMMIT)
+        for (const [id, mode, result] of [["i", "wrapped", "i"], ["j", "rows", "j"]] as const) {
+          const run = { id, text: id, mode } as const
+          expect(yield* Note.execute(run)).toBe(result)
+          const sentFor = stepStatements(yield* Note.executionId(run), noteInsert(id))
+          expect(sentFor).toHaveLength(2)
+          expect(sentFor[0]).toMatch(/^BEGIN;\nINSERT INTO dur_notes/)
+          expect(sentFor[1]).toMatch(/;\nCOMMIT$/)
+          expect(yield* sql`SELECT text FROM dur_notes WHERE id = ${id}`).toEqual([{ text: id }])
+        }
       }).pipe(Effect.provide(context))
     }), 60_000)
 })

@@ -1,11 +1,12 @@
 /** What the parent asks a cell's child process to do, and what the child answers. */
 
-export const systems = ["durable", "durable-tx", "memory", "dbos"] as const
+export const systems = ["durable", "durable-tx", "durable-tx-effect", "memory", "dbos"] as const
 export type System = (typeof systems)[number]
 
 export const systemLabels: Record<System, string> = {
   "durable": "duraflow durable",
-  "durable-tx": "duraflow durable, transactional activities",
+  "durable-tx": "duraflow durable, transactional activities (body: the statement)",
+  "durable-tx-effect": "duraflow durable, transactional activities (body: an effect)",
   "memory": "duraflow memory engine",
   "dbos": "DBOS Transact"
 }

@@ -29,7 +29,27 @@ const plainLayer = WorkflowLayer.make(BenchWorkflow, {
     })
 })
 
+/**
+ * Transactional steps, the body the upsert statement itself: the statement and the step's exit
+ * row go to Postgres as one query (one round trip; `LoneStatement` in runtime-core).
+ */
 const transactionalLayer = WorkflowLayer.make(BenchWorkflow, {
+  dependencies: sqlDependency,
+  execute: ({ id }) =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      for (const step of [1, 2, 3]) {
+        yield* TransactionalActivity.make({ name: `step-${step}`, execute: sql.unsafe(Cell.UPSERT, [id, step]) })
+      }
+    })
+})
+
+/**
+ * Transactional steps, the body an effect that runs the statement (any body but a lone
+ * statement): a transaction of two round trips, BEGIN with the statement, then the exit row
+ * with COMMIT.
+ */
+const transactionalEffectLayer = WorkflowLayer.make(BenchWorkflow, {
   dependencies: sqlDependency,
   execute: ({ id }) =>
     Effect.gen(function*() {
@@ -39,13 +59,20 @@ const transactionalLayer = WorkflowLayer.make(BenchWorkflow, {
     })
 })
 
+const layers = {
+  "durable": plainLayer,
+  "memory": plainLayer,
+  "durable-tx": transactionalLayer,
+  "durable-tx-effect": transactionalEffectLayer
+}
+
 export const start = async (req: Cell.Request): Promise<Cell.Runner> => {
   // the engine is chosen by WORKFLOW_MODE, as in an app
   process.env.WORKFLOW_MODE = req.system === "memory" ? "memory" : "durable"
   const runtime = AppRuntime.layer({
     prefix,
     migrations: [{ id: 1, name: "create steps", sql: () => Cell.STEPS_DDL }],
-    workflows: req.system === "durable-tx" ? transactionalLayer : plainLayer
+    workflows: layers[req.system as keyof typeof layers]
   }).pipe(Layer.provideMerge(Database.layer({ url: Redacted.make(req.url), applicationName: "bench" })))
   const managed = ManagedRuntime.make(runtime)
   await managed.runPromise(Effect.void)

@@ -10,7 +10,7 @@
  *   --sequential 50     workflows run one at a time afterwards (their p50)
  *   --reps 3            repetitions (interleaved)
  *   --connections 10    connections of the Postgres ceiling measurement
- *   --systems a,b       only these systems (durable, durable-tx, memory, dbos)
+ *   --systems a,b       only these systems (durable, durable-tx, durable-tx-effect, memory, dbos)
  *   --timeout 600       seconds a cell may take before it is killed (the run then fails)
  *   --node-flags "..."  Node flags of every cell (default: the apps' own, --max-semi-space-size=64; "" for none)
  *   --database-url      admin URL that may CREATE DATABASE (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)

@@ -100,7 +100,7 @@ const main = async (req: Cell.Request): Promise<Cell.Result> => {
   await runner.run("warm-up")
   const figures = await measure(req.system, runner, req.n, req.sequential)
   await runner.stop()
-  await checkRows(req.url, req.n + req.sequential + 1, req.system === "durable-tx")
+  await checkRows(req.url, req.n + req.sequential + 1, req.system === "durable-tx" || req.system === "durable-tx-effect")
   return { ...figures, peakRssMb: peakRss / 2 ** 20 }
 }
 

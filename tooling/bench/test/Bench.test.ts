@@ -43,16 +43,23 @@ describe("Bench", () => {
       m("durable", 2, 200, 5, 420),
       m("dbos", 2, 400, 5, 210),
       m("durable-tx", 1, 280, 5, 410),
-      m("durable-tx", 2, 170, 5, 410)
+      m("durable-tx", 2, 170, 5, 410),
+      m("durable-tx-effect", 1, 240, 5, 410),
+      m("durable-tx-effect", 2, 160, 5, 410)
     ]
-    const lines = Bench.ratios(results, { systems: ["durable", "durable-tx", "dbos"], reps: 2 })
+    const lines = Bench.ratios(results, { systems: ["durable", "durable-tx", "durable-tx-effect", "dbos"], reps: 2 })
     // medians: durable 250, dbos 325 wf/s
     expect(lines[0]).toBe("throughput, durable against DBOS: 0.77x (per rep 1.20x/0.50x); target >= 1x: not met")
     expect(lines[1]).toBe("sequential p50, durable against DBOS: 0.82x (per rep 0.67x/1.00x); target <= 1x: met")
     expect(lines[2]).toBe("peak RSS, durable against DBOS: 2.00x (per rep 2.00x/2.00x); target <= 2x: met")
     expect(lines[3]).toBe("node CPU per workflow, durable against DBOS: 1.00x (per rep 1.00x/1.00x); no target")
     expect(lines[4]).toBe(
-      "throughput, transactional against plain activities: 0.90x (per rep 0.93x/0.85x); target >= 0.9x: met"
+      "throughput, transactional (body: the statement) against plain activities: 0.90x (per rep 0.93x/0.85x); " +
+        "target >= 0.9x: met"
+    )
+    expect(lines[5]).toBe(
+      "throughput, transactional (body: an effect) against plain activities: 0.80x (per rep 0.80x/0.80x); " +
+        "target >= 0.9x: not met"
     )
     expect(Bench.ratios(results, { systems: ["durable", "memory"], reps: 2 })).toEqual([])
   })
@@ -65,18 +72,18 @@ describe("Bench", () => {
       reps: 1,
       connections: 2,
       databaseUrl: adminUrl,
-      systems: ["durable", "dbos"],
+      systems: ["durable", "durable-tx", "durable-tx-effect", "dbos"],
       timeout: 120,
       nodeFlags: []
     }, (line) => lines.push(line))
-    expect(results.map((r) => r.system)).toEqual(["ceiling", "durable", "dbos"])
+    expect(results.map((r) => r.system)).toEqual(["ceiling", "durable", "durable-tx", "durable-tx-effect", "dbos"])
     for (const r of results.slice(1)) {
       // the warm-up run is checked too, not counted
       expect(r.workflows).toBe(4)
       expect(r.throughput).toBeGreaterThan(0)
       expect(r.commitsPerWorkflow).toBeGreaterThan(0)
     }
-    expect(lines).toHaveLength(3)
+    expect(lines).toHaveLength(5)
     expect(lines.slice(1).every((line) => line.endsWith("rows ok"))).toBe(true)
     const admin = new pg.Client({ connectionString: adminUrl })
     await admin.connect()
