@@ -25,7 +25,9 @@ describe("PgLiterals.quote", () => {
 describe("PgLiterals.inline", () => {
   it("replaces each $n by its value's literal, $10 as the tenth", () => {
     const params = Array.from({ length: 10 }, (_, i) => `v${i + 1}`)
-    expect(PgLiterals.inline("SELECT $1, $10, $2::int", params)).toBe("SELECT 'v1', 'v10', 'v2'::int")
+    expect(PgLiterals.inline("SELECT $1, $10, $2::int, $3, $4, $5, $6, $7, $8, $9", params)).toBe(
+      "SELECT 'v1', 'v10', 'v2'::int, 'v3', 'v4', 'v5', 'v6', 'v7', 'v8', 'v9'"
+    )
     expect(PgLiterals.inline("INSERT INTO t VALUES ($1, $2, $3)", [null, undefined, 42])).toBe(
       "INSERT INTO t VALUES (NULL, NULL, '42')"
     )
@@ -47,6 +49,11 @@ describe("PgLiterals.inline", () => {
     expect(PgLiterals.inline("SELECT $1", ["a\0b"])).toBeUndefined()
     expect(PgLiterals.inline("SELECT $2", ["x"])).toBeUndefined()
     expect(PgLiterals.inline("SELECT $0", ["x"])).toBeUndefined()
+    // a value no $n takes: bound, Postgres refuses it (more values than parameters; an
+    // untyped $2 between $1 and $3)
+    expect(PgLiterals.inline("SELECT $1", ["x", "y"])).toBeUndefined()
+    expect(PgLiterals.inline("SELECT $1, $3", ["x", "y", "z"])).toBeUndefined()
+    expect(PgLiterals.inline("SELECT 1", ["x"])).toBeUndefined()
     expect(PgLiterals.inline("SELECT 1; SELECT $1", ["x"])).toBeUndefined()
     expect(PgLiterals.inline("SELECT 'open", [])).toBeUndefined()
     expect(PgLiterals.inline("SELECT $$ open", [])).toBeUndefined()

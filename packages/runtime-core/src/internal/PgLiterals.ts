@@ -13,7 +13,8 @@
  * When that cannot be done exactly, the answer is `undefined` and the caller
  * sends the statement with bound parameters as usual: a value pg sends as
  * binary (a `Buffer`), a string with a NUL character (the simple protocol's
- * query text ends at the first NUL), a parameter number without a value, an
+ * query text ends at the first NUL), a parameter number without a value, a
+ * value without its parameter number (bound, Postgres refuses both), an
  * unterminated quote or comment, a backslash in a standard string (its meaning
  * depends on `standard_conforming_strings`), or more than one statement (the
  * extended protocol refuses those; inlined, they would run).
@@ -101,6 +102,9 @@ export const inline = (sql: string, params: ReadonlyArray<unknown>): string | un
   let from = 0
   let i = 0
   let statement = false
+  // parameters referenced: each must be, as when Postgres binds them
+  const used = new Array<boolean>(literals.length).fill(false)
+  let unused = literals.length
   while (i < sql.length) {
     const c = sql.charCodeAt(i)
     const next = sql.charCodeAt(i + 1)
@@ -147,6 +151,10 @@ export const inline = (sql: string, params: ReadonlyArray<unknown>): string | un
         while (isDigitCode(sql.charCodeAt(j))) j++
         const n = Number(sql.slice(i + 1, j))
         if (n < 1 || n > literals.length) return undefined
+        if (!used[n - 1]) {
+          used[n - 1] = true
+          unused--
+        }
         out += sql.slice(from, i) + literals[n - 1]
         i = j
         from = i
@@ -167,5 +175,5 @@ export const inline = (sql: string, params: ReadonlyArray<unknown>): string | un
     if (!isSpaceCode(c)) statement = true
     i++
   }
-  return statement ? out + sql.slice(from) : undefined
+  return statement && unused === 0 ? out + sql.slice(from) : undefined
 }
