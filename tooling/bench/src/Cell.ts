@@ -18,7 +18,10 @@ export interface Request {
   readonly n: number
   /** workflows run one after another, afterwards */
   readonly sequential: number
-  /** ceiling only: connections and transactions */
+  /**
+   * Connections to Postgres the system may open (the ceiling: the connections it inserts
+   * on): duraflow's one pool; DBOS's system pool and its steps' pool, half each
+   */
   readonly connections: number
 }
 
@@ -32,6 +35,8 @@ export interface Result {
   readonly peakRssMb: number
   /** node CPU (user + system) per workflow over both phases, ms */
   readonly cpuMsPerWorkflow: number
+  /** socket writes (to Postgres; `SocketWrites`) per workflow over both phases */
+  readonly socketWritesPerWorkflow: number
   readonly workflows: number
 }
 

@@ -4,9 +4,12 @@ import pg from "pg"
 import * as Cell from "./Cell.js"
 
 export const start = async (req: Cell.Request): Promise<Cell.Runner> => {
-  const pool = new pg.Pool({ connectionString: req.url, max: 10 })
+  // DBOS's defaults are a system pool of 10 and the app's own pool for its steps (10 here): the
+  // request's connections split between the two, so every system opens as many
+  const systemPool = Math.max(1, Math.floor(req.connections / 2))
+  const pool = new pg.Pool({ connectionString: req.url, max: Math.max(1, req.connections - systemPool) })
   await pool.query(Cell.STEPS_DDL)
-  DBOS.setConfig({ name: "bench", systemDatabaseUrl: req.url, logLevel: "error" })
+  DBOS.setConfig({ name: "bench", systemDatabaseUrl: req.url, systemDatabasePoolSize: systemPool, logLevel: "error" })
   const step = (id: string, s: number) =>
     DBOS.runStep(async () => {
       await pool.query(Cell.UPSERT, [id, s])

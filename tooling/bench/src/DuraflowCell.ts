@@ -73,7 +73,11 @@ export const start = async (req: Cell.Request): Promise<Cell.Runner> => {
     prefix,
     migrations: [{ id: 1, name: "create steps", sql: () => Cell.STEPS_DDL }],
     workflows: layers[req.system as keyof typeof layers]
-  }).pipe(Layer.provideMerge(Database.layer({ url: Redacted.make(req.url), applicationName: "bench" })))
+  }).pipe(Layer.provideMerge(Database.layer({
+    url: Redacted.make(req.url),
+    applicationName: "bench",
+    maxConnections: req.connections
+  })))
   const managed = ManagedRuntime.make(runtime)
   await managed.runPromise(Effect.void)
   return {

@@ -9,7 +9,9 @@
  *   --n 1000            workflows started at once per cell
  *   --sequential 50     workflows run one at a time afterwards (their p50)
  *   --reps 3            repetitions (interleaved)
- *   --connections 10    connections of the Postgres ceiling measurement
+ *   --connections 20    connections to Postgres per cell, every system alike: duraflow's pool
+ *                       (DATABASE_POOL_MAX), DBOS's system pool and its steps' pool half each
+ *                       (its defaults: 10 and 10), the ceiling's inserting connections
  *   --systems a,b       only these systems (durable, durable-tx, durable-tx-effect, memory, dbos)
  *   --timeout 600       seconds a cell may take before it is killed (the run then fails)
  *   --node-flags "..."  Node flags of every cell (default: the apps' own, --max-semi-space-size=64; "" for none)
@@ -32,7 +34,11 @@ const options = {
   n: positive("n", 1000, "workflows started at once per cell"),
   sequential: positive("sequential", 50, "workflows run one at a time afterwards"),
   reps: positive("reps", 3, "repetitions, systems interleaved in each"),
-  connections: positive("connections", 10, "connections of the Postgres commit ceiling measurement"),
+  connections: positive(
+    "connections",
+    20,
+    "connections to Postgres per cell: duraflow's pool, DBOS's system and steps' pools half each, the ceiling's"
+  ),
   timeout: positive("timeout", 600, "seconds a cell may take before it is killed and the run fails"),
   systems: Options.text("systems").pipe(
     Options.withDefault(Cell.systems.join(",")),
@@ -61,7 +67,7 @@ const bench = Command.make("bench", options, (args) =>
     const print = (line: string) => process.stdout.write(`${line}\n`)
     print(
       `Benchmark: ${args.systems.join(", ")}; ${args.n} started at once, ${args.sequential} sequential, ` +
-        `${args.reps} reps; Postgres ceiling on ${args.connections} connections; ` +
+        `${args.reps} reps; ${args.connections} connections to Postgres per cell; ` +
         `node ${args.nodeFlags.length > 0 ? args.nodeFlags.join(" ") : "(no flags)"} for every cell`
     )
     const results = yield* Effect.promise(() => Bench.run(args, print)).pipe(

@@ -6,6 +6,7 @@
  */
 import pg from "pg"
 import * as Cell from "./Cell.js"
+import * as SocketWrites from "./SocketWrites.js"
 import * as Stats from "./Stats.js"
 
 const request = JSON.parse(process.env[Cell.REQUEST_ENV] ?? "null") as Cell.Request | null
@@ -16,11 +17,14 @@ const sampler = setInterval(() => {
   peakRss = Math.max(peakRss, process.memoryUsage.rss())
 }, 10)
 
+const socketWrites = SocketWrites.install()
+
 
 const now = () => performance.now()
 
 const measure = async (system: Cell.System, runner: Cell.Runner, n: number, sequential: number) => {
   const cpu0 = process.cpuUsage()
+  const writes0 = socketWrites.writes()
   const t0 = now()
   const latencies = await Promise.all(Array.from({ length: n }, async (_, i) => {
     const start = now()
@@ -35,6 +39,7 @@ const measure = async (system: Cell.System, runner: Cell.Runner, n: number, sequ
     single.push(now() - start)
   }
   const cpu = process.cpuUsage(cpu0)
+  const writes = socketWrites.writes() - writes0
   return {
     system,
     throughput: n / elapsed,
@@ -42,6 +47,7 @@ const measure = async (system: Cell.System, runner: Cell.Runner, n: number, sequ
     p99: Stats.percentile(latencies, 99),
     sequentialP50: Stats.percentile(single, 50),
     cpuMsPerWorkflow: (cpu.user + cpu.system) / 1000 / (n + sequential),
+    socketWritesPerWorkflow: writes / (n + sequential),
     workflows: n + sequential
   }
 }
@@ -87,7 +93,7 @@ const ceiling = async (req: Cell.Request) => {
   const { rows: [row] } = await pool.query<{ count: number }>("SELECT count(*)::int AS count FROM bench_ceiling")
   await pool.end()
   if (row!.count !== total) throw new Error(`row check failed: ${row!.count} rows, expected ${total}`)
-  return { system: "ceiling" as const, throughput: total / elapsed, p50: 0, p99: 0, sequentialP50: 0, cpuMsPerWorkflow: 0, workflows: 0 }
+  return { system: "ceiling" as const, throughput: total / elapsed, p50: 0, p99: 0, sequentialP50: 0, cpuMsPerWorkflow: 0, socketWritesPerWorkflow: 0, workflows: 0 }
 }
 
 const main = async (req: Cell.Request): Promise<Cell.Result> => {

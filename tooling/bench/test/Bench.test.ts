@@ -34,6 +34,7 @@ describe("Bench", () => {
         sequentialP50,
         peakRssMb,
         cpuMsPerWorkflow: 2,
+        socketWritesPerWorkflow: 3,
         workflows: 10,
         commitsPerWorkflow: 5
       }) satisfies Measured
@@ -70,7 +71,7 @@ describe("Bench", () => {
       n: 3,
       sequential: 1,
       reps: 1,
-      connections: 2,
+      connections: 4,
       databaseUrl: adminUrl,
       systems: ["durable", "durable-tx", "durable-tx-effect", "dbos"],
       timeout: 120,
@@ -82,6 +83,8 @@ describe("Bench", () => {
       expect(r.workflows).toBe(4)
       expect(r.throughput).toBeGreaterThan(0)
       expect(r.commitsPerWorkflow).toBeGreaterThan(0)
+      // each step's upsert is a statement of its own, written to Postgres
+      expect(r.socketWritesPerWorkflow).toBeGreaterThanOrEqual(3)
     }
     expect(lines).toHaveLength(5)
     expect(lines.slice(1).every((line) => line.endsWith("rows ok"))).toBe(true)
