@@ -38,6 +38,9 @@ export const integrationProjects: ReadonlyArray<string> = [
   "@duraflow/e2e"
 ]
 
+/** Test files that only compile programs (`*.types.test.ts`): a cell leaves them out. */
+export const typeLevelTests = "**/*.types.test.ts"
+
 export const workspaceRoot = Vitest.workspaceRoot
 export type Counts = Vitest.Counts
 export type VitestReport = Vitest.VitestReport
@@ -118,7 +121,12 @@ export const runCell = (cell: Cell, options: RunOptions = {}): Effect.Effect<Cel
     version = server.version
     const { DATABASE_URL: _ignored, ...inherited } = process.env
     return result(yield* Vitest.run({
-      args: (options.projects ?? integrationProjects).flatMap((project) => ["--project", project]),
+      args: [
+        ...(options.projects ?? integrationProjects).flatMap((project) => ["--project", project]),
+        // type-level tests compile programs and touch no database: the main run has them
+        "--exclude",
+        typeLevelTests
+      ],
       reportFile: path.join(outputDir, `${cellName(cell)}.json`),
       logFile: log,
       env: { ...inherited, TEST_DATABASE_URL: server.url, WORKFLOW_MODE: cell.mode },
