@@ -1,7 +1,7 @@
 /**
  * Socket writes of a cell's process: each `write`/`writev` a `net.Socket` hands to
  * libuv, which writes at once (one system call) when the socket can take it. On this
- * machine kind a write to Postgres holds the main thread 0.2 to 0.3 ms (the sandbox's
+ * machine kind a write to Postgres holds the main thread 0.15 to 0.35 ms (the sandbox's
  * network stack runs in the call), so writes per workflow explain much of a system's
  * node CPU and throughput: the figure is counted, as commits are, for every system alike.
  */
