@@ -52,6 +52,22 @@ export const parseUrl = (url: string): Effect.Effect<Target, InvalidRuntimeConfi
       })
   })
 
+/**
+ * A pool size: a whole number of connections, at least 1 (pg's pool would wait forever
+ * for a connection with a negative size, and silently use its default for 0).
+ */
+export const parseMaxConnections = (
+  value: number | string,
+  key = "DATABASE_POOL_MAX"
+): Effect.Effect<number, InvalidRuntimeConfig> => {
+  const text = String(value).trim()
+  return /^\d{1,6}$/.test(text) && Number(text) >= 1
+    ? Effect.succeed(Number(text))
+    : Effect.fail(
+      new InvalidRuntimeConfig({ key, reason: `must be a whole number of connections, at least 1, got ${JSON.stringify(text)}` })
+    )
+}
+
 const describe = (cause: unknown): string => {
   const inner = (cause as { cause?: unknown })?.cause ?? cause
   const err = inner as { code?: string; message?: string; errors?: Array<{ message?: string }> }
@@ -129,11 +145,14 @@ export const layer = (
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, DatabaseUnavailable | InvalidRuntimeConfig> =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const target = yield* parseUrl(Redacted.value(options.url))
+    const maxConnections = options.maxConnections === undefined
+      ? 10
+      : yield* parseMaxConnections(options.maxConnections, "maxConnections")
     const timeout = Duration.decode(options.connectTimeout ?? "5 seconds")
     const client = layerFromPool(pool({
       url: options.url,
       applicationName: options.applicationName,
-      maxConnections: options.maxConnections ?? 10,
+      maxConnections,
       connectTimeout: Duration.min(timeout, Duration.seconds(5))
     }))
     return client.pipe(
@@ -146,10 +165,13 @@ export const layer = (
     )
   }))
 
-/** `DATABASE_URL` (required), `DATABASE_POOL_MAX` (default 10), `DATABASE_CONNECT_TIMEOUT` (default 5 s). */
+/**
+ * `DATABASE_URL` (required), `DATABASE_POOL_MAX` (default 10, also when empty; read as
+ * text, checked by `layerConfig` with `parseMaxConnections`), `DATABASE_CONNECT_TIMEOUT` (default 5 s).
+ */
 export const config = Config.all({
   url: Config.redacted("DATABASE_URL").pipe(Config.option),
-  maxConnections: Config.integer("DATABASE_POOL_MAX").pipe(Config.withDefault(10)),
+  maxConnections: Config.string("DATABASE_POOL_MAX").pipe(Config.withDefault("10")),
   connectTimeout: Config.duration("DATABASE_CONNECT_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5)))
 })
 
@@ -162,5 +184,7 @@ export const layerConfig = (options?: { readonly applicationName?: string | unde
         reason: "is not set; point it at Postgres, e.g. postgres://postgres@127.0.0.1:5432/postgres"
       })
     }
-    return layer({ ...c, url: c.url.value, applicationName: options?.applicationName })
+    // set but empty (a compose file's `DATABASE_POOL_MAX=`): the default, as when unset
+    const maxConnections = c.maxConnections.trim() === "" ? 10 : yield* parseMaxConnections(c.maxConnections)
+    return layer({ ...c, url: c.url.value, maxConnections, applicationName: options?.applicationName })
   }))

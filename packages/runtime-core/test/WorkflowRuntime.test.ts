@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Layer, Option, Schema } from "effect"
+import { ConfigProvider, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { Database, TablePrefix, WorkflowLayer, WorkflowRuntime } from "../src/index.js"
 import { TestDatabase } from "../src/testing/index.js"
 
@@ -75,6 +75,46 @@ describe("WorkflowRuntime", () => {
       )
       expect(bad.message).toMatch(/DATABASE_URL: expected a postgres:\/\/ or postgresql:\/\/ URL/)
     }))
+
+  it.effect("a pool size that is not a whole number of at least 1 is a typed config error, before any connection", () =>
+    Effect.gen(function*() {
+      // a server that is not there: the error comes before any attempt to reach it
+      const url = "postgres://postgres@127.0.0.1:1/app"
+      for (const size of ["0", "-1", "ten", "2.5"]) {
+        const error = yield* Effect.flip(
+          Layer.build(Database.layerConfig()).pipe(
+            Effect.provide(withEnv({ DATABASE_URL: url, DATABASE_POOL_MAX: size })),
+            Effect.scoped
+          )
+        )
+        expect(error._tag).toBe("InvalidRuntimeConfig")
+        expect(error.message).toBe(
+          `Invalid configuration DATABASE_POOL_MAX: must be a whole number of connections, at least 1, got ${
+            JSON.stringify(size)
+          }`
+        )
+      }
+      const programmatic = yield* Effect.flip(
+        Layer.build(Database.layer({ url: Redacted.make(url), maxConnections: -1 })).pipe(Effect.scoped)
+      )
+      expect(programmatic.message).toBe(
+        `Invalid configuration maxConnections: must be a whole number of connections, at least 1, got "-1"`
+      )
+      expect(yield* Database.parseMaxConnections(" 20 ")).toBe(20)
+    }))
+
+  it.live("an empty pool size is the default: startup goes on to reach the server", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Layer.build(Database.layerConfig()).pipe(
+        Effect.provide(withEnv({
+          DATABASE_URL: "postgres://postgres@127.0.0.1:1/app",
+          DATABASE_POOL_MAX: " ",
+          DATABASE_CONNECT_TIMEOUT: "300 millis"
+        })),
+        Effect.scoped
+      ))
+      expect(error._tag).toBe("DatabaseUnavailable")
+    }), { timeout: 20_000 })
 
   describe("durable mode", () => {
     layer(TestDatabase.layer("runtime"), { timeout: 60_000, excludeTestServices: true })((it) => {
