@@ -52,6 +52,9 @@ export const parseUrl = (url: string): Effect.Effect<Target, InvalidRuntimeConfi
       })
   })
 
+/** The pool size when none is given (`DATABASE_POOL_MAX` unset or empty). */
+const defaultMaxConnections = 10
+
 /**
  * A pool size: a whole number of connections, at least 1 (pg's pool would wait forever
  * for a connection with a negative size, and silently use its default for 0).
@@ -146,7 +149,7 @@ export const layer = (
   Layer.unwrapEffect(Effect.gen(function*() {
     const target = yield* parseUrl(Redacted.value(options.url))
     const maxConnections = options.maxConnections === undefined
-      ? 10
+      ? defaultMaxConnections
       : yield* parseMaxConnections(options.maxConnections, "maxConnections")
     const timeout = Duration.decode(options.connectTimeout ?? "5 seconds")
     const client = layerFromPool(pool({
@@ -171,7 +174,7 @@ export const layer = (
  */
 export const config = Config.all({
   url: Config.redacted("DATABASE_URL").pipe(Config.option),
-  maxConnections: Config.string("DATABASE_POOL_MAX").pipe(Config.withDefault("10")),
+  maxConnections: Config.string("DATABASE_POOL_MAX").pipe(Config.withDefault("")),
   connectTimeout: Config.duration("DATABASE_CONNECT_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5)))
 })
 
@@ -184,7 +187,9 @@ export const layerConfig = (options?: { readonly applicationName?: string | unde
         reason: "is not set; point it at Postgres, e.g. postgres://postgres@127.0.0.1:5432/postgres"
       })
     }
-    // set but empty (a compose file's `DATABASE_POOL_MAX=`): the default, as when unset
-    const maxConnections = c.maxConnections.trim() === "" ? 10 : yield* parseMaxConnections(c.maxConnections)
+    // unset, or set but empty (a compose file's `DATABASE_POOL_MAX=`): the default
+    const maxConnections = c.maxConnections.trim() === ""
+      ? defaultMaxConnections
+      : yield* parseMaxConnections(c.maxConnections)
     return layer({ ...c, url: c.url.value, maxConnections, applicationName: options?.applicationName })
   }))

@@ -19,7 +19,6 @@ const sampler = setInterval(() => {
 
 const socketWrites = SocketWrites.install()
 
-
 const now = () => performance.now()
 
 const measure = async (system: Cell.System, runner: Cell.Runner, n: number, sequential: number) => {

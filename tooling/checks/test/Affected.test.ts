@@ -10,6 +10,7 @@ import { tmpdir } from "node:os"
 import { delimiter, dirname, join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import {
+  dependentsClosure,
   holdTreeLock,
   jsonOutput,
   nx,
@@ -63,22 +64,11 @@ const nxProjectGraph = async (): Promise<NxGraph> => {
 }
 
 /** `name` and every project that depends on it in Nx's graph, directly or transitively. */
-const nxWithDependents = (graph: NxGraph, name: string): ReadonlySet<string> => {
-  const found = new Set([name])
-  let grew = true
-  while (grew) {
-    grew = false
-    for (const edges of Object.values(graph.dependencies)) {
-      for (const { source, target } of edges) {
-        if (found.has(target) && !found.has(source)) {
-          found.add(source)
-          grew = true
-        }
-      }
-    }
-  }
-  return found
-}
+const nxWithDependents = (graph: NxGraph, name: string): ReadonlySet<string> =>
+  dependentsClosure(
+    name,
+    Object.values(graph.dependencies).flatMap((edges) => edges.map(({ source, target }) => [source, target] as const))
+  )
 
 /** Every package's transitive dependents as turbo sees them (`turbo query`, the graph `--filter ...<pkg>` walks). */
 const turboAllDependents = async (): Promise<ReadonlyMap<string, ReadonlySet<string>>> => {

@@ -82,11 +82,17 @@ export const workspaceDependencies = (
     .filter((name) => names.has(name))
 }
 
-/** `name` plus every project that depends on it, directly or transitively. */
-export const withDependents = (name: string, all: ReadonlyArray<WorkspacePackage>): ReadonlySet<string> => {
+/**
+ * `name` plus every project that depends on it, directly or transitively, over `edges`
+ * (each a dependent and one of its dependencies): pnpm's graph or another tool's.
+ */
+export const dependentsClosure = (
+  name: string,
+  edges: Iterable<readonly [dependent: string, dependency: string]>
+): ReadonlySet<string> => {
   const dependents = new Map<string, Array<string>>()
-  for (const pkg of all) {
-    for (const dep of workspaceDependencies(pkg, all)) dependents.set(dep, [...(dependents.get(dep) ?? []), pkg.name])
+  for (const [dependent, dependency] of edges) {
+    dependents.set(dependency, [...(dependents.get(dependency) ?? []), dependent])
   }
   const found = new Set<string>([name])
   const queue = [name]
@@ -100,6 +106,13 @@ export const withDependents = (name: string, all: ReadonlyArray<WorkspacePackage
   }
   return found
 }
+
+/** `name` plus every project that depends on it in the package.json graph, directly or transitively. */
+export const withDependents = (name: string, all: ReadonlyArray<WorkspacePackage>): ReadonlySet<string> =>
+  dependentsClosure(
+    name,
+    all.flatMap((pkg) => workspaceDependencies(pkg, all).map((dep) => [pkg.name, dep] as const))
+  )
 
 // ---------------------------------------------------------------------------------------------------------------
 // Running tools
