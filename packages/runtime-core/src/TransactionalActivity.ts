@@ -28,6 +28,7 @@ import * as InlineActivities from "./internal/InlineActivities.js"
 import * as LoneStatement from "./internal/LoneStatement.js"
 import * as PgPool from "./internal/PgPool.js"
 import * as PoolConnection from "./internal/PoolConnection.js"
+import * as TransactionRelay from "./internal/TransactionRelay.js"
 import * as Retry from "./Retry.js"
 import * as TablePrefix from "./TablePrefix.js"
 
@@ -197,6 +198,9 @@ const withExitRow = <R, A, E>(
       recording.recorded = true
       return value
     }),
+    // its COMMIT went with another step's first statement and one of them failed (most
+    // likely the other's): the exit row says at once whether it landed
+    Effect.retry({ times: 1, while: TransactionRelay.isCarriedFailure }),
     // a failed COMMIT may have landed: only the exit row says so, and the next try reads it
     Retry.retrying({ schedule: Retry.transaction, while: isSqlError, orDie: true })
   ) as Effect.Effect<A, E, R>
@@ -234,7 +238,7 @@ const committingWith = <A, E, R>(
       const held = PoolConnection.make(pool)
       return inTransaction(
         held.connection,
-        held.taken,
+        held,
         restore,
         body,
         last,
@@ -244,30 +248,37 @@ const committingWith = <A, E, R>(
     return Effect.flatMap(Scope.make(), (scope) =>
       Effect.flatMap(
         Scope.extend(sql.reserve, scope),
-        (conn) => inTransaction(conn, () => true, restore, body, last, (exit) => Scope.close(scope, exit))
+        (conn) => inTransaction(conn, undefined, restore, body, last, (exit) => Scope.close(scope, exit))
       ))
   })
 
 /**
  * The body on `conn` (BEGIN with its first statement), then `last` with
  * COMMIT, or ROLLBACK; then `release`, `broken` when a ROLLBACK failed (the
- * session's state is unknown: a pool connection is then not reused).
+ * session's state is unknown: a pool connection is then not reused). On a
+ * pool's connection (`held`), the first and last queries may travel with
+ * other transactions' (`PoolConnection`: the relay); a reserved connection is
+ * always taken.
  */
 const inTransaction = <A, E, R>(
   conn: Connection,
-  taken: () => boolean,
+  held: PoolConnection.Held | undefined,
   restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
   body: Effect.Effect<A, E, R>,
   last: (a: A) => string | undefined,
   release: (exit: Exit.Exit<unknown, unknown>, broken: boolean) => Effect.Effect<void>
 ): Effect.Effect<A, E | SqlError, R> => {
-  const transaction = BeginWithFirstStatement.make(conn)
+  const transaction = held === undefined ? BeginWithFirstStatement.make(conn) : BeginWithFirstStatement.make(conn, held.open)
   const ending = (a: A) => {
     const statement = last(a)
-    const text = transaction.begun()
-      ? statement === undefined ? "COMMIT" : `${statement};\nCOMMIT`
-      : statement
-    return text === undefined ? Effect.succeed(a) : Effect.as(conn.executeUnprepared(text, [], undefined), a)
+    if (!transaction.begun()) {
+      return statement === undefined ? Effect.succeed(a) : Effect.as(conn.executeUnprepared(statement, [], undefined), a)
+    }
+    const text = statement === undefined ? "COMMIT" : `${statement};\nCOMMIT`
+    return Effect.as(
+      held === undefined ? conn.executeUnprepared(text, [], undefined) : held.finish(text, statement === undefined ? 1 : 2),
+      a
+    )
   }
   return Effect.matchCauseEffect(
     Effect.flatMap(
@@ -278,7 +289,7 @@ const inTransaction = <A, E, R>(
       onFailure: (cause) => {
         const failure = Exit.failCause(cause)
         const released = (broken: boolean) => Effect.zipRight(release(failure, broken), failure)
-        if (!transaction.begun() || !taken()) return released(false)
+        if (!transaction.begun() || (held !== undefined && !held.taken())) return released(false)
         return Effect.matchEffect(conn.executeUnprepared("ROLLBACK", [], undefined), {
           onFailure: () => released(true),
           onSuccess: () => released(false)

@@ -3,13 +3,18 @@
  * one session for all the statements after it (concurrent ones too), given
  * back by `release`; statements answer as @effect/sql-pg's do; an interrupted
  * statement is cancelled on the server; a broken connection is destroyed, not
- * reused; one given back while on its way goes straight back to the pool.
+ * reused; one given back while on its way goes straight back to the pool. The
+ * relay: a transaction waiting for a connection goes with the COMMIT of one
+ * that ends, and takes its connection; what fails is sorted out; the pool's
+ * other waiters are served after a bounded number of them.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Stream } from "effect"
 import pg from "pg"
 import * as PoolConnection from "../src/internal/PoolConnection.js"
+import * as TransactionRelay from "../src/internal/TransactionRelay.js"
 import { Eventually, TestDatabase } from "../src/testing/index.js"
+import { recordingPool } from "./fixtures/recording-client.js"
 
 /** A pool of `max` connections on a fresh database, ended with the scope. */
 const pool = (max: number) =>
@@ -139,4 +144,171 @@ describe("PoolConnection", () => {
       next.release()
       expect(p.idleCount).toBe(1)
     }), 60_000)
+
+  describe("the relay", () => {
+    /** A pool of one connection recording every query, with a table `t` (id int PRIMARY KEY). */
+    const relayPool = Effect.gen(function*() {
+      const db = yield* TestDatabase.make("pool_relay")
+      const statements: Array<string> = []
+      const p = yield* recordingPool(db.url, statements, 1)
+      yield* Effect.promise(() => p.query("CREATE TABLE t (id int PRIMARY KEY)"))
+      statements.length = 0
+      const ids = Effect.promise(() => p.query("SELECT id FROM t ORDER BY id")).pipe(
+        Effect.map((r) => r.rows.map((row) => row.id as number))
+      )
+      return { p, statements, ids }
+    })
+
+    /** `held` opens a transaction inserting `id` (as the relay's callers do: BEGIN with it). */
+    const opening = (held: PoolConnection.Held, id: number) => held.open(`BEGIN;\nINSERT INTO t VALUES (${id}) RETURNING id`)
+
+    /** Rolls back and gives back, as `TransactionalActivity` does after a failed ending. */
+    const rollBack = (held: PoolConnection.Held) =>
+      Effect.ensuring(
+        held.connection.executeUnprepared("ROLLBACK", [], undefined),
+        Effect.sync(() => held.release())
+      )
+
+    it.scopedLive("a transaction waiting for the connection goes with the COMMIT of the one holding it, and holds it next", () =>
+      Effect.gen(function*() {
+        const { ids, p, statements } = yield* relayPool
+        const a = PoolConnection.make(p)
+        expect(yield* opening(a, 1)).toEqual([[], [{ id: 1 }]])
+        const b = PoolConnection.make(p)
+        const bOpening = yield* Effect.fork(opening(b, 2))
+        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "b waits for the pool")
+        yield* a.finish("INSERT INTO t VALUES (10);\nCOMMIT", 2)
+        // one query: a's last statements, then b's first; b has its rows, a nothing to give back
+        expect(statements.at(-1)).toBe("INSERT INTO t VALUES (10);\nCOMMIT;\nBEGIN;\nINSERT INTO t VALUES (2) RETURNING id")
+        expect(yield* Fiber.join(bOpening)).toEqual([[], [{ id: 2 }]])
+        a.release()
+        expect(b.taken()).toBe(true)
+        expect(p.idleCount).toBe(0)
+        // a committed; b's transaction is open on the connection (so nothing else can read yet)
+        const outside = new pg.Client({ connectionString: (p.options as { connectionString: string }).connectionString })
+        yield* Effect.acquireRelease(Effect.promise(() => outside.connect()), () => Effect.promise(() => outside.end()))
+        expect((yield* Effect.promise(() => outside.query("SELECT id FROM t ORDER BY id"))).rows).toEqual([{ id: 1 }, { id: 10 }])
+        yield* b.finish("COMMIT", 1)
+        b.release()
+        expect(yield* ids).toEqual([1, 2, 10])
+        expect(p.idleCount).toBe(1)
+        // the pool's own request of b, answered after the relay, went straight back
+        expect(p.waitingCount).toBe(0)
+      }), 60_000)
+
+    it.scopedLive("the ending transaction's statement fails: it rolls back, and the waiting one's query is sent again alone", () =>
+      Effect.gen(function*() {
+        const { ids, p, statements } = yield* relayPool
+        const a = PoolConnection.make(p)
+        yield* opening(a, 1)
+        const b = PoolConnection.make(p)
+        const bOpening = yield* Effect.fork(opening(b, 2))
+        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "b waits for the pool")
+        // a's last INSERT hits the primary key (as an exit row recorded first by another execution)
+        const failure = yield* Effect.flip(a.finish("INSERT INTO t VALUES (1);\nCOMMIT", 2))
+        expect(TransactionRelay.isCarriedFailure(failure)).toBe(true)
+        yield* rollBack(a)
+        expect(yield* Fiber.join(bOpening)).toEqual([[], [{ id: 2 }]])
+        yield* b.finish("COMMIT", 1)
+        b.release()
+        // a left nothing; b's query went twice (with a's COMMIT, then alone) and committed once
+        expect(yield* ids).toEqual([2])
+        expect(statements.filter((s) => s.endsWith("BEGIN;\nINSERT INTO t VALUES (2) RETURNING id"))).toEqual([
+          "INSERT INTO t VALUES (1);\nCOMMIT;\nBEGIN;\nINSERT INTO t VALUES (2) RETURNING id",
+          "BEGIN;\nINSERT INTO t VALUES (2) RETURNING id"
+        ])
+      }), 60_000)
+
+    it.scopedLive("the waiting transaction's statement fails: the ending one committed all the same, and the waiting one gets its own error", () =>
+      Effect.gen(function*() {
+        const { ids, p } = yield* relayPool
+        yield* Effect.promise(() => p.query("INSERT INTO t VALUES (5)"))
+        const a = PoolConnection.make(p)
+        yield* opening(a, 1)
+        const b = PoolConnection.make(p)
+        const bOpening = yield* Effect.fork(opening(b, 5))
+        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "b waits for the pool")
+        // which statement failed is not known here: a's caller rolls back and retries as after a
+        // lost COMMIT (a transactional step then finds its exit row)
+        expect(TransactionRelay.isCarriedFailure(yield* Effect.flip(a.finish("INSERT INTO t VALUES (2);\nCOMMIT", 2)))).toBe(true)
+        yield* rollBack(a)
+        const bFailure = yield* Effect.flip(Fiber.join(bOpening))
+        expect((bFailure.cause as { code?: string }).code).toBe("23505")
+        yield* rollBack(b)
+        expect(yield* ids).toEqual([1, 2, 5])
+        expect(p.idleCount).toBe(1)
+      }), 60_000)
+
+    it.scopedLive("interrupted while waiting, a transaction leaves the queue; while carried, its transaction is rolled back", () =>
+      Effect.gen(function*() {
+        const { ids, p } = yield* relayPool
+        const a = PoolConnection.make(p)
+        yield* opening(a, 1)
+        const b = PoolConnection.make(p)
+        const bOpening = yield* Effect.fork(opening(b, 2))
+        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "b waits for the pool")
+        yield* Fiber.interrupt(bOpening)
+        expect(b.taken()).toBe(false)
+        b.release()
+        // nothing waits: a's COMMIT goes alone and the connection back to the pool
+        yield* a.finish("COMMIT", 1)
+        a.release()
+        expect(p.idleCount).toBe(1)
+        expect(yield* ids).toEqual([1])
+
+        const c = PoolConnection.make(p)
+        yield* opening(c, 3)
+        const d = PoolConnection.make(p)
+        const dOpening = yield* Effect.fork(opening(d, 4))
+        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "d waits for the pool")
+        // c's ending is slow; d is interrupted while its query travels with it
+        const cFinish = yield* Effect.fork(c.finish("SELECT pg_sleep(0.5);\nCOMMIT", 2))
+        const watcher = new pg.Client({ connectionString: (p.options as { connectionString: string }).connectionString })
+        yield* Effect.acquireRelease(Effect.promise(() => watcher.connect()), () => Effect.promise(() => watcher.end()))
+        yield* Eventually.until(
+          Effect.promise(() => watcher.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(0.5);%'"))
+            .pipe(Effect.map((r) => r.rows.length === 1)),
+          "the combined query runs"
+        )
+        yield* Fiber.interrupt(dOpening)
+        yield* Fiber.join(cFinish)
+        c.release()
+        // d's transaction was begun with c's COMMIT: d holds the connection, to roll it back
+        expect(d.taken()).toBe(true)
+        yield* rollBack(d)
+        expect(yield* ids).toEqual([1, 3])
+        expect(p.idleCount).toBe(1)
+      }), 60_000)
+
+    it.scopedLive("the pool's other waiters are not kept waiting: a connection serves 8 transactions in a row, then goes back to the pool", () =>
+      Effect.gen(function*() {
+        const { ids, p, statements } = yield* relayPool
+        const first = PoolConnection.make(p)
+        yield* opening(first, 0)
+        // a query of someone else waits in the pool's queue, then twelve transactions
+        const other = yield* Effect.fork(Effect.promise(() => p.query("SELECT 'other' AS who")))
+        const holds = Array.from({ length: 12 }, () => PoolConnection.make(p))
+        const openings: Array<Fiber.RuntimeFiber<unknown, unknown>> = []
+        for (const [i, held] of holds.entries()) {
+          openings.push(yield* Effect.fork(opening(held, i + 1)))
+          yield* Eventually.until(Effect.sync(() => p.waitingCount === i + 2), "the transaction waits for the pool")
+        }
+        // each ends once it holds the connection: the next one goes with its COMMIT
+        for (const held of [first, ...holds]) {
+          if (held !== first) yield* Fiber.join(openings[holds.indexOf(held)]!)
+          yield* held.finish("COMMIT", 1)
+          held.release()
+        }
+        yield* Fiber.join(other)
+        expect(yield* ids).toEqual(Array.from({ length: 13 }, (_, i) => i))
+        const relayed = (s: string) => s.startsWith("COMMIT;\nBEGIN;")
+        const otherAt = statements.indexOf("SELECT 'other' AS who")
+        // eight relayed, then the other query; then the next one from the pool's queue, and the
+        // last three relayed again (nothing else waits)
+        expect(statements.slice(0, otherAt).filter(relayed)).toHaveLength(8)
+        expect(statements.slice(otherAt).filter((s) => s.startsWith("BEGIN;"))).toHaveLength(1)
+        expect(statements.slice(otherAt).filter(relayed)).toHaveLength(3)
+        expect(p.waitingCount).toBe(0)
+      }), 60_000)
+  })
 })

@@ -6,7 +6,7 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { WorkflowEngine, Workflow } from "@effect/workflow"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Either, Layer, Schema } from "effect"
 import Pg from "pg"
 import { AppRuntime, Database, Migrations, TablePrefix, TransactionalActivity, WorkflowLayer } from "../src/index.js"
 import * as RuntimeTables from "../src/internal/RuntimeTables.js"
@@ -264,4 +264,81 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
         }
       }).pipe(Effect.provide(context))
     }), 60_000)
+})
+
+const Tally = Workflow.make({
+  name: "Tally",
+  payload: { id: Schema.String, reject: Schema.Boolean },
+  success: Schema.Number,
+  error: Schema.String,
+  idempotencyKey: ({ id }) => id
+})
+
+/**
+ * Three transactional steps, each a body of its own (not a lone statement) that upserts the
+ * key `<id>-<step>` and returns its count; with `reject`, step 2's write breaks a CHECK and
+ * the step fails with "rejected".
+ */
+const tallyLayer = WorkflowLayer.make(Tally, {
+  dependencies: Layer.effect(SqlClient.SqlClient, SqlClient.SqlClient),
+  execute: ({ id, reject }) =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      let total = 0
+      for (const step of [1, 2, 3]) {
+        const n = step === 2 && reject ? -1 : 1
+        total += yield* TransactionalActivity.make({
+          name: `step-${step}`,
+          success: Schema.Number,
+          error: Schema.String,
+          execute: sql<{ n: number }>`INSERT INTO rel_counts (k, n) VALUES (${`${id}-${step}`}, ${n})
+            ON CONFLICT (k) DO UPDATE SET n = rel_counts.n + 1 RETURNING n`.pipe(
+            Effect.map((rows) => rows[0]!.n),
+            Effect.catchIf((e) => (e.cause as { code?: string })?.code === "23514", () => Effect.fail("rejected"))
+          )
+        })
+      }
+      return total
+    })
+})
+
+describe("TransactionalActivity on a busy Database pool", () => {
+  it.scopedLive("steps waiting for a connection go with other steps' COMMITs; each commits once, a failing one alone fails", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase.make("txn_relay")
+      const statements: Array<string> = []
+      const runtime = AppRuntime.layer({
+        prefix: TablePrefix.unsafeMake("rel"),
+        migrations: [{
+          id: 1,
+          name: "counts",
+          sql: (t) => `CREATE TABLE ${t("counts")} (k text PRIMARY KEY, n int NOT NULL CHECK (n > 0))`
+        }],
+        workflows: tallyLayer
+      }).pipe(Layer.provideMerge(Database.layerFromPool(recordingPool(db.url, statements, 3))))
+      const context = yield* Layer.build(runtime)
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const runs = Array.from({ length: 60 }, (_, i) => ({ id: `r${i}`, reject: i % 6 === 5 }))
+        const outcomes = yield* Effect.all(runs.map((run) => Effect.either(Tally.execute(run))), {
+          concurrency: "unbounded"
+        })
+        for (const [i, run] of runs.entries()) {
+          expect(outcomes[i]).toEqual(run.reject ? Either.left("rejected") : Either.right(3))
+        }
+        // every step that succeeded wrote once; a rejected step wrote nothing, and its run went no further
+        const counts = new Map((yield* sql<{ k: string; n: number }>`SELECT k, n FROM rel_counts`).map((r) => [r.k, r.n]))
+        for (const run of runs) {
+          expect([1, 2, 3].map((step) => counts.get(`${run.id}-${step}`))).toEqual(
+            run.reject ? [1, undefined, undefined] : [1, 1, 1]
+          )
+        }
+        // the relay carried steps: a COMMIT and the next transaction's BEGIN in one query
+        expect(statements.filter((s) => /;\nCOMMIT;\nBEGIN;\nINSERT INTO rel_counts/.test(s)).length).toBeGreaterThan(0)
+        // among them rejected ones: their query failed, so the step it went with retried (and
+        // found its exit row), and theirs went again alone, to fail on its own
+        expect(statements.filter((s) => /;\nCOMMIT;\nBEGIN;\nINSERT INTO rel_counts \(k, n\) VALUES \('r\d+-2', '-1'\)/.test(s)).length)
+          .toBeGreaterThan(0)
+      }).pipe(Effect.provide(context))
+    }), 120_000)
 })

@@ -28,7 +28,16 @@ export interface Transaction {
 
 type TransformRows = Parameters<Connection["execute"]>[2]
 
-export const make = (conn: Connection): Transaction => {
+/**
+ * `open` sends the merged first query (`BEGIN;\n<statement>`; one result per
+ * statement): by default on `conn`; a pool's connection may send it with
+ * another transaction's COMMIT (`PoolConnection.Held.open`).
+ */
+export const make = (
+  conn: Connection,
+  open: (text: string) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> = (text) =>
+    conn.executeUnprepared(text, [], undefined) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+): Transaction => {
   let begun = false
   // while the first statement (with BEGIN) is in flight: statements sent meanwhile wait for it
   let first: Deferred.Deferred<void> | undefined
@@ -67,8 +76,8 @@ export const make = (conn: Connection): Transaction => {
     const inlined = PgLiterals.inline(sql, params)
     if (inlined === undefined) return undefined
     // two statements: pg answers with one result per statement, BEGIN's first
-    return Effect.map(conn.executeUnprepared(`BEGIN;\n${inlined}`, [], undefined), (results) => {
-      const rows = (results as ReadonlyArray<ReadonlyArray<any>>)[1] ?? []
+    return Effect.map(open(`BEGIN;\n${inlined}`), (results) => {
+      const rows = (results[1] ?? []) as ReadonlyArray<any>
       return transformRows ? transformRows(rows) : rows
     })
   }

@@ -16,17 +16,33 @@
  * interrupted statement is cancelled on the server (`pg_cancel_backend`). A
  * connection that reported an error, or whose state is unknown (`release`
  * with `broken`), is destroyed instead of going back to the pool.
+ *
+ * A transaction's last query can carry the next transaction's first, on a
+ * busy pool (`open` and `finish`: `TransactionRelay`).
  */
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { Chunk, Effect, Option, Stream } from "effect"
 import type pg from "pg"
 import Cursor from "pg-cursor"
+import * as TransactionRelay from "./TransactionRelay.js"
 
 export interface Held {
   readonly connection: Connection
   /** Whether a statement took a connection (there is something to roll back). */
   readonly taken: () => boolean
+  /**
+   * The first query of a transaction (`BEGIN;\n<statement>`): one result per
+   * statement. Sent on a connection of the pool, or with another transaction's
+   * `finish` on its connection, which this one then holds (see above).
+   */
+  readonly open: (text: string) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+  /**
+   * The last query of the transaction (`...;\nCOMMIT`, `statements` of them),
+   * with the first query of a transaction waiting for a connection, if any:
+   * the connection is then that transaction's, and `release` has nothing to give back.
+   */
+  readonly finish: (text: string, statements: number) => Effect.Effect<void, SqlError>
   /** Gives the connection back (destroys it when `broken`, or when it reported an error). */
   readonly release: (broken?: boolean) => void
 }
@@ -43,6 +59,10 @@ const cancel = (pool: pg.Pool, client: pg.PoolClient): Effect.Effect<void> => {
   }).pipe(Effect.interruptible, Effect.timeoutOption(5000), Effect.asVoid)
 }
 
+const rowsOf = (result: pg.QueryResult | Array<pg.QueryResult>) =>
+  // a multi-statement query answers with one result per statement
+  Array.isArray(result) ? result.map((r) => r.rows ?? []) : result.rows ?? []
+
 export const make = (pool: pg.Pool): Held => {
   let client: pg.PoolClient | undefined
   // callbacks waiting for the connection while pool.connect is in flight
@@ -51,6 +71,18 @@ export const make = (pool: pg.Pool): Held => {
   let released = false
   const onError = (error: Error) => {
     reported = error
+  }
+
+  /** `taken` is this hold's connection now (unless it was given back meanwhile: then it goes back too). */
+  const adopt = (taken: pg.PoolClient, inTransaction: boolean): boolean => {
+    if (released) {
+      // an open transaction is not left to the next user: the connection is destroyed
+      taken.release(inTransaction ? new Error("given back with its transaction open") : undefined)
+      return false
+    }
+    client = taken
+    taken.on("error", onError)
+    return true
   }
 
   /** `use(client)` once the connection is there (taking it on first use). */
@@ -67,14 +99,11 @@ export const make = (pool: pg.Pool): Held => {
         for (const f of callbacks) f(error ?? new Error("No client returned"))
         return
       }
-      if (released) {
+      if (!adopt(taken, false)) {
         // given back while it was on its way (an interrupted step): straight back to the pool
-        taken.release()
         for (const f of callbacks) f(new Error("the connection was already given back"))
         return
       }
-      client = taken
-      taken.on("error", onError)
       for (const f of callbacks) f(undefined, taken)
     })
   }
@@ -90,10 +119,6 @@ export const make = (pool: pg.Pool): Held => {
       return Effect.suspend(() => (sentOn === undefined ? Effect.void : cancel(pool, sentOn)))
     })
 
-  const rowsOf = (result: pg.QueryResult | Array<pg.QueryResult>) =>
-    // a multi-statement query answers with one result per statement
-    Array.isArray(result) ? result.map((r) => r.rows ?? []) : result.rows ?? []
-
   const execute: Connection["execute"] = (sql, params, transformRows) =>
     run((c, done) =>
       c.query(sql, params as Array<unknown>, (error: Error | undefined, result: any) => {
@@ -101,6 +126,18 @@ export const make = (pool: pg.Pool): Held => {
         const rows = rowsOf(result)
         done(Effect.succeed(transformRows ? transformRows(rows) : rows))
       })
+    )
+
+  const perStatement = (text: string) =>
+    Effect.map(execute(text, [], undefined), (rows) =>
+      // one statement answers with its rows alone
+      (Array.isArray(rows[0]) ? rows : [rows]) as ReadonlyArray<ReadonlyArray<unknown>>)
+
+  /** Waits for a connection (`TransactionRelay`); served without a query, it is sent on the connection now held. */
+  const ride = (text: string) =>
+    Effect.flatMap(
+      TransactionRelay.wait(pool, text, adopt),
+      (results) => results === undefined ? perStatement(text) : Effect.succeed(results)
     )
 
   const connection: Connection = {
@@ -138,6 +175,30 @@ export const make = (pool: pg.Pool): Held => {
   return {
     connection,
     taken: () => client !== undefined || waiting !== undefined,
+    open: (text) =>
+      Effect.suspend(() =>
+        client === undefined && waiting === undefined && !released && TransactionRelay.exhausted(pool) ? ride(text) : perStatement(text)
+      ),
+    finish: (text, statements) =>
+      Effect.suspend(() => {
+        const c = client
+        const rider = c !== undefined && reported === undefined ? TransactionRelay.next(pool, c) : undefined
+        if (rider === undefined) return Effect.asVoid(execute(text, [], undefined))
+        rider.carried()
+        return Effect.async<void, SqlError>((resume) => {
+          c!.query(`${text};\n${rider.text}`, (error: Error | undefined, result: any) => {
+            if (error) {
+              rider.unboard()
+              return resume(Effect.fail(TransactionRelay.carriedFailure(error)))
+            }
+            // committed; the connection and the transaction begun after the COMMIT are the rider's
+            c!.off("error", onError)
+            client = undefined
+            rider.board(c!, (rowsOf(result) as ReadonlyArray<ReadonlyArray<unknown>>).slice(statements))
+            resume(Effect.void)
+          })
+        })
+      }),
     release: (broken) => {
       if (released) return
       released = true
@@ -146,7 +207,14 @@ export const make = (pool: pg.Pool): Held => {
       if (c === undefined) return
       c.off("error", onError)
       // an error, or a state not known (a failed ROLLBACK): destroyed, not reused
-      c.release(reported ?? (broken === true ? new Error("connection state unknown") : undefined))
+      const bad = reported ?? (broken === true ? new Error("connection state unknown") : undefined)
+      if (bad === undefined) {
+        // a transaction waiting for a connection takes this one, as the pool would give it
+        const rider = TransactionRelay.next(pool, c)
+        if (rider !== undefined) return rider.board(c)
+      }
+      TransactionRelay.returned(c)
+      c.release(bad)
     }
   }
 }

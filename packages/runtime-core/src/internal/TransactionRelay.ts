@@ -1,0 +1,200 @@
+/**
+ * The relay: a transaction's last query carries the next transaction's first.
+ *
+ * On a pool's connections (`PoolConnection`'s `open` and `finish`): when the
+ * pool has no connection to give, a transaction's first query (`BEGIN` with its first statement) waits in the
+ * pool's queue as any other, and also in a queue of its own: the next
+ * transaction on the pool that ends (`<exit row>;\nCOMMIT`) sends it in the
+ * same query, `<exit row>;\nCOMMIT;\nBEGIN;\n<statement>`, and hands its
+ * connection over. Postgres runs the statements in order: the first
+ * transaction has committed before the second begins. Under load a
+ * transactional step is then about one round trip and one socket write, not
+ * two (`pnpm bench`, the body-an-effect cell). Whichever comes first serves
+ * the waiting query: the pool (the relay's place is given up) or a relay (the
+ * connection the pool gives later goes straight back). A connection that goes
+ * back (`release`) is handed to a waiting transaction the same way, without a
+ * query. So that the engine's statements waiting in the pool's queue are not
+ * kept waiting by transactions that keep coming, a connection serves at most
+ * `maxRelaysAhead` of them in a row while the pool has other waiters; then it
+ * goes back to the pool.
+ *
+ * If the combined query fails, which of its statements failed is not known:
+ * the ending transaction's caller rolls back (ending either transaction, or
+ * none: both answer to ROLLBACK) and retries as after any failed COMMIT, and
+ * the carried query goes back to the head of the queue, to be sent again.
+ */
+import { SqlError } from "@effect/sql/SqlError"
+import { Effect } from "effect"
+import type pg from "pg"
+
+const failed = (cause: unknown, message = "Failed to execute statement") => new SqlError({ cause, message })
+
+const carriedMessage = "Failed to execute statement (sent with the first of the next transaction)"
+
+/**
+ * Whether `error` is a `finish` whose query carried another transaction's
+ * first and failed: it may have failed in either, so the ending transaction's
+ * COMMIT may have landed. Its caller can look at once, without a back-off.
+ */
+export const isCarriedFailure = (error: unknown): boolean =>
+  error instanceof SqlError && error.message === carriedMessage
+
+/** A `finish` whose query carried another's first failed (`isCarriedFailure`). */
+export const carriedFailure = (cause: unknown): SqlError => failed(cause, carriedMessage)
+
+/** A transaction's first query waiting for a connection (`open`), in its pool's relay queue. */
+export interface Rider {
+  readonly text: string
+  /**
+   * Served: `client` is the rider's now, with `results` when its query went with
+   * another's `finish` (its transaction is open), without when it is to send it itself.
+   */
+  readonly board: (client: pg.PoolClient, results?: ReadonlyArray<ReadonlyArray<unknown>>) => void
+  /** Its query is on its way with another's `finish`. */
+  readonly carried: () => void
+  /** Its query went with a `finish` that failed: back to waiting. */
+  readonly unboard: () => void
+}
+
+interface Relay {
+  readonly riders: Array<Rider>
+  /** Riders' requests in the pool's own queue (`pool.waitingCount` counts them too). */
+  pending: number
+}
+
+const relays = new WeakMap<pg.Pool, Relay>()
+
+const relayOf = (pool: pg.Pool): Relay => {
+  let relay = relays.get(pool)
+  if (relay === undefined) {
+    relay = { riders: [], pending: 0 }
+    relays.set(pool, relay)
+  }
+  return relay
+}
+
+/**
+ * How many riders in a row a connection may serve while the pool has other
+ * waiters: then it goes back to the pool, whose queue is first come, first served.
+ */
+const maxRelaysAhead = 8
+
+/** Riders a connection served in a row while the pool had other waiters. */
+const relaysAhead = new WeakMap<pg.PoolClient, number>()
+
+/** The next rider `client` serves (with its `finish`, or as it goes back), if any; the pool's other waiters get it after `maxRelaysAhead` of them. */
+export const next = (pool: pg.Pool, client: pg.PoolClient): Rider | undefined => {
+  const relay = relays.get(pool)
+  if (relay === undefined || relay.riders.length === 0) return undefined
+  if (pool.waitingCount > relay.pending) {
+    // (counted until the connection goes back to the pool: `release`)
+    const ahead = relaysAhead.get(client) ?? 0
+    if (ahead >= maxRelaysAhead) return undefined
+    relaysAhead.set(client, ahead + 1)
+  }
+  return relay.riders.shift()
+}
+
+/** Whether a connection taken now would have to wait: none idle and no room for another. */
+export const exhausted = (pool: pg.Pool): boolean =>
+  pool.idleCount === 0 && pool.totalCount >= (pool.options.max ?? 10) && (pool as { ending?: boolean }).ending !== true
+
+/** `client` goes back to the pool: its count of riders in a row starts again. */
+export const returned = (client: pg.PoolClient): void => {
+  relaysAhead.delete(client)
+}
+
+/**
+ * Waits for a connection in the pool's queue and in the relay's, with the
+ * transaction's first query `text`. Served by the relay, the query was sent
+ * with another transaction's last one: its results. Served by the pool (or
+ * handed a connection without a query): `undefined`, and the caller sends it.
+ * Either way the connection is given to `adopt` (`false`: the caller's hold
+ * was given back meanwhile, and the connection went back too).
+ */
+export const wait = (
+  pool: pg.Pool,
+  text: string,
+  adopt: (client: pg.PoolClient, inTransaction: boolean) => boolean
+): Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>> | undefined, SqlError> =>
+  Effect.async<ReadonlyArray<ReadonlyArray<unknown>> | undefined, SqlError>((resume) => {
+    const relay = relayOf(pool)
+    let state: "waiting" | "carried" | "served" | "cancelled" = "waiting"
+    // the pool's connection, when it came while the query was being carried
+    let spare: pg.PoolClient | undefined
+    let settled: (() => void) | undefined
+    const leave = () => {
+      const at = relay.riders.indexOf(rider)
+      if (at >= 0) relay.riders.splice(at, 1)
+    }
+    const serve = (c: pg.PoolClient, results?: ReadonlyArray<ReadonlyArray<unknown>>) => {
+      state = "served"
+      leave()
+      if (adopt(c, results !== undefined)) resume(Effect.succeed(results))
+      // given back meanwhile (a body that did not wait for its statement)
+      else resume(Effect.fail(failed(new Error("the connection was already given back"))))
+    }
+    const rider: Rider = {
+      text,
+      board: (c, results) => {
+        if (results === undefined) return serve(c)
+        if (state === "cancelled") {
+          // interrupted while carried: its transaction is open; this hold rolls it back
+          // (the caller sees `taken`), as any interrupted first statement
+          state = "served"
+          adopt(c, true)
+          if (spare !== undefined) spare.release()
+          return settled?.()
+        }
+        if (spare !== undefined) {
+          spare.release()
+          spare = undefined
+        }
+        serve(c, results)
+      },
+      carried: () => {
+        state = "carried"
+      },
+      unboard: () => {
+        if (state === "cancelled") {
+          // interrupted while carried, and nothing was begun: nothing to keep
+          spare?.release()
+          return settled?.()
+        }
+        if (spare !== undefined) {
+          const c = spare
+          spare = undefined
+          return serve(c)
+        }
+        state = "waiting"
+        relay.riders.unshift(rider)
+      }
+    }
+    relay.riders.push(rider)
+    relay.pending++
+    pool.connect((error, taken) => {
+      relay.pending--
+      if (state === "carried" && taken !== undefined) {
+        spare = taken
+        return
+      }
+      if (state !== "waiting") return taken?.release()
+      if (error || taken === undefined) {
+        leave()
+        state = "served"
+        return resume(Effect.fail(failed(error ?? new Error("No client returned"), "Failed to acquire connection")))
+      }
+      serve(taken)
+    })
+    return Effect.async<void>((done) => {
+      if (state === "waiting") {
+        leave()
+        state = "cancelled"
+        return done(Effect.void)
+      }
+      if (state !== "carried") return done(Effect.void)
+      // carried: its outcome decides whether there is a transaction to roll back
+      state = "cancelled"
+      settled = () => done(Effect.void)
+    })
+  })
