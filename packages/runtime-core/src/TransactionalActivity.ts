@@ -83,7 +83,8 @@ export const layer = (prefix: TablePrefix.TablePrefix): Layer.Layer<ActivityLedg
  * On the durable engine a body that is one statement with no result
  * (`execute: sql\`UPDATE ...\``, the `Statement` itself) is one round trip:
  * the statement and the step's exit row go as one query (`LoneStatement`).
- * Any other body is a transaction of two round trips.
+ * Any other body is a transaction of two round trips; on a busy pool the
+ * second travels with another step's first (`TransactionRelay`).
  */
 export const make = <
   R,
@@ -213,7 +214,8 @@ const withExitRow = <R, A, E>(
  * simple-protocol query. `BEGIN` goes with the body's first statement
  * (`BeginWithFirstStatement`), so a transactional step whose body writes is
  * two round trips: BEGIN with its first statement, and its exit row with
- * COMMIT. A body that sends nothing begins nothing: `last` then runs alone, one
+ * COMMIT (on a `Database` pool, either may travel with another step's:
+ * `TransactionRelay`). A body that sends nothing begins nothing: `last` then runs alone, one
  * statement, atomic by itself. A failed `last` aborts the transaction (the
  * server does not run the COMMIT after it) and it is rolled back; a failed body
  * is rolled back. Failures of BEGIN, `last`, COMMIT and ROLLBACK are
