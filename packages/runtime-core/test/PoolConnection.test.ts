@@ -169,14 +169,25 @@ describe("PoolConnection", () => {
         Effect.sync(() => held.release())
       )
 
+    /**
+     * `a` holds the pool's one connection, its transaction open (inserting `aId`); `b` opens
+     * one (inserting `bId`) and waits for the pool (`bOpening`).
+     */
+    const holdingAndWaiting = (p: pg.Pool, aId: number, bId: number) =>
+      Effect.gen(function*() {
+        const a = PoolConnection.make(p)
+        const aRows = yield* opening(a, aId)
+        const b = PoolConnection.make(p)
+        const bOpening = yield* Effect.fork(opening(b, bId))
+        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "the second transaction waits for the pool")
+        return { a, aRows, b, bOpening }
+      })
+
     it.scopedLive("a transaction waiting for the connection goes with the COMMIT of the one holding it, and holds it next", () =>
       Effect.gen(function*() {
         const { ids, p, statements } = yield* relayPool
-        const a = PoolConnection.make(p)
-        expect(yield* opening(a, 1)).toEqual([[], [{ id: 1 }]])
-        const b = PoolConnection.make(p)
-        const bOpening = yield* Effect.fork(opening(b, 2))
-        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "b waits for the pool")
+        const { a, aRows, b, bOpening } = yield* holdingAndWaiting(p, 1, 2)
+        expect(aRows).toEqual([[], [{ id: 1 }]])
         yield* a.finish("INSERT INTO t VALUES (10);\nCOMMIT", 2)
         // one query: a's last statements, then b's first; b has its rows, a nothing to give back
         expect(statements.at(-1)).toBe("INSERT INTO t VALUES (10);\nCOMMIT;\nBEGIN;\nINSERT INTO t VALUES (2) RETURNING id")
@@ -199,11 +210,7 @@ describe("PoolConnection", () => {
     it.scopedLive("the ending transaction's statement fails: it rolls back, and the waiting one's query is sent again alone", () =>
       Effect.gen(function*() {
         const { ids, p, statements } = yield* relayPool
-        const a = PoolConnection.make(p)
-        yield* opening(a, 1)
-        const b = PoolConnection.make(p)
-        const bOpening = yield* Effect.fork(opening(b, 2))
-        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "b waits for the pool")
+        const { a, b, bOpening } = yield* holdingAndWaiting(p, 1, 2)
         // a's last INSERT hits the primary key (as an exit row recorded first by another execution)
         const failure = yield* Effect.flip(a.finish("INSERT INTO t VALUES (1);\nCOMMIT", 2))
         expect(TransactionRelay.isCarriedFailure(failure)).toBe(true)
@@ -223,11 +230,7 @@ describe("PoolConnection", () => {
       Effect.gen(function*() {
         const { ids, p } = yield* relayPool
         yield* Effect.promise(() => p.query("INSERT INTO t VALUES (5)"))
-        const a = PoolConnection.make(p)
-        yield* opening(a, 1)
-        const b = PoolConnection.make(p)
-        const bOpening = yield* Effect.fork(opening(b, 5))
-        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "b waits for the pool")
+        const { a, b, bOpening } = yield* holdingAndWaiting(p, 1, 5)
         // which statement failed is not known here: a's caller rolls back and retries as after a
         // lost COMMIT (a transactional step then finds its exit row)
         expect(TransactionRelay.isCarriedFailure(yield* Effect.flip(a.finish("INSERT INTO t VALUES (2);\nCOMMIT", 2)))).toBe(true)
@@ -242,11 +245,7 @@ describe("PoolConnection", () => {
     it.scopedLive("interrupted while waiting, a transaction leaves the queue; while carried, its transaction is rolled back", () =>
       Effect.gen(function*() {
         const { ids, p } = yield* relayPool
-        const a = PoolConnection.make(p)
-        yield* opening(a, 1)
-        const b = PoolConnection.make(p)
-        const bOpening = yield* Effect.fork(opening(b, 2))
-        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "b waits for the pool")
+        const { a, b, bOpening } = yield* holdingAndWaiting(p, 1, 2)
         yield* Fiber.interrupt(bOpening)
         expect(b.taken()).toBe(false)
         b.release()
@@ -256,11 +255,7 @@ describe("PoolConnection", () => {
         expect(p.idleCount).toBe(1)
         expect(yield* ids).toEqual([1])
 
-        const c = PoolConnection.make(p)
-        yield* opening(c, 3)
-        const d = PoolConnection.make(p)
-        const dOpening = yield* Effect.fork(opening(d, 4))
-        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "d waits for the pool")
+        const { a: c, b: d, bOpening: dOpening } = yield* holdingAndWaiting(p, 3, 4)
         // c's ending is slow; d is interrupted while its query travels with it
         const cFinish = yield* Effect.fork(c.finish("SELECT pg_sleep(0.5);\nCOMMIT", 2))
         const watcher = new pg.Client({ connectionString: (p.options as { connectionString: string }).connectionString })
