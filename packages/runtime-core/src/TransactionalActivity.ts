@@ -194,14 +194,15 @@ const withExitRow = <R, A, E>(
       ([value]) => value
     )
   return committed.pipe(
+    // its COMMIT went with another step's first statement and one of them failed (most
+    // likely the other's): the exit row says at once whether it landed (one more try, no
+    // back-off; `catchIf`, not `Effect.retry`, which sets up a schedule for every step)
+    Effect.catchIf(TransactionRelay.isCarriedFailure, () => committed),
     Effect.map((value) => {
       // committed, or found committed: the engine writes no exit row of its own
       recording.recorded = true
       return value
     }),
-    // its COMMIT went with another step's first statement and one of them failed (most
-    // likely the other's): the exit row says at once whether it landed
-    Effect.retry({ times: 1, while: TransactionRelay.isCarriedFailure }),
     // a failed COMMIT may have landed: only the exit row says so, and the next try reads it
     Retry.retrying({ schedule: Retry.transaction, while: isSqlError, orDie: true })
   ) as Effect.Effect<A, E, R>
