@@ -120,8 +120,24 @@ export const wait = (
   Effect.async<ReadonlyArray<ReadonlyArray<unknown>> | undefined, SqlError>((resume) => {
     const relay = relayOf(pool)
     let state: "waiting" | "carried" | "served" | "cancelled" = "waiting"
-    // the pool's connection, when it came while the query was being carried
+    // the pool's connection, when it came while the query was being carried (listened to: a
+    // checked-out pg client that emits 'error' with no listener would throw)
     let spare: pg.PoolClient | undefined
+    let spareError: Error | undefined
+    const onSpareError = (error: Error) => {
+      spareError = error
+    }
+    const takeSpare = () => {
+      const c = spare!
+      spare = undefined
+      c.off("error", onSpareError)
+      return c
+    }
+    const dropSpare = () => {
+      if (spare !== undefined) takeSpare().release(spareError)
+    }
+    // whether the rider's request is in the pool's queue
+    let requesting = false
     let settled: (() => void) | undefined
     const leave = () => {
       const at = relay.riders.indexOf(rider)
@@ -134,21 +150,40 @@ export const wait = (
       // given back meanwhile (a body that did not wait for its statement)
       else resume(Effect.fail(failed(new Error("the connection was already given back"))))
     }
+    const request = () => {
+      requesting = true
+      relay.pending++
+      pool.connect((error, taken) => {
+        requesting = false
+        relay.pending--
+        if (state === "carried") {
+          // kept until the carried query's outcome is known (an error: asked again if needed)
+          if (taken !== undefined) {
+            spare = taken
+            taken.on("error", onSpareError)
+          }
+          return
+        }
+        if (state !== "waiting") return taken?.release()
+        if (error || taken === undefined) {
+          leave()
+          state = "served"
+          return resume(Effect.fail(failed(error ?? new Error("No client returned"), "Failed to acquire connection")))
+        }
+        serve(taken)
+      })
+    }
     const rider: Rider = {
       text,
       board: (c, results) => {
         if (results === undefined) return serve(c)
+        dropSpare()
         if (state === "cancelled") {
           // interrupted while carried: its transaction is open; this hold rolls it back
           // (the caller sees `taken`), as any interrupted first statement
           state = "served"
           adopt(c, true)
-          if (spare !== undefined) spare.release()
           return settled?.()
-        }
-        if (spare !== undefined) {
-          spare.release()
-          spare = undefined
         }
         serve(c, results)
       },
@@ -158,34 +193,19 @@ export const wait = (
       unboard: () => {
         if (state === "cancelled") {
           // interrupted while carried, and nothing was begun: nothing to keep
-          spare?.release()
+          dropSpare()
           return settled?.()
         }
-        if (spare !== undefined) {
-          const c = spare
-          spare = undefined
-          return serve(c)
-        }
+        if (spare !== undefined && spareError === undefined) return serve(takeSpare())
+        dropSpare()
         state = "waiting"
         relay.riders.unshift(rider)
+        // its request in the pool's queue was answered meanwhile (by an error): asked again
+        if (!requesting) request()
       }
     }
     relay.riders.push(rider)
-    relay.pending++
-    pool.connect((error, taken) => {
-      relay.pending--
-      if (state === "carried" && taken !== undefined) {
-        spare = taken
-        return
-      }
-      if (state !== "waiting") return taken?.release()
-      if (error || taken === undefined) {
-        leave()
-        state = "served"
-        return resume(Effect.fail(failed(error ?? new Error("No client returned"), "Failed to acquire connection")))
-      }
-      serve(taken)
-    })
+    request()
     return Effect.async<void>((done) => {
       if (state === "waiting") {
         leave()
