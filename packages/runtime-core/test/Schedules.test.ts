@@ -195,10 +195,13 @@ describe("WorkflowSchedule", () => {
         const rows = yield* waitUntil(effects, (rows) => rows.length >= before + 2, "two ticks after the restart")
         yield* Scope.close(second, Exit.void)
         expectOncePerTick(rows)
-        // the missed ticks (older than 1 ms when the loop found them) did not run: no late run,
-        // and nothing for the ticks of the downtime
-        expect(rows.filter((r) => r.late)).toEqual([])
-        const downtime = rows.filter((r) => new Date(r.at).getTime() > stoppedAt && new Date(r.at).getTime() < restartedAt)
+        // the missed ticks (older than 1 ms when the loop found them) did not run: nothing for the
+        // ticks of the downtime. The one late run allowed is of a tick the restarted loop found
+        // within 1 ms of it being due (it looked at or after `restartedAt`): not older than the
+        // maximum age, so it runs, as it should (about 1 restart in 500 lands there)
+        const youngest = restartedAt - 1
+        expect(rows.filter((r) => r.late && new Date(r.at).getTime() < youngest)).toEqual([])
+        const downtime = rows.filter((r) => new Date(r.at).getTime() > stoppedAt && new Date(r.at).getTime() < youngest)
         expect(downtime).toEqual([])
         expect(rows.length).toBeGreaterThanOrEqual(before + 2)
       }))

@@ -21,7 +21,7 @@
  * busy pool (`open` and `finish`: `TransactionRelay`).
  */
 import type { Connection } from "@effect/sql/SqlConnection"
-import { SqlError } from "@effect/sql/SqlError"
+import type { SqlError } from "@effect/sql/SqlError"
 import { Chunk, Effect, Option, Stream } from "effect"
 import type pg from "pg"
 import Cursor from "pg-cursor"
@@ -47,7 +47,7 @@ export interface Held {
   readonly release: (broken?: boolean) => void
 }
 
-const failed = (cause: unknown, message = "Failed to execute statement") => new SqlError({ cause, message })
+const { failed } = TransactionRelay
 
 /** Cancels what `client` is running, as `@effect/sql-pg` does: best effort, at most 5 s. */
 const cancel = (pool: pg.Pool, client: pg.PoolClient): Effect.Effect<void> => {
@@ -77,6 +77,7 @@ export const make = (pool: pg.Pool): Held => {
   const adopt = (taken: pg.PoolClient, inTransaction: boolean): boolean => {
     if (released) {
       // an open transaction is not left to the next user: the connection is destroyed
+      TransactionRelay.returned(taken)
       taken.release(inTransaction ? new Error("given back with its transaction open") : undefined)
       return false
     }

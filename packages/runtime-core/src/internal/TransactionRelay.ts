@@ -27,7 +27,8 @@ import { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
 import type pg from "pg"
 
-const failed = (cause: unknown, message = "Failed to execute statement") => new SqlError({ cause, message })
+/** A pg failure as @effect/sql-pg reports it (its messages), for this module and `PoolConnection`. */
+export const failed = (cause: unknown, message = "Failed to execute statement") => new SqlError({ cause, message })
 
 const carriedMessage = "Failed to execute statement (sent with the first of the next transaction)"
 
