@@ -39,19 +39,25 @@ export const make = (
     conn.executeUnprepared(text, [], undefined) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
 ): Transaction => {
   let begun = false
-  // while the first statement (with BEGIN) is in flight: statements sent meanwhile wait for it
+  // whether the first statement (with BEGIN) is in flight; statements sent meanwhile wait for
+  // it on `first`, made only then (a body nearly always waits for its statements itself)
+  let inFlight = false
   let first: Deferred.Deferred<void> | undefined
 
   /** `then`, after BEGIN: `merged` (BEGIN with the statement) if it is the first and can be merged. */
   const opening = <A>(merged: () => Effect.Effect<A, SqlError> | undefined, then: Effect.Effect<A, SqlError>) =>
     Effect.suspend(() => {
-      if (begun) return first === undefined ? then : Effect.zipRight(Deferred.await(first), then)
+      if (begun) {
+        if (!inFlight) return then
+        first ??= Deferred.unsafeMake<void>(FiberId.none)
+        return Effect.zipRight(Deferred.await(first), then)
+      }
       begun = true
-      const opened = Deferred.unsafeMake<void>(FiberId.none)
-      first = opened
+      inFlight = true
       const settle = () => {
+        inFlight = false
+        if (first !== undefined) Deferred.unsafeDone(first, Exit.void)
         first = undefined
-        Deferred.unsafeDone(opened, Exit.void)
       }
       // settled whatever happens (an interrupted statement is cancelled on the server first);
       // `Effect.onExit` with the settling done in place, without an effect of its own
