@@ -11,7 +11,7 @@
  * transactional step is then about one round trip and one socket write, not
  * two (`pnpm bench`, the body-an-effect cell). Whichever comes first serves
  * the waiting query: the pool (the relay's place is given up) or a relay (the
- * connection the pool gives later goes straight back). A connection that goes
+ * request in the pool's queue is withdrawn: `withdraw`). A connection that goes
  * back (`release`) is handed to a waiting transaction the same way, without a
  * query. So that the engine's statements waiting in the pool's queue are not
  * kept waiting by transactions that keep coming, a connection serves at most
@@ -96,6 +96,51 @@ export const next = (pool: pg.Pool, client: pg.PoolClient): Rider | undefined =>
   return relay.riders.shift()
 }
 
+/**
+ * A request in the pool's queue (`pool.connect` with no connection to give):
+ * pg-pool's `PendingItem`, found in its `_pendingQueue` (pg-pool 3.x; pinned),
+ * and the box its callback answers through.
+ */
+interface Queued {
+  readonly queue: Array<unknown>
+  readonly item: unknown
+  readonly box: { answer: ((error: Error | undefined, client: pg.PoolClient | undefined) => void) | undefined }
+}
+
+/**
+ * `pool.connect(answer)`; the request, when it was queued. The callback goes
+ * through a box so that a withdrawn request keeps nothing of its caller alive:
+ * with `connectionTimeoutMillis` pg-pool's timer still holds the callback until
+ * it fires (and answers a timeout, which the empty box drops).
+ */
+const connect = (
+  pool: pg.Pool,
+  answer: (error: Error | undefined, client: pg.PoolClient | undefined) => void
+): Queued | undefined => {
+  const queue = (pool as unknown as { _pendingQueue?: unknown })._pendingQueue
+  const before = Array.isArray(queue) ? queue.length : -1
+  const box: Queued["box"] = { answer }
+  pool.connect((error, client) => {
+    if (box.answer !== undefined) box.answer(error, client)
+    else client?.release()
+  })
+  return Array.isArray(queue) && queue.length === before + 1 ? { queue, item: queue[before], box } : undefined
+}
+
+/**
+ * Takes a request out of the pool's queue, if it is still there: true when it
+ * was (its callback will not be called with a connection). A request served
+ * meanwhile, or one the pool is opening a new connection for, stays: its
+ * connection comes, and the caller gives it back.
+ */
+const withdraw = (queued: Queued): boolean => {
+  const at = queued.queue.indexOf(queued.item)
+  if (at < 0) return false
+  queued.queue.splice(at, 1)
+  queued.box.answer = undefined
+  return true
+}
+
 /** Whether a connection taken now would have to wait: none idle and no room for another. */
 export const exhausted = (pool: pg.Pool): boolean =>
   pool.idleCount === 0 && pool.totalCount >= (pool.options.max ?? 10) && (pool as { ending?: boolean }).ending !== true
@@ -137,16 +182,30 @@ export const wait = (
     const dropSpare = () => {
       if (spare !== undefined) takeSpare().release(spareError)
     }
-    // whether the rider's request is in the pool's queue
+    // whether the rider's request is in the pool's queue (`queued`: withdrawable)
     let requesting = false
+    let queued: Queued | undefined
     let settled: (() => void) | undefined
     const leave = () => {
       const at = relay.riders.indexOf(rider)
       if (at >= 0) relay.riders.splice(at, 1)
     }
+    /**
+     * The pool's answer is not needed (any more): the request leaves its queue. Left
+     * there, it would be answered later with a connection only to give it back, and,
+     * many of them in a row, each give-back answering the next within the last one's
+     * call: a stack overflow (a probe of 6000 steps, 100 at a time, on 20 connections).
+     */
+    const withdrawRequest = () => {
+      if (!requesting || queued === undefined || !withdraw(queued)) return
+      queued = undefined
+      requesting = false
+      relay.pending--
+    }
     const serve = (c: pg.PoolClient, results?: ReadonlyArray<ReadonlyArray<unknown>>) => {
       state = "served"
       leave()
+      withdrawRequest()
       if (adopt(c, results !== undefined)) resume(Effect.succeed(results))
       // given back meanwhile (a body that did not wait for its statement)
       else resume(Effect.fail(failed(new Error("the connection was already given back"))))
@@ -154,7 +213,8 @@ export const wait = (
     const request = () => {
       requesting = true
       relay.pending++
-      pool.connect((error, taken) => {
+      queued = connect(pool, (error, taken) => {
+        queued = undefined
         requesting = false
         relay.pending--
         if (state === "carried") {
@@ -190,6 +250,8 @@ export const wait = (
       },
       carried: () => {
         state = "carried"
+        // should the carried query fail, `unboard` asks again
+        withdrawRequest()
       },
       unboard: () => {
         if (state === "cancelled") {
@@ -210,6 +272,7 @@ export const wait = (
     return Effect.async<void>((done) => {
       if (state === "waiting") {
         leave()
+        withdrawRequest()
         state = "cancelled"
         return done(Effect.void)
       }
