@@ -29,6 +29,7 @@ import * as Readiness from "./internal/Readiness.js"
 import type * as RequestGuard from "./RequestGuard.js"
 import * as Retry from "./Retry.js"
 import * as RunSteps from "./internal/RunSteps.js"
+import * as TransientRetry from "./internal/TransientRetry.js"
 import { isFinished, type RetryLink, Run, RunStore } from "./internal/RunStore.js"
 import {
   Health,
@@ -205,11 +206,6 @@ const readJson = (workflow: string, request: HttpServerRequest.HttpServerRequest
     })
   )
 
-const isTransient = (cause: Cause.Cause<unknown>) => {
-  const tag = (Cause.squash(cause) as { _tag?: string } | undefined)?._tag
-  return tag === "PersistenceError" || tag === "SqlError"
-}
-
 const notStarted = (workflow: string, why: string) =>
   new ServiceUnavailable({ message: `Could not start ${workflow} (${why}); nothing was recorded, retry later` })
 
@@ -261,7 +257,7 @@ const makeStart = Effect.gen(function*() {
     return attempt.pipe(
       // a connection found dead at BEGIN: the whole transaction again (both writes are idempotent)
       Effect.sandbox,
-      Effect.retry({ schedule: Retry.start, while: isTransient }),
+      Effect.retry({ schedule: Retry.start, while: TransientRetry.isTransient }),
       Effect.unsandbox,
       // the answer does not wait for an interrupted transaction to roll back
       Effect.disconnect,

@@ -16,7 +16,16 @@ import * as Retry from "../Retry.js"
 
 const tagOf = (cause: Cause.Cause<unknown>) => (Cause.squash(cause) as { _tag?: string } | undefined)?._tag
 
-const isTransient = (cause: Cause.Cause<unknown>) => tagOf(cause) === "PersistenceError" || tagOf(cause) === "SqlError"
+/**
+ * Failures worth trying again: the storage's (`PersistenceError`, `SqlError`), and
+ * another runner's going away while a message was sent to it (`SocketError` on the
+ * runners' socket, `RunnerUnavailable`): during a rolling deploy a start routed to the
+ * replica being stopped met `write EPIPE`; once the runner is gone its shards move.
+ */
+export const isTransient = (cause: Cause.Cause<unknown>): boolean => {
+  const tag = tagOf(cause)
+  return tag === "PersistenceError" || tag === "SqlError" || tag === "SocketError" || tag === "RunnerUnavailable"
+}
 
 export const retry = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Retry.retryingCause<E, unknown>({ schedule: Retry.storage, while: isTransient })(effect)
