@@ -63,6 +63,25 @@ export const unavailable = (e: unknown) =>
     Effect.zipRight(new ServiceUnavailable({ message: "The database is unavailable; retry later" }))
   )
 
+/**
+ * An engine call a request waits for (a signal's delivery, a cancel's interrupt, a
+ * resume): the engine retries them while the storage or another runner is away
+ * (`TransientRetry`, up to a minute), so the request answers 503 by the start's
+ * deadline instead. The calls are idempotent: sending the request again is safe.
+ */
+const withinDeadline = (what: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(
+    // the answer does not wait for an interrupted statement to be cancelled
+    Effect.disconnect,
+    Effect.timeoutFail({
+      duration: START_DEADLINE,
+      onTimeout: () =>
+        new ServiceUnavailable({
+          message: `${what} did not complete within ${Duration.format(START_DEADLINE)}; it may still take effect, retry later`
+        })
+    })
+  )
+
 const runNotFound = (workflow: string, executionId: string) =>
   new RunNotFound({ workflow, executionId, message: `No run ${executionId} of ${workflow}` })
 
@@ -300,7 +319,7 @@ const makeSignal = Effect.gen(function*() {
         executionId,
         deferredName: deferred.name,
         exit: Exit.succeed(value)
-      }) as Effect.Effect<void>
+      }).pipe(withinDeadline(`Signal ${deferred.name} to ${executionId}`)) as Effect.Effect<void, ServiceUnavailable>
       return { delivered: true as const }
     })
 })
@@ -359,7 +378,9 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
               const now = yield* find(entry.name, run.executionId)
               return yield* conflict(now.run, `Run ${run.executionId} is ${now.run.status}: only a running or suspended run can be cancelled`)
             }
-            yield* engine.interrupt(entry.workflow as AnyWorkflow, run.executionId)
+            yield* engine.interrupt(entry.workflow as AnyWorkflow, run.executionId).pipe(
+              withinDeadline(`Interrupting ${run.executionId}`)
+            )
             return (yield* find(entry.name, run.executionId)).run
           }))
         .handle("resume", ({ path, request }) =>
@@ -369,7 +390,9 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
             if (run.status !== "suspended") {
               return yield* conflict(run, `Run ${run.executionId} is ${run.status}: only a suspended run can be resumed`)
             }
-            yield* engine.resume(entry.workflow as AnyWorkflow, run.executionId)
+            yield* engine.resume(entry.workflow as AnyWorkflow, run.executionId).pipe(
+              withinDeadline(`Resuming ${run.executionId}`)
+            )
             return { resumed: true as const }
           }))
         .handle("retry", ({ path, request }) =>

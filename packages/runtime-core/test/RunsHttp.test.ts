@@ -402,6 +402,28 @@ describe("runs HTTP API", () => {
         expect(yield* post("/runs/Shout", payload)).toEqual(started)
       }))
 
+    it.effect("a signal held up by a lock answers 503 by the deadline; sent again, it is delivered", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const started = yield* post("/runs/Wait", JSON.stringify({ id: "held-signal" }))
+        expect(started.status).toBe(202)
+        const { executionId } = started.body
+        const signal = JSON.stringify({ word: "late" })
+        // the engine's tables locked for longer than the deadline, from another session: the
+        // delivery waits on the lock (no error the engine would give up on)
+        const blocked = yield* sql.withTransaction(
+          Effect.zipRight(
+            sql`LOCK TABLE httpapp_cluster_messages, httpapp_cluster_replies IN EXCLUSIVE MODE`,
+            post(`/runs/Wait/${executionId}/signals/go`, signal)
+          )
+        )
+        expect(blocked).toMatchObject({ status: 503, body: { _tag: "ServiceUnavailable" } })
+        const delivered = yield* post(`/runs/Wait/${executionId}/signals/go`, signal)
+        expect(delivered).toMatchObject({ status: 202, body: { delivered: true } })
+        const done = yield* waitForStatus(`/runs/Wait/${executionId}`, "succeeded")
+        expect(done.body.result).toBe("late")
+      }))
+
     it.effect("a start held up by a lock answers 503 by its deadline and leaves nothing", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
