@@ -64,21 +64,23 @@ export const unavailable = (e: unknown) =>
   )
 
 /**
- * An engine call a request waits for (a signal's delivery, a cancel's interrupt, a
- * resume): the engine retries them while the storage or another runner is away
- * (`TransientRetry`, up to a minute), so the request answers 503 by the start's
- * deadline instead. The calls are idempotent: sending the request again is safe.
+ * What a request waits for (a start's transaction; a signal's delivery, a cancel's
+ * interrupt, a resume, which the engine retries while the storage or another runner
+ * is away: `TransientRetry`, up to a minute), bounded by `START_DEADLINE`: past it,
+ * `late()`, a 503. All of them are idempotent: sending the request again is safe.
  */
-const withinDeadline = (what: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+const withinDeadline = (late: () => ServiceUnavailable) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   effect.pipe(
-    // the answer does not wait for an interrupted statement to be cancelled
+    // the answer does not wait for an interrupted statement or transaction to end
     Effect.disconnect,
-    Effect.timeoutFail({
-      duration: START_DEADLINE,
-      onTimeout: () =>
-        new ServiceUnavailable({
-          message: `${what} did not complete within ${Duration.format(START_DEADLINE)}; it may still take effect, retry later`
-        })
+    Effect.timeoutFail({ duration: START_DEADLINE, onTimeout: late })
+  )
+
+/** `withinDeadline` for an engine call: its 503 says it may still take effect. */
+const engineCallWithinDeadline = (what: string) =>
+  withinDeadline(() =>
+    new ServiceUnavailable({
+      message: `${what} did not complete within ${Duration.format(START_DEADLINE)}; it may still take effect, retry later`
     })
   )
 
@@ -278,9 +280,7 @@ const makeStart = Effect.gen(function*() {
       Effect.sandbox,
       Effect.retry({ schedule: Retry.start, while: TransientRetry.isTransient }),
       Effect.unsandbox,
-      // the answer does not wait for an interrupted transaction to roll back
-      Effect.disconnect,
-      Effect.timeoutFail({ duration: START_DEADLINE, onTimeout: () => notStarted(workflow.name, "deadline passed") }),
+      withinDeadline(() => notStarted(workflow.name, "deadline passed")),
       Effect.catchAllCause((cause) =>
         Cause.isInterruptedOnly(cause)
           ? Effect.failCause(cause as Cause.Cause<never>)
@@ -319,7 +319,7 @@ const makeSignal = Effect.gen(function*() {
         executionId,
         deferredName: deferred.name,
         exit: Exit.succeed(value)
-      }).pipe(withinDeadline(`Signal ${deferred.name} to ${executionId}`)) as Effect.Effect<void, ServiceUnavailable>
+      }).pipe(engineCallWithinDeadline(`Signal ${deferred.name} to ${executionId}`)) as Effect.Effect<void, ServiceUnavailable>
       return { delivered: true as const }
     })
 })
@@ -379,7 +379,7 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
               return yield* conflict(now.run, `Run ${run.executionId} is ${now.run.status}: only a running or suspended run can be cancelled`)
             }
             yield* engine.interrupt(entry.workflow as AnyWorkflow, run.executionId).pipe(
-              withinDeadline(`Interrupting ${run.executionId}`)
+              engineCallWithinDeadline(`Interrupting ${run.executionId}`)
             )
             return (yield* find(entry.name, run.executionId)).run
           }))
@@ -391,7 +391,7 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
               return yield* conflict(run, `Run ${run.executionId} is ${run.status}: only a suspended run can be resumed`)
             }
             yield* engine.resume(entry.workflow as AnyWorkflow, run.executionId).pipe(
-              withinDeadline(`Resuming ${run.executionId}`)
+              engineCallWithinDeadline(`Resuming ${run.executionId}`)
             )
             return { resumed: true as const }
           }))
