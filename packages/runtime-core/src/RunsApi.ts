@@ -9,7 +9,8 @@
  * - `GET  /runs?workflow=&status=&limit=`   recent runs, newest first
  * - `POST /runs/{workflow}/{executionId}/signals/{name}`  complete a deferred the
  *   workflow declared as a signal, with the JSON body as its value
- * - `POST /runs/{workflow}/{executionId}/cancel`   cancel a running or suspended run
+ * - `POST /runs/{workflow}/{executionId}/cancel`   cancel a running or suspended run (a cancelled
+ *   one: idempotent, its interrupt is sent again)
  * - `POST /runs/{workflow}/{executionId}/resume`   resume a suspended run now
  * - `POST /runs/{workflow}/{executionId}/retry`    a failed or cancelled run again, as a new linked run
  * - `GET  /runs/{workflow}/{executionId}/steps`    its activities, sleeps, signals and child runs
@@ -17,7 +18,7 @@
  * Operator routes (cancel, resume, retry and signals) answer 401 without
  * `Authorization: Bearer <token>` when the app has an operator token
  * (`DURAFLOW_OPERATOR_TOKEN`); an action that does not apply to the run's
- * status (cancelling a finished run, signalling one) is a 409 `RunConflict`
+ * status (cancelling a succeeded or failed run, signalling a finished one) is a 409 `RunConflict`
  * with the reason.
  *
  * The start, status and signal routes are typed per workflow (`workflowsGroup`,

@@ -335,7 +335,9 @@ type AnyWorkflow = Workflow.Workflow<string, any, any, any>
  *   it), then the engine interrupts the run (`WorkflowEngine.interrupt`; an
  *   active run is interrupted where it runs, `DeferredWake`). Whatever runs it
  *   again later (a signal, a clock, a resume, a restart) finds it cancelled and
- *   ends it at once (`WorkflowLayer`).
+ *   ends it at once (`WorkflowLayer`). Cancelling a cancelled run sends the
+ *   interrupt again and answers the run: a cancel that answered 503 (its
+ *   interrupt did not complete in time) is safe to send again.
  * - resume: a suspended run runs again now (`WorkflowEngine.resume`).
  * - retry: a failed or cancelled run's payload starts a new run, linked both
  *   ways (`retryOf` / `retriedBy`) and started like any run (atomically with its
@@ -369,14 +371,23 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
           Effect.gen(function*() {
             yield* guard(request)
             const { entry, run } = yield* find(path.workflow, path.executionId)
-            if (isFinished(run.status)) {
-              return yield* conflict(run, `Run ${run.executionId} is ${run.status}: only a running or suspended run can be cancelled`)
-            }
-            const cancelled = yield* store.cancel(entry.name, run.executionId).pipe(Effect.catchAll(unavailable))
-            if (!cancelled) {
-              // it finished meanwhile
-              const now = yield* find(entry.name, run.executionId)
-              return yield* conflict(now.run, `Run ${run.executionId} is ${now.run.status}: only a running or suspended run can be cancelled`)
+            // cancelled already: the interrupt is sent again (idempotent), so a cancel whose
+            // interrupt did not complete in time (a 503) can simply be sent again
+            if (run.status !== "cancelled") {
+              if (isFinished(run.status)) {
+                return yield* conflict(run, `Run ${run.executionId} is ${run.status}: only a running or suspended run can be cancelled`)
+              }
+              const cancelled = yield* store.cancel(entry.name, run.executionId).pipe(Effect.catchAll(unavailable))
+              if (!cancelled) {
+                // it finished (or was cancelled) meanwhile
+                const now = yield* find(entry.name, run.executionId)
+                if (now.run.status !== "cancelled") {
+                  return yield* conflict(
+                    now.run,
+                    `Run ${run.executionId} is ${now.run.status}: only a running or suspended run can be cancelled`
+                  )
+                }
+              }
             }
             yield* engine.interrupt(entry.workflow as AnyWorkflow, run.executionId).pipe(
               engineCallWithinDeadline(`Interrupting ${run.executionId}`)

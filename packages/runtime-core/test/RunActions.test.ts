@@ -240,7 +240,8 @@ const actions = (
       const path = { workflow: "Wait", executionId }
       const cancelled = yield* operator.runs.cancel({ path })
       expect(cancelled.status).toBe("cancelled")
-      expect(yield* failureTag(operator.runs.cancel({ path }))).toBe("RunConflict")
+      // idempotent: cancelled again (its interrupt sent again), the same cancelled run
+      expect(yield* operator.runs.cancel({ path })).toMatchObject({ executionId, status: "cancelled" })
       expect(yield* failureTag(operator.runs.resume({ path }))).toBe("RunConflict")
       const signal = yield* Effect.either(operator.workflows["Wait.signal.go"]({ path: { executionId }, payload: { word: "late" } }))
       expect(Either.isLeft(signal) && signal.left).toMatchObject({ _tag: "RunConflict", status: "cancelled" })
@@ -257,6 +258,10 @@ const actions = (
       const run = yield* operator.runs.get({ path })
       expect(run.status).toBe("cancelled")
       expect(run.result).toBeUndefined()
+      // a cancel sent again once the run has ended: still the cancelled run, nothing revived
+      expect(yield* operator.runs.cancel({ path })).toMatchObject({ status: "cancelled" })
+      const after = yield* engine.poll(Wait, executionId)
+      expect(after?._tag === "Complete" && Exit.isInterrupted(after.exit)).toBe(true)
     }))
 
   it.effect("cancel a running run: its activity is interrupted, the engine ends it, the ledger keeps it cancelled", () =>
