@@ -371,22 +371,17 @@ export const layerRuns = <Id extends string, Groups extends HttpApiGroup.HttpApi
           Effect.gen(function*() {
             yield* guard(request)
             const { entry, run } = yield* find(path.workflow, path.executionId)
-            // cancelled already: the interrupt is sent again (idempotent), so a cancel whose
-            // interrupt did not complete in time (a 503) can simply be sent again
+            const notCancellable = (now: Run) =>
+              conflict(now, `Run ${now.executionId} is ${now.status}: only a running or suspended run can be cancelled`)
+            // cancelled already (here, or by a concurrent cancel): the interrupt is sent again
+            // (idempotent), so a cancel whose interrupt did not complete in time (a 503) can be resent
             if (run.status !== "cancelled") {
-              if (isFinished(run.status)) {
-                return yield* conflict(run, `Run ${run.executionId} is ${run.status}: only a running or suspended run can be cancelled`)
-              }
+              if (isFinished(run.status)) return yield* notCancellable(run)
               const cancelled = yield* store.cancel(entry.name, run.executionId).pipe(Effect.catchAll(unavailable))
               if (!cancelled) {
-                // it finished (or was cancelled) meanwhile
-                const now = yield* find(entry.name, run.executionId)
-                if (now.run.status !== "cancelled") {
-                  return yield* conflict(
-                    now.run,
-                    `Run ${run.executionId} is ${now.run.status}: only a running or suspended run can be cancelled`
-                  )
-                }
+                // not by this request: it finished, or was cancelled, meanwhile
+                const now = (yield* find(entry.name, run.executionId)).run
+                if (now.status !== "cancelled") return yield* notCancellable(now)
               }
             }
             yield* engine.interrupt(entry.workflow as AnyWorkflow, run.executionId).pipe(
