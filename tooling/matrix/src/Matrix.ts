@@ -38,6 +38,13 @@ export const integrationProjects: ReadonlyArray<string> = [
   "@duraflow/e2e"
 ]
 
+/**
+ * The integration projects whose suites run SQL against the server directly (all but the
+ * e2e project, whose processes run that same SQL through the apps): what `pnpm test`'s
+ * one extra cell runs on the newest major, within CI's time budget.
+ */
+export const serverProjects: ReadonlyArray<string> = integrationProjects.filter((p) => p !== "@duraflow/e2e")
+
 /** Test files that only compile programs (`*.types.test.ts`): a cell leaves them out. */
 export const typeLevelTests = "**/*.types.test.ts"
 

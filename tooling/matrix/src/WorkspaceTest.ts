@@ -4,8 +4,11 @@
  * 1. typechecks and lints every project (Nx), unless `--no-checks`;
  * 2. runs every vitest project once (vitest's global setup finds the test Postgres:
  *    TEST_DATABASE_URL, else the local server, else one embedded Postgres);
- * 3. runs the integration projects once more on the newest embedded Postgres (18,
- *    a fresh data directory) in WORKFLOW_MODE (default durable): one matrix cell;
+ * 3. runs the server projects (the integration projects but e2e, `Matrix.serverProjects`)
+ *    once more on the newest embedded Postgres (18, a fresh data directory) in
+ *    WORKFLOW_MODE (default durable): one matrix cell. The e2e project's processes run the
+ *    same SQL through the apps, and leaving them out keeps CI within its time budget;
+ *    `pnpm test:matrix` runs every integration project on every major;
  * 4. prints the totals of 2 and 3 (a failed typecheck or lint is one more failure) as
  *    its last line: `N passed, N failed, N skipped`. Exit code 1 when anything failed.
  */
