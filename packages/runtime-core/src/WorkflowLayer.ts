@@ -136,9 +136,11 @@ const tracked = <A, E, R>(
       // The first execution of a run this process started just now: only its start message
       // exists, so no operator can have cancelled or finished it, and its body does not wait
       // for the running write (one round trip less before its first step). The writes after
-      // the body (suspended, the outcome) wait for it, so they land after it.
+      // the body (suspended, the outcome) wait for it, so they land after it. The write
+      // yields once first: the body's first statement goes ahead of it and the two are in
+      // flight together, where the write's own client work would delay the step.
       if (Option.isSome(instance) && InlineActivities.isFirstExecution(instance.value)) {
-        return Effect.flatMap(Effect.fork(writeRunning), (running) =>
+        return Effect.flatMap(Effect.fork(Effect.zipRight(Effect.yieldNow(), writeRunning)), (running) =>
           Effect.onExit(watched, (exit) => Effect.zipRight(Fiber.await(running), afterwards(exit))))
       }
       // the running write says whether the run is running now; only when it is not (finished or
