@@ -23,9 +23,9 @@ import * as Vitest from "./Vitest.js"
 
 const root = Vitest.workspaceRoot
 
-/** `command` in the workspace root, its output shown; whether it exited 0. */
-const step = (command: string, ...args: Array<string>) =>
-  Process.make(command, ...args).pipe(
+/** A root devDependency's binary in the workspace root, its output shown; whether it exited 0. */
+const step = (bin: string, ...args: Array<string>) =>
+  Process.make(path.join(root, "node_modules", ".bin", bin), ...args).pipe(
     Process.workingDirectory(root),
     Process.env({ NX_DAEMON: "false" }),
     Process.stdin("inherit"),
@@ -45,9 +45,9 @@ const step = (command: string, ...args: Array<string>) =>
  * module-boundaries rule reads the cached graph and, finding none, skips itself.
  */
 const checks = Effect.reduce(
-  [["npx", "nx", "show", "projects"], ["npx", "tsc", "-p", "tsconfig.workspace.json"], ["npx", "eslint", "."]],
+  [["nx", "show", "projects"], ["tsc", "-p", "tsconfig.workspace.json"], ["eslint", "."]],
   true,
-  (passed, [command, ...args]) => Effect.map(step(command!, ...args), (ok) => passed && ok)
+  (passed, [bin, ...args]) => Effect.map(step(bin!, ...args), (ok) => passed && ok)
 )
 
 export const test = Command.make("test", {
