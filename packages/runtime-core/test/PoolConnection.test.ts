@@ -9,11 +9,12 @@
  * other waiters are served after a bounded number of them.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Stream } from "effect"
+import { Chunk, Effect, Exit, Fiber, Stream } from "effect"
 import pg from "pg"
 import * as PoolConnection from "../src/internal/PoolConnection.js"
 import * as TransactionRelay from "../src/internal/TransactionRelay.js"
 import { Eventually, TestDatabase } from "../src/testing/index.js"
+import { lateCancel } from "./fixtures/late-cancel.js"
 import { recordingPool } from "./fixtures/recording-client.js"
 
 /** A pool of `max` connections on a fresh database, ended with the scope. */
@@ -98,6 +99,20 @@ describe("PoolConnection", () => {
       expect(yield* held.connection.execute("SELECT 1 AS n", [], undefined)).toEqual([{ n: 1 }])
       expect(yield* sleeping).toBe(0)
       held.release()
+    }), 60_000)
+
+  it.scopedLive("a statement whose cancel timed out: its connection is destroyed when given back, so the late cancel reaches no other statement", () =>
+    Effect.gen(function*() {
+      // a transactional step whose body is one statement (`LoneStatement`) gives its connection back so
+      const b = yield* lateCancel((p) =>
+        Effect.succeed((text: string) => {
+          const held = PoolConnection.make(p)
+          return Effect.ensuring(held.connection.execute(text, [], undefined), Effect.sync(() => held.release()))
+        })
+      )
+      // the cancel waited 5 s (its limit) before the connection was given back; without being destroyed
+      // it went to B, and the cancel, let through, ended B (57014)
+      expect(b).toEqual(Exit.succeed([{ pg_sleep: "", statement: "b" }]))
     }), 60_000)
 
   it.scopedLive("a connection released as broken, or that reported an error, is destroyed, not reused", () =>

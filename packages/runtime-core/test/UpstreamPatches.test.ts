@@ -51,6 +51,7 @@ import {
 import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { Eventually, TestDatabase } from "../src/testing/index.js"
 import * as ClusterRunner from "../src/internal/ClusterRunner.js"
+import { lateCancel } from "./fixtures/late-cancel.js"
 import { recordingClient } from "./fixtures/recording-client.js"
 
 describe("patches/@effect__workflow@0.19.1.patch", () => {
@@ -351,6 +352,27 @@ describe("patches/@effect__sql@0.52.1.patch", () => {
       const effectful = yield* clientOn(Effect.suspend(() => Effect.succeed(scopeReporting)))
       expect(yield* effectful`SELECT 1`).toEqual([{ scoped: true }])
     }))
+})
+
+/** @effect/sql-pg's client on the given pool: statements as `run(text)`, in a transaction when `transaction`. */
+const pgClientOn = (transaction: boolean) => (pool: import("pg").Pool) =>
+  Effect.map(
+    PgClient.fromPool({ acquire: Effect.succeed(pool) }).pipe(Effect.provide(Reactivity.layer)),
+    (sql) => (text: string) => transaction ? sql.withTransaction(sql.unsafe(text)) : sql.unsafe(text)
+  )
+
+describe("patches/@effect__sql-pg@0.53.0.patch", () => {
+  it.scopedLive("a statement interrupted while its cancel waits for a connection: its connection is not reused, so the cancel reaches no other statement", () =>
+    Effect.gen(function*() {
+      // unpatched: B ran on the interrupted statement's connection, and the cancel ended it (57014)
+      expect(yield* lateCancel(pgClientOn(false))).toEqual(Exit.succeed([{ pg_sleep: "", statement: "b" }]))
+    }), 60_000)
+
+  it.scopedLive("a transaction whose cancel timed out: its connection is not given back to the pool", () =>
+    Effect.gen(function*() {
+      // the cancel waits 5 s (its limit); then the transaction rolls back and its connection goes
+      expect(yield* lateCancel(pgClientOn(true))).toEqual(Exit.succeed([{ pg_sleep: "", statement: "b" }]))
+    }), 60_000)
 })
 
 /**

@@ -14,8 +14,9 @@
  * Statements behave as on `@effect/sql-pg`'s own connections: the same rows
  * (one array per statement of a multi-statement query), `SqlError`s, and an
  * interrupted statement is cancelled on the server (`pg_cancel_backend`). A
- * connection that reported an error, or whose state is unknown (`release`
- * with `broken`), is destroyed instead of going back to the pool.
+ * connection that reported an error, whose state is unknown (`release` with
+ * `broken`), or for which a cancel was sent, is destroyed instead of going
+ * back to the pool.
  *
  * A transaction's last query can carry the next transaction's first, on a
  * busy pool (`open` and `finish`: `TransactionRelay`).
@@ -68,6 +69,10 @@ export const make = (pool: pg.Pool): Held => {
   // callbacks waiting for the connection while pool.connect is in flight
   let waiting: Array<(error: unknown, client?: pg.PoolClient) => void> | undefined
   let reported: Error | undefined
+  // a cancel was sent for one of its statements: `pg_cancel_backend` signals the session, which
+  // acts on it at its next statement should the cancelled one have ended first (the cancel waited
+  // for a connection of a busy pool): not reused after this hold
+  let cancelled = false
   let released = false
   const onError = (error: Error) => {
     reported = error
@@ -117,7 +122,11 @@ export const make = (pool: pg.Pool): Held => {
         sentOn = c
         query(c, resume)
       }, (error) => resume(Effect.fail(failed(error, "Failed to acquire connection"))))
-      return Effect.suspend(() => (sentOn === undefined ? Effect.void : cancel(pool, sentOn)))
+      return Effect.suspend(() => {
+        if (sentOn === undefined) return Effect.void
+        cancelled = true
+        return cancel(pool, sentOn)
+      })
     })
 
   const execute: Connection["execute"] = (sql, params, transformRows) =>
@@ -207,8 +216,12 @@ export const make = (pool: pg.Pool): Held => {
       client = undefined
       if (c === undefined) return
       c.off("error", onError)
-      // an error, or a state not known (a failed ROLLBACK): destroyed, not reused
-      const bad = reported ?? (broken === true ? new Error("connection state unknown") : undefined)
+      // an error, a state not known (a failed ROLLBACK), or a cancel that may still land: destroyed, not reused
+      const bad = reported ?? (broken === true
+        ? new Error("connection state unknown")
+        : cancelled
+        ? new Error("a cancel was sent for a statement on this connection")
+        : undefined)
       if (bad === undefined) {
         // a transaction waiting for a connection takes this one, as the pool would give it
         const rider = TransactionRelay.next(pool, c)
