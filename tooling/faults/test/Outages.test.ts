@@ -68,7 +68,8 @@ describe("database outages", () => {
           ([row]) => row!.n
         )
         for (let round = 0; round < 3; round++) {
-          expect(yield* eventually(terminate, (n) => n > 0, "60 seconds")).toBeGreaterThan(0)
+          // (fails the test unless a round finds one)
+          yield* eventually(terminate, (n) => n > 0, "60 seconds")
           yield* Effect.sleep("500 millis")
         }
         yield* eventually(succeededRuns("terminate"), (n) => n === 200, "180 seconds").pipe(
