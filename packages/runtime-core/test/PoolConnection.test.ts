@@ -16,20 +16,10 @@ import * as TransactionRelay from "../src/internal/TransactionRelay.js"
 import { Eventually, TestDatabase } from "../src/testing/index.js"
 import { lateCancel } from "./fixtures/late-cancel.js"
 import { recordingPool } from "./fixtures/recording-client.js"
+import { testPool } from "./fixtures/test-pool.js"
 
 /** A pool of `max` connections on a fresh database, ended with the scope. */
-const pool = (max: number) =>
-  Effect.gen(function*() {
-    const db = yield* TestDatabase.make("pool_connection")
-    return yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const created = new pg.Pool({ connectionString: db.url, max })
-        created.on("error", () => undefined)
-        return created
-      }),
-      (created) => Effect.promise(() => created.end())
-    )
-  })
+const pool = (max: number) => Effect.map(testPool("pool_connection", max), ({ pool }) => pool)
 
 const pid = (held: PoolConnection.Held) =>
   Effect.map(held.connection.execute("SELECT pg_backend_pid() AS pid", [], undefined), (rows) => rows[0].pid as number)

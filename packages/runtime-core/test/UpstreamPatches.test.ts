@@ -48,6 +48,7 @@ import {
   TestClock,
   Tracer
 } from "effect"
+import type pg from "pg"
 import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { Eventually, TestDatabase } from "../src/testing/index.js"
 import * as ClusterRunner from "../src/internal/ClusterRunner.js"
@@ -355,7 +356,7 @@ describe("patches/@effect__sql@0.52.1.patch", () => {
 })
 
 /** @effect/sql-pg's client on the given pool: statements as `run(text)`, in a transaction when `transaction`. */
-const pgClientOn = (transaction: boolean) => (pool: import("pg").Pool) =>
+const pgClientOn = (transaction: boolean) => (pool: pg.Pool) =>
   Effect.map(
     PgClient.fromPool({ acquire: Effect.succeed(pool) }).pipe(Effect.provide(Reactivity.layer)),
     (sql) => (text: string) => transaction ? sql.withTransaction(sql.unsafe(text)) : sql.unsafe(text)
