@@ -8,7 +8,7 @@ import { EmbeddedPostgres } from "@duraflow/embedded-postgres"
 import { TestDatabase, TestProcess } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Effect, Exit, Layer, Redacted, Scope } from "effect"
+import { Duration, Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { chmodSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -16,7 +16,11 @@ import { PgClient } from "@effect/sql-pg"
 import { diagnose, effects, eventually, startApp, succeededRuns } from "./helpers.js"
 
 describe("database outages", () => {
-  it.scopedLive("Postgres restarted in the middle of runs: the app reconnects and every run finishes", () =>
+  /**
+   * Postgres (an embedded server this test owns) stops in the middle of `prefix`'s 100 runs
+   * and starts again after `outage`; every run then finishes, each transactional step once.
+   */
+  const restartedAfter = (prefix: string, outage: Duration.DurationInput) =>
     Effect.gen(function*() {
       const dataDir = mkdtempSync(join(tmpdir(), "duraflow-restart-"))
       chmodSync(dataDir, 0o755) // embedded Postgres runs as the postgres user when we are root
@@ -33,24 +37,40 @@ describe("database outages", () => {
       const db = Layer.orDie(PgClient.layer({ url: Redacted.make(url) }))
       const read = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Effect.provide(effect, db)
 
-      const app = yield* startApp({ DATABASE_URL: url, PREFIX: "restart", START: "100", STEP_MS: "50", POLL_MS: "1000" })
+      const app = yield* startApp({ DATABASE_URL: url, PREFIX: prefix, START: "100", STEP_MS: "50", POLL_MS: "1000" })
       yield* app.waitForEvent("started", "60 seconds")
-      yield* eventually(read(effects("restart")), (e) => e.t3 >= 10)
+      yield* eventually(read(effects(prefix)), (e) => e.t3 >= 10)
 
       yield* Scope.close(first.scope, Exit.void) // Postgres stops: every connection breaks
-      yield* Effect.sleep("2 seconds")
+      yield* Effect.sleep(outage)
       const second = yield* startServer
       yield* Effect.addFinalizer(() => Scope.close(second.scope, Exit.void))
 
-      yield* eventually(read(succeededRuns("restart")), (n) => n === 100, "180 seconds").pipe(
+      yield* eventually(read(succeededRuns(prefix)), (n) => n === 100, "180 seconds").pipe(
         Effect.tapError(() =>
-          Effect.flatMap(read(diagnose("restart", app)), (d) => Effect.sync(() => console.error(d)))
+          Effect.flatMap(read(diagnose(prefix, app)), (d) => Effect.sync(() => console.error(d)))
         )
       )
-      expect(yield* read(effects("restart"))).toEqual({ t1: 100, t3: 100, duplicated: 0 })
+      expect(yield* read(effects(prefix))).toEqual({ t1: 100, t3: 100, duplicated: 0 })
       expect(app.events().filter((e) => e.event === "failed")).toEqual([])
       yield* app.kill("SIGTERM")
-    }), { timeout: 300_000 })
+    })
+
+  it.scopedLive(
+    "Postgres restarted in the middle of runs: the app reconnects and every run finishes",
+    () => restartedAfter("restart", "2 seconds"),
+    { timeout: 300_000 }
+  )
+
+  // Longer than every retry budget of a run's writes (the engine's storage calls: 1 minute;
+  // a transactional step's transaction: 2 minutes, `Retry`): the runner loses its shard locks
+  // with their session, which stops its runs without an outcome, and the runs carry on once
+  // Postgres is back, none ended as failed.
+  it.scopedLive(
+    "Postgres away longer than every retry budget (130 s): no run fails, every run finishes once it is back",
+    () => restartedAfter("longout", "130 seconds"),
+    { timeout: 420_000 }
+  )
 
   layer(TestDatabase.layer("terminate"), { timeout: 60_000, excludeTestServices: true })((it) => {
     it.scoped("every app connection killed with pg_terminate_backend: the app carries on", () =>

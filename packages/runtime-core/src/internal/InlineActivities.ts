@@ -162,8 +162,11 @@ export const layer = (
       const tableSql = pg.escapeIdentifier(TablePrefix.table(prefix, "activity_exits"))
       const results = sql(TablePrefix.table(prefix, "activity_results"))
 
-      // a step's reads and writes retry as the engine's storage does (for up to a minute); a
-      // database that stays away then fails the run's fiber, and the run is replayed later
+      // a step's reads and writes retry as the engine's storage does (for up to a minute). With
+      // Postgres away, the runner loses its shard locks with their session sooner, which stops
+      // the run without an outcome: it is replayed once Postgres is back (tooling/faults,
+      // Outages.test.ts, 130 s away). A statement that keeps failing while the runner keeps its
+      // shards (a privilege revoked) is a defect, as the engine's own storage failures are
       const durably = <A>(effect: Effect.Effect<A, SqlError>) =>
         effect.pipe(Retry.retrying({ schedule: Retry.storage }), Effect.orDie)
 
