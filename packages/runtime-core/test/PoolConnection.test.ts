@@ -49,6 +49,60 @@ describe("PoolConnection", () => {
       expect(p.totalCount).toBe(1)
     }), 60_000)
 
+  it.scopedLive("a hold's concurrent statements go one at a time, in the order sent (pg 8 would queue them with a DeprecationWarning; pg 9 does not queue)", () =>
+    Effect.gen(function*() {
+      const p = yield* pool(2)
+      // statements each connection was sent while one of its own was still unanswered
+      let overlapped = 0
+      p.on("connect", (client) => {
+        let inFlight = 0
+        const query = client.query.bind(client) as (...args: Array<unknown>) => unknown
+        ;(client as { query: unknown }).query = (...args: Array<unknown>) => {
+          if (inFlight > 0) overlapped++
+          inFlight++
+          const at = args.findIndex((arg) => typeof arg === "function")
+          const callback = args[at] as (...answer: Array<unknown>) => void
+          args[at] = (...answer: Array<unknown>) => {
+            inFlight--
+            callback(...answer)
+          }
+          return query(...args)
+        }
+      })
+      const warnings: Array<string> = []
+      const onWarning = (warning: Error) => warnings.push(warning.message)
+      process.on("warning", onWarning)
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.off("warning", onWarning)))
+
+      const held = PoolConnection.make(p)
+      // (given back should the test fail half-way: the pool's end waits for it)
+      yield* Effect.addFinalizer(() => Effect.sync(() => held.release()))
+      const select = (n: number, seconds = 0.02) =>
+        Effect.map(
+          held.connection.execute("SELECT $1::int AS n, pg_sleep($2)", [n, seconds], undefined),
+          (rows) => rows[0].n as number
+        )
+      expect(yield* Effect.all([1, 2, 3, 4, 5].map((n) => select(n)), { concurrency: "unbounded" }))
+        .toEqual([1, 2, 3, 4, 5])
+      expect(overlapped).toBe(0)
+
+      // interrupted while waiting for its turn, a statement leaves the line: nothing to cancel
+      const slow = yield* Effect.fork(select(6, 0.5))
+      yield* Effect.sleep("50 millis")
+      const waiting = yield* Effect.fork(select(7))
+      yield* Effect.sleep("20 millis")
+      expect(Exit.isInterrupted(yield* Fiber.interrupt(waiting))).toBe(true)
+      expect(yield* Fiber.join(slow)).toBe(6)
+      expect(yield* select(8)).toBe(8)
+      expect(overlapped).toBe(0)
+      held.release()
+      // no cancel was sent: the connection went back to the pool, not destroyed
+      expect(p.idleCount).toBe(1)
+      expect(p.totalCount).toBe(1)
+      yield* Effect.sleep("20 millis") // (warnings are emitted on the next tick)
+      expect(warnings.filter((message) => message.includes("already executing a query"))).toEqual([])
+    }), 60_000)
+
   it.scopedLive("answers as @effect/sql-pg does: rows, transformed rows, one array per statement, raw, values, a stream", () =>
     Effect.gen(function*() {
       const p = yield* pool(2)

@@ -16,7 +16,9 @@
  * interrupted statement is cancelled on the server (`pg_cancel_backend`). A
  * connection that reported an error, whose state is unknown (`release` with
  * `broken`), or for which a cancel was sent, is destroyed instead of going
- * back to the pool.
+ * back to the pool. Statements sent together (a body's `Effect.all`) go to
+ * the server one at a time, in order, as on one session they must; pg 8
+ * would queue them itself, with a DeprecationWarning (pg 9 does not queue).
  *
  * A transaction's last query can carry the next transaction's first, on a
  * busy pool (`open` and `finish`: `TransactionRelay`).
@@ -78,6 +80,18 @@ export const make = (pool: pg.Pool): Held => {
     reported = error
   }
 
+  // The hold's statements go to the server one at a time, in the order they were sent: a
+  // body's concurrent statements (`Effect.all` in a transaction) wait for their turn here.
+  // pg 8 would queue them itself, with a DeprecationWarning (the queue is gone in pg 9).
+  let sending = false
+  const backlog: Array<{ readonly send: () => void; readonly fail: (error: unknown) => void }> = []
+  /** The statement in flight has its answer: the next one goes. */
+  const endTurn = () => {
+    const queued = backlog.shift()
+    if (queued === undefined) sending = false
+    else queued.send()
+  }
+
   /** `taken` is this hold's connection now (unless it was given back meanwhile: then it goes back too). */
   const adopt = (taken: pg.PoolClient, inTransaction: boolean): boolean => {
     if (released) {
@@ -114,15 +128,41 @@ export const make = (pool: pg.Pool): Held => {
     })
   }
 
-  /** One query: `query(client, done)` sends it; interrupted, it is cancelled on the server. */
-  const run = <A>(query: (client: pg.PoolClient, done: (result: Effect.Effect<A, SqlError>) => void) => void) =>
+  /**
+   * One query, in its turn: `query(client, done)` sends it; interrupted while in flight, it is
+   * cancelled on the server (while waiting for its turn, it just leaves the line). With
+   * `keepTurn` the turn lasts until `endTurn` (a cursor's reads).
+   */
+  const run = <A>(
+    query: (client: pg.PoolClient, done: (result: Effect.Effect<A, SqlError>) => void) => void,
+    keepTurn = false
+  ) =>
     Effect.async<A, SqlError>((resume) => {
       let sentOn: pg.PoolClient | undefined
+      let inLine: (typeof backlog)[number] | undefined
+      const fail = (error: unknown) => resume(Effect.fail(failed(error, "Failed to acquire connection")))
       withClient((c) => {
-        sentOn = c
-        query(c, resume)
-      }, (error) => resume(Effect.fail(failed(error, "Failed to acquire connection"))))
+        const send = () => {
+          inLine = undefined
+          sentOn = c
+          query(c, (result) => {
+            if (!keepTurn) endTurn()
+            resume(result)
+          })
+        }
+        if (!sending) {
+          sending = true
+          return send()
+        }
+        inLine = { send, fail }
+        backlog.push(inLine)
+      }, fail)
       return Effect.suspend(() => {
+        if (inLine !== undefined) {
+          const at = backlog.indexOf(inLine)
+          if (at >= 0) backlog.splice(at, 1)
+          return Effect.void
+        }
         if (sentOn === undefined) return Effect.void
         cancelled = true
         return cancel(pool, sentOn)
@@ -168,7 +208,11 @@ export const make = (pool: pg.Pool): Held => {
       ),
     executeStream: (sql, params, transformRows) =>
       Stream.unwrapScoped(Effect.gen(function*() {
-        const c = yield* run<pg.PoolClient>((taken, done) => done(Effect.succeed(taken)))
+        // the turn lasts until the cursor is closed (finalizers run in reverse order)
+        const c = yield* Effect.acquireRelease(
+          run<pg.PoolClient>((taken, done) => done(Effect.succeed(taken)), true),
+          () => Effect.sync(endTurn)
+        )
         const cursor = c.query(new Cursor(sql, params as Array<unknown>))
         yield* Effect.addFinalizer(() => Effect.promise(() => cursor.close()))
         const pull = Effect.async<Chunk.Chunk<any>, Option.Option<SqlError>>((resume) => {
@@ -192,7 +236,8 @@ export const make = (pool: pg.Pool): Held => {
     finish: (text, statements) =>
       Effect.suspend(() => {
         const c = client
-        const rider = c !== undefined && reported === undefined ? TransactionRelay.next(pool, c) : undefined
+        // (a statement of the body still in flight or waiting: no rider, whose transaction it would join)
+        const rider = c !== undefined && reported === undefined && !sending ? TransactionRelay.next(pool, c) : undefined
         if (rider === undefined) return Effect.asVoid(execute(text, [], undefined))
         rider.carried()
         return Effect.async<void, SqlError>((resume) => {
@@ -212,6 +257,8 @@ export const make = (pool: pg.Pool): Held => {
     release: (broken) => {
       if (released) return
       released = true
+      // statements still waiting for their turn are not sent on a connection given back
+      for (const queued of backlog.splice(0)) queued.fail(new Error("the connection was already given back"))
       const c = client
       client = undefined
       if (c === undefined) return
