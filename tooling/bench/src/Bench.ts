@@ -128,7 +128,7 @@ export const progressLine = (m: Measured, reps: number, ceiling: number | undefi
     ? `[rep ${m.rep}/${reps}] ${label(m.system).padEnd(16)} ${m.throughput.toFixed(0)} commits/s (single-row INSERT per transaction)`
     : `[rep ${m.rep}/${reps}] ${label(m.system).padEnd(16)} ${m.throughput.toFixed(1)} wf/s` +
       (ceiling ? ` (${(m.throughput / ceiling).toFixed(3)} of ceiling)` : "") +
-      `  p50 ${m.p50.toFixed(0)} ms  p99 ${m.p99.toFixed(0)} ms  sequential p50 ${m.sequentialP50.toFixed(1)} ms` +
+      `  p50 ${m.p50.toFixed(0)} ms  p99 ${m.p99.toFixed(0)} ms  sequential p50 ${m.sequentialP50.toFixed(1)} ms (CPU ${m.cpuMsPerSequentialRun.toFixed(2)} ms/run)` +
       `  peak RSS ${m.peakRssMb.toFixed(0)} MB  CPU ${m.cpuMsPerWorkflow.toFixed(2)} ms/wf` +
       `  commits ${m.commitsPerWorkflow.toFixed(1)}/wf  socket writes ${m.socketWritesPerWorkflow.toFixed(1)}/wf  rows ok`
 
@@ -170,8 +170,9 @@ export const table = (results: ReadonlyArray<Measured>, options: Options): strin
   const ceilingByRep = new Map(results.filter((r) => r.system === "ceiling").map((r) => [r.rep, r.throughput]))
   const lines = [
     `| system | throughput, ${options.n} at once (wf/s) | fraction of PG ceiling | p50 (ms) | p99 (ms) ` +
-    `| sequential p50 of ${options.sequential} (ms) | peak RSS (MB) | node CPU per wf (ms) | commits per wf | socket writes per wf |`,
-    "|---|---|---|---|---|---|---|---|---|---|"
+    `| sequential p50 of ${options.sequential} (ms) | node CPU per sequential run (ms) | peak RSS (MB) | node CPU per wf (ms) ` +
+    `| commits per wf | socket writes per wf |`,
+    "|---|---|---|---|---|---|---|---|---|---|---|"
   ]
   for (const system of options.systems) {
     const rs = results.filter((r) => r.system === system)
@@ -179,13 +180,14 @@ export const table = (results: ReadonlyArray<Measured>, options: Options): strin
     lines.push(
       `| ${Cell.systemLabels[system]} | ${col((r) => r.throughput)} | ` +
         `${col((r) => r.throughput / (ceilingByRep.get(r.rep) ?? Number.NaN), 3)} | ${col((r) => r.p50, 0)} | ` +
-        `${col((r) => r.p99, 0)} | ${col((r) => r.sequentialP50)} | ${col((r) => r.peakRssMb, 0)} | ` +
+        `${col((r) => r.p99, 0)} | ${col((r) => r.sequentialP50)} | ${col((r) => r.cpuMsPerSequentialRun, 2)} | ` +
+        `${col((r) => r.peakRssMb, 0)} | ` +
         `${col((r) => r.cpuMsPerWorkflow, 2)} | ${col((r) => r.commitsPerWorkflow)} | ${col((r) => r.socketWritesPerWorkflow)} |`
     )
   }
   lines.push(
     `| Postgres commit ceiling (${options.connections} connections, single-row INSERT per transaction, commits/s) | ` +
-      `${Stats.summary([...ceilingByRep.values()], 0)} | 1 | | | | | | | |`
+      `${Stats.summary([...ceilingByRep.values()], 0)} | 1 | | | | | | | | |`
   )
   return lines.join("\n")
 }
@@ -212,6 +214,12 @@ const targetList: ReadonlyArray<Target> = [
   },
   { what: "peak RSS, durable against DBOS", system: "durable", against: "dbos", figure: (m) => m.peakRssMb, atMost: 2 },
   { what: "node CPU per workflow, durable against DBOS", system: "durable", against: "dbos", figure: (m) => m.cpuMsPerWorkflow },
+  {
+    what: "node CPU per sequential run, durable against DBOS",
+    system: "durable",
+    against: "dbos",
+    figure: (m) => m.cpuMsPerSequentialRun
+  },
   {
     what: "throughput, transactional (body: the statement) against plain activities",
     system: "durable-tx",

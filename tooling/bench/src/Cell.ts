@@ -35,6 +35,11 @@ export interface Result {
   readonly peakRssMb: number
   /** node CPU (user + system) per workflow over both phases, ms */
   readonly cpuMsPerWorkflow: number
+  /**
+   * node CPU per run of the sequential phase alone, ms: a run alone waits on its statements
+   * one after another, and on the node work between them, which this measures
+   */
+  readonly cpuMsPerSequentialRun: number
   /** socket writes (to Postgres; `SocketWrites`) per workflow over both phases */
   readonly socketWritesPerWorkflow: number
   readonly workflows: number

@@ -31,6 +31,7 @@ const measure = async (system: Cell.System, runner: Cell.Runner, n: number, sequ
     return now() - start
   }))
   const elapsed = (now() - t0) / 1000
+  const cpuAlone0 = process.cpuUsage()
   const single: Array<number> = []
   for (let i = 0; i < sequential; i++) {
     const start = now()
@@ -38,6 +39,7 @@ const measure = async (system: Cell.System, runner: Cell.Runner, n: number, sequ
     single.push(now() - start)
   }
   const cpu = process.cpuUsage(cpu0)
+  const cpuAlone = process.cpuUsage(cpuAlone0)
   const writes = socketWrites.writes() - writes0
   return {
     system,
@@ -46,6 +48,7 @@ const measure = async (system: Cell.System, runner: Cell.Runner, n: number, sequ
     p99: Stats.percentile(latencies, 99),
     sequentialP50: Stats.percentile(single, 50),
     cpuMsPerWorkflow: (cpu.user + cpu.system) / 1000 / (n + sequential),
+    cpuMsPerSequentialRun: (cpuAlone.user + cpuAlone.system) / 1000 / sequential,
     socketWritesPerWorkflow: writes / (n + sequential),
     workflows: n + sequential
   }
@@ -92,7 +95,7 @@ const ceiling = async (req: Cell.Request) => {
   const { rows: [row] } = await pool.query<{ count: number }>("SELECT count(*)::int AS count FROM bench_ceiling")
   await pool.end()
   if (row!.count !== total) throw new Error(`row check failed: ${row!.count} rows, expected ${total}`)
-  return { system: "ceiling" as const, throughput: total / elapsed, p50: 0, p99: 0, sequentialP50: 0, cpuMsPerWorkflow: 0, socketWritesPerWorkflow: 0, workflows: 0 }
+  return { system: "ceiling" as const, throughput: total / elapsed, p50: 0, p99: 0, sequentialP50: 0, cpuMsPerWorkflow: 0, cpuMsPerSequentialRun: 0, socketWritesPerWorkflow: 0, workflows: 0 }
 }
 
 const main = async (req: Cell.Request): Promise<Cell.Result> => {
