@@ -15,6 +15,7 @@ import * as PoolConnection from "../src/internal/PoolConnection.js"
 import * as TransactionRelay from "../src/internal/TransactionRelay.js"
 import { Eventually, TestDatabase } from "../src/testing/index.js"
 import { lateCancel } from "./fixtures/late-cancel.js"
+import { overlappingQueries } from "./fixtures/overlapping-queries.js"
 import { recordingPool } from "./fixtures/recording-client.js"
 import { testPool } from "./fixtures/test-pool.js"
 
@@ -52,23 +53,7 @@ describe("PoolConnection", () => {
   it.scopedLive("a hold's concurrent statements go one at a time, in the order sent (pg 8 would queue them with a DeprecationWarning; pg 9 does not queue)", () =>
     Effect.gen(function*() {
       const p = yield* pool(2)
-      // statements each connection was sent while one of its own was still unanswered
-      let overlapped = 0
-      p.on("connect", (client) => {
-        let inFlight = 0
-        const query = client.query.bind(client) as (...args: Array<unknown>) => unknown
-        ;(client as { query: unknown }).query = (...args: Array<unknown>) => {
-          if (inFlight > 0) overlapped++
-          inFlight++
-          const at = args.findIndex((arg) => typeof arg === "function")
-          const callback = args[at] as (...answer: Array<unknown>) => void
-          args[at] = (...answer: Array<unknown>) => {
-            inFlight--
-            callback(...answer)
-          }
-          return query(...args)
-        }
-      })
+      const overlapped = overlappingQueries(p)
       const warnings: Array<string> = []
       const onWarning = (warning: Error) => warnings.push(warning.message)
       process.on("warning", onWarning)
@@ -84,7 +69,7 @@ describe("PoolConnection", () => {
         )
       expect(yield* Effect.all([1, 2, 3, 4, 5].map((n) => select(n)), { concurrency: "unbounded" }))
         .toEqual([1, 2, 3, 4, 5])
-      expect(overlapped).toBe(0)
+      expect(overlapped()).toBe(0)
 
       // interrupted while waiting for its turn, a statement leaves the line: nothing to cancel
       const slow = yield* Effect.fork(select(6, 0.5))
@@ -94,7 +79,7 @@ describe("PoolConnection", () => {
       expect(Exit.isInterrupted(yield* Fiber.interrupt(waiting))).toBe(true)
       expect(yield* Fiber.join(slow)).toBe(6)
       expect(yield* select(8)).toBe(8)
-      expect(overlapped).toBe(0)
+      expect(overlapped()).toBe(0)
       held.release()
       // no cancel was sent: the connection went back to the pool, not destroyed
       expect(p.idleCount).toBe(1)

@@ -53,7 +53,9 @@ import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { Eventually, TestDatabase } from "../src/testing/index.js"
 import * as ClusterRunner from "../src/internal/ClusterRunner.js"
 import { lateCancel } from "./fixtures/late-cancel.js"
+import { overlappingQueries } from "./fixtures/overlapping-queries.js"
 import { recordingClient } from "./fixtures/recording-client.js"
+import { testPool } from "./fixtures/test-pool.js"
 
 describe("patches/@effect__workflow@0.19.1.patch", () => {
   it("Activity.make shares one exit schema per (success, error) pair, so Schema's parser cache is hit", () => {
@@ -373,6 +375,29 @@ describe("patches/@effect__sql-pg@0.53.0.patch", () => {
     Effect.gen(function*() {
       // the cancel waits 5 s (its limit); then the transaction rolls back and its connection goes
       expect(yield* lateCancel(pgClientOn(true))).toEqual(Exit.succeed([{ pg_sleep: "", statement: "b" }]))
+    }), 60_000)
+
+  it.scopedLive("a transaction's concurrent statements go one at a time; one interrupted while it waits cancels nothing", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* testPool("patch_pg_line", 2)
+      // unpatched, pg 8 queued the concurrent statements itself (a DeprecationWarning; pg 9 does not queue)
+      const overlapped = overlappingQueries(pool)
+      const sql = yield* PgClient.fromPool({ acquire: Effect.succeed(pool) }).pipe(Effect.provide(Reactivity.layer))
+      const select = (n: number, seconds: number) =>
+        Effect.map(sql<{ n: number }>`SELECT ${n}::int AS n, pg_sleep(${seconds})`, (rows) => rows[0]!.n)
+      const outcome = yield* sql.withTransaction(Effect.gen(function*() {
+        const order = yield* Effect.all([1, 2, 3].map((n) => select(n, 0.02)), { concurrency: "unbounded" })
+        // unpatched, the waiting statement's interrupt sent pg_cancel_backend, which ended the
+        // statement running (57014) and with it the transaction
+        const slow = yield* Effect.fork(select(4, 0.5))
+        yield* Effect.sleep("50 millis")
+        const waiting = yield* Effect.fork(select(5, 0))
+        yield* Effect.sleep("20 millis")
+        yield* Fiber.interrupt(waiting)
+        return [...order, yield* Fiber.join(slow), yield* select(6, 0)]
+      })).pipe(Effect.exit)
+      expect(outcome).toEqual(Exit.succeed([1, 2, 3, 4, 6]))
+      expect(overlapped()).toBe(0)
     }), 60_000)
 })
 
