@@ -15,6 +15,7 @@ import * as PoolConnection from "../src/internal/PoolConnection.js"
 import * as TransactionRelay from "../src/internal/TransactionRelay.js"
 import { Eventually, TestDatabase } from "../src/testing/index.js"
 import { lateCancel } from "./fixtures/late-cancel.js"
+import { lockGate } from "./fixtures/lock-gate.js"
 import { overlappingQueries } from "./fixtures/overlapping-queries.js"
 import { recordingPool } from "./fixtures/recording-client.js"
 import { testPool } from "./fixtures/test-pool.js"
@@ -52,7 +53,7 @@ describe("PoolConnection", () => {
 
   it.scopedLive("a hold's concurrent statements go one at a time, in the order sent (pg 8 would queue them with a DeprecationWarning; pg 9 does not queue)", () =>
     Effect.gen(function*() {
-      const p = yield* pool(2)
+      const { db, pool: p } = yield* testPool("pool_connection", 2)
       const overlapped = overlappingQueries(p)
       const warnings: Array<string> = []
       const onWarning = (warning: Error) => warnings.push(warning.message)
@@ -62,9 +63,9 @@ describe("PoolConnection", () => {
       const held = PoolConnection.make(p)
       // (given back should the test fail half-way: the pool's end waits for it)
       yield* Effect.addFinalizer(() => Effect.sync(() => held.release()))
-      const select = (n: number, seconds = 0.02) =>
+      const select = (n: number) =>
         Effect.map(
-          held.connection.execute("SELECT $1::int AS n, pg_sleep($2)", [n, seconds], undefined),
+          held.connection.execute("SELECT $1::int AS n, pg_sleep(0.02)", [n], undefined),
           (rows) => rows[0].n as number
         )
       expect(yield* Effect.all([1, 2, 3, 4, 5].map((n) => select(n)), { concurrency: "unbounded" }))
@@ -72,12 +73,14 @@ describe("PoolConnection", () => {
       expect(overlapped()).toBe(0)
 
       // interrupted while waiting for its turn, a statement leaves the line: nothing to cancel
-      const slow = yield* Effect.fork(select(6, 0.5))
-      yield* Effect.sleep("50 millis")
+      const gate = yield* lockGate(db, 11)
+      const running = yield* Effect.fork(held.connection.execute(gate.take, [], undefined))
+      yield* gate.waiting()
       const waiting = yield* Effect.fork(select(7))
-      yield* Effect.sleep("20 millis")
+      yield* Effect.yieldNow()
       expect(Exit.isInterrupted(yield* Fiber.interrupt(waiting))).toBe(true)
-      expect(yield* Fiber.join(slow)).toBe(6)
+      yield* gate.open
+      expect(Exit.isSuccess(yield* Fiber.await(running))).toBe(true)
       expect(yield* select(8)).toBe(8)
       expect(overlapped()).toBe(0)
       held.release()

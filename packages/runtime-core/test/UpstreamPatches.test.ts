@@ -53,6 +53,7 @@ import { AppRuntime, TablePrefix, WorkflowLayer } from "../src/index.js"
 import { Eventually, TestDatabase } from "../src/testing/index.js"
 import * as ClusterRunner from "../src/internal/ClusterRunner.js"
 import { lateCancel } from "./fixtures/late-cancel.js"
+import { lockGate } from "./fixtures/lock-gate.js"
 import { overlappingQueries } from "./fixtures/overlapping-queries.js"
 import { recordingClient } from "./fixtures/recording-client.js"
 import { testPool } from "./fixtures/test-pool.js"
@@ -379,24 +380,27 @@ describe("patches/@effect__sql-pg@0.53.0.patch", () => {
 
   it.scopedLive("a transaction's concurrent statements go one at a time; one interrupted while it waits cancels nothing", () =>
     Effect.gen(function*() {
-      const { pool } = yield* testPool("patch_pg_line", 2)
+      const { db, pool } = yield* testPool("patch_pg_line", 2)
+      const gate = yield* lockGate(db, 12)
       // unpatched, pg 8 queued the concurrent statements itself (a DeprecationWarning; pg 9 does not queue)
       const overlapped = overlappingQueries(pool)
       const sql = yield* PgClient.fromPool({ acquire: Effect.succeed(pool) }).pipe(Effect.provide(Reactivity.layer))
-      const select = (n: number, seconds: number) =>
-        Effect.map(sql<{ n: number }>`SELECT ${n}::int AS n, pg_sleep(${seconds})`, (rows) => rows[0]!.n)
+      const select = (n: number) =>
+        Effect.map(sql<{ n: number }>`SELECT ${n}::int AS n, pg_sleep(0.02)`, (rows) => rows[0]!.n)
       const outcome = yield* sql.withTransaction(Effect.gen(function*() {
-        const order = yield* Effect.all([1, 2, 3].map((n) => select(n, 0.02)), { concurrency: "unbounded" })
+        const order = yield* Effect.all([1, 2, 3].map(select), { concurrency: "unbounded" })
         // unpatched, the waiting statement's interrupt sent pg_cancel_backend, which ended the
         // statement running (57014) and with it the transaction
-        const slow = yield* Effect.fork(select(4, 0.5))
-        yield* Effect.sleep("50 millis")
-        const waiting = yield* Effect.fork(select(5, 0))
-        yield* Effect.sleep("20 millis")
+        const running = yield* Effect.fork(sql.unsafe(gate.take))
+        yield* gate.waiting()
+        const waiting = yield* Effect.fork(select(5))
+        yield* Effect.yieldNow()
         yield* Fiber.interrupt(waiting)
-        return [...order, yield* Fiber.join(slow), yield* select(6, 0)]
+        yield* gate.open
+        yield* Fiber.join(running)
+        return [...order, yield* select(6)]
       })).pipe(Effect.exit)
-      expect(outcome).toEqual(Exit.succeed([1, 2, 3, 4, 6]))
+      expect(outcome).toEqual(Exit.succeed([1, 2, 3, 6]))
       expect(overlapped()).toBe(0)
     }), 60_000)
 })
