@@ -532,10 +532,11 @@ describe("patches/@effect__cluster@0.60.2.patch (entity maxIdleTime 0)", () => {
         const said = yield* Effect.fork(Effect.all([keep("k").Say({ text: "kept" }), echo("e").Say({ text: "hello" })]))
         for (let i = 0; i < 4 && said.unsafePoll() === null; i++) yield* TestClock.adjust("1 second")
         expect(yield* Fiber.join(said)).toEqual(["kept", "hello"])
-        // unpatched, maxIdleTime 0 waits for the reaper (5 s on its clock, which never moves here)
+        // unpatched, maxIdleTime 0 waits for the reaper (5 s on its clock, which never moves here);
+        // patched, the release waits for the event loop's check phase (after the caller resumed)
         let count = yield* sharding.activeEntityCount
         for (let i = 0; i < 1000 && count > 1; i++) {
-          yield* Effect.yieldNow()
+          yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
           count = yield* sharding.activeEntityCount
         }
         expect(count).toBe(1)
