@@ -13,6 +13,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schedule, type Scope } from "effect"
 import pg from "pg"
 import * as PgPool from "./internal/PgPool.js"
+import * as PreparedStatements from "./internal/PreparedStatements.js"
 import * as Retry from "./Retry.js"
 import { DatabaseUnavailable, InvalidRuntimeConfig } from "./RuntimeError.js"
 
@@ -23,6 +24,12 @@ export interface Options {
   readonly maxConnections?: number | undefined
   /** How long startup keeps retrying an unreachable server before failing. */
   readonly connectTimeout?: Duration.DurationInput | undefined
+  /**
+   * Statements sent again and again go by name, parsed once per connection
+   * (`PreparedStatements`); default true. False behind a pooler that does not
+   * keep a session's prepared statements (PgBouncer in transaction mode before 1.21).
+   */
+  readonly preparedStatements?: boolean | undefined
 }
 
 export interface Target {
@@ -96,6 +103,7 @@ const pool = (options: {
   readonly applicationName?: string | undefined
   readonly maxConnections: number
   readonly connectTimeout: Duration.Duration
+  readonly preparedStatements: boolean
 }): Effect.Effect<pg.Pool, SqlError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
@@ -106,6 +114,10 @@ const pool = (options: {
         application_name: options.applicationName ?? "@effect/sql-pg"
       })
       created.on("error", () => undefined)
+      if (options.preparedStatements) {
+        const statements = new PreparedStatements.Registry()
+        created.on("connect", (client) => PreparedStatements.install(client, statements))
+      }
       return created
     }),
     (created) => Effect.promise(() => created.end()).pipe(Effect.interruptible, Effect.timeoutOption(1000))
@@ -156,7 +168,8 @@ export const layer = (
       url: options.url,
       applicationName: options.applicationName,
       maxConnections,
-      connectTimeout: Duration.min(timeout, Duration.seconds(5))
+      connectTimeout: Duration.min(timeout, Duration.seconds(5)),
+      preparedStatements: options.preparedStatements ?? true
     }))
     return client.pipe(
       Layer.retry(
@@ -170,12 +183,14 @@ export const layer = (
 
 /**
  * `DATABASE_URL` (required), `DATABASE_POOL_MAX` (default 10, also when empty; read as
- * text, checked by `layerConfig` with `parseMaxConnections`), `DATABASE_CONNECT_TIMEOUT` (default 5 s).
+ * text, checked by `layerConfig` with `parseMaxConnections`), `DATABASE_CONNECT_TIMEOUT` (default 5 s),
+ * `DATABASE_PREPARED_STATEMENTS` (default true; false behind PgBouncer in transaction mode).
  */
 export const config = Config.all({
   url: Config.redacted("DATABASE_URL").pipe(Config.option),
   maxConnections: Config.string("DATABASE_POOL_MAX").pipe(Config.withDefault("")),
-  connectTimeout: Config.duration("DATABASE_CONNECT_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5)))
+  connectTimeout: Config.duration("DATABASE_CONNECT_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
+  preparedStatements: Config.boolean("DATABASE_PREPARED_STATEMENTS").pipe(Config.withDefault(true))
 })
 
 export const layerConfig = (options?: { readonly applicationName?: string | undefined }) =>

@@ -1,0 +1,125 @@
+/**
+ * Named (prepared) statements for the statements a process sends again and
+ * again: the runtime's own (a run's start message, its steps' exit rows, the
+ * ledger's writes, the reply) and the app's.
+ *
+ * `@effect/sql-pg` sends every statement unnamed: Postgres parses and plans
+ * its text on each execution. A run alone sends its statements one after
+ * another, so that work is on its path every time: measured on this machine
+ * kind, a round trip of the start message's INSERT took 0.23-0.63 ms unnamed
+ * against 0.16-0.60 ms named, and the ledger's upsert 0.36-0.53 ms against
+ * 0.19-0.23 ms. Here a text sent `threshold` times gets a name, and each
+ * connection parses it once (pg's `Client` remembers what it has parsed);
+ * after that only its parameters go to the server.
+ *
+ * Bounded and conservative:
+ * - only statements with parameters are named (pg sends those with the
+ *   extended protocol already, one statement each; a text without parameters
+ *   may hold several statements, which cannot be prepared);
+ * - at most `maxStatements` texts per pool (each connection holds a plan per
+ *   name), and none longer than `maxTextLength`;
+ * - no text with a `*`: a `SELECT *` or `RETURNING *` prepared before a
+ *   migration adds a column would fail ("cached plan must not change result
+ *   type", 0A000); texts naming their columns are re-planned by Postgres after
+ *   DDL, as unnamed ones are;
+ * - a named statement that fails because the session no longer has it (26000:
+ *   a `DISCARD ALL`, a proxy that switched sessions) or because its result
+ *   type changed (0A000) is not named again on that connection. Such a failure
+ *   happens before the statement executes: outside a transaction (the session
+ *   was idle when it started) the statement is sent again at once, unnamed;
+ *   inside one, the transaction is aborted already, so the statement fails as
+ *   any failed statement does (its caller's retry sends it unnamed).
+ *
+ * A connection pooler in transaction mode (PgBouncer before 1.21, or without
+ * `max_prepared_statements`) does not keep a session's prepared statements:
+ * set `DATABASE_PREPARED_STATEMENTS=false` there (`Database.config`).
+ */
+import type pg from "pg"
+
+export interface Options {
+  /** Most texts named per pool. */
+  readonly maxStatements?: number | undefined
+  /** Sends of a text before it is named (the first ones go unnamed). */
+  readonly threshold?: number | undefined
+  /** Longest text named, in characters. */
+  readonly maxTextLength?: number | undefined
+}
+
+/** Texts counted but not named yet, at most (counting restarts beyond it: texts built per call never pile up). */
+const maxCounted = 4096
+
+/** Which texts a pool names, and their names (shared by the pool's connections). */
+export class Registry {
+  private readonly counted = new Map<string, number>()
+  private readonly names = new Map<string, string>()
+  readonly maxStatements: number
+  readonly threshold: number
+  readonly maxTextLength: number
+
+  constructor(options?: Options) {
+    this.maxStatements = options?.maxStatements ?? 64
+    this.threshold = options?.threshold ?? 2
+    this.maxTextLength = options?.maxTextLength ?? 16_384
+  }
+
+  /** The name `text` goes by, once it has been sent often enough; undefined: send it unnamed. */
+  nameOf(text: string): string | undefined {
+    const named = this.names.get(text)
+    if (named !== undefined) return named
+    if (this.names.size >= this.maxStatements || text.length > this.maxTextLength || text.includes("*")) return undefined
+    const count = (this.counted.get(text) ?? 0) + 1
+    if (count < this.threshold) {
+      if (this.counted.size >= maxCounted) this.counted.clear()
+      this.counted.set(text, count)
+      return undefined
+    }
+    this.counted.delete(text)
+    const name = `duraflow_${this.names.size + 1}`
+    this.names.set(text, name)
+    return name
+  }
+
+  /** Texts named so far. */
+  get size(): number {
+    return this.names.size
+  }
+}
+
+/** The session does not have the statement any more, or its plan's result type changed. */
+const isStale = (error: unknown): boolean => {
+  const e = error as { code?: string; message?: string } | undefined
+  return e?.code === "26000" || (e?.code === "0A000" && /cached plan/i.test(e.message ?? ""))
+}
+
+type Callback = (error: Error | undefined, result: unknown) => void
+
+/**
+ * Sends `client`'s parameterized statements (`query(text, values, callback)`, the form
+ * `@effect/sql-pg` and runtime-core use) by name, as `registry` says.
+ */
+export const install = (client: pg.Client | pg.PoolClient, registry: Registry): void => {
+  // names this session must not use any more (see `isStale`)
+  const unusable = new Set<string>()
+  const query = client.query as (...args: Array<unknown>) => unknown
+  ;(client as { query: unknown }).query = function(this: unknown, ...args: Array<unknown>) {
+    const [text, values, callback] = args
+    if (
+      args.length === 3 && typeof text === "string" && Array.isArray(values) && values.length > 0 &&
+      typeof callback === "function"
+    ) {
+      const name = registry.nameOf(text)
+      if (name !== undefined && !unusable.has(name)) {
+        return query.call(this, { name, text, values }, (error: Error | undefined, result: unknown) => {
+          if (error !== undefined && error !== null && isStale(error)) {
+            unusable.add(name)
+            // the status when the statement started (pg updates it at the next ReadyForQuery):
+            // idle, so it was its own transaction, and nothing of it ran
+            if (client.getTransactionStatus?.() === "I") return query.call(this, text, values, callback)
+          }
+          ;(callback as Callback)(error, result)
+        })
+      }
+    }
+    return query.apply(this, args)
+  }
+}
