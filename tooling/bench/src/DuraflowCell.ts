@@ -76,7 +76,9 @@ export const start = async (req: Cell.Request): Promise<Cell.Runner> => {
   }).pipe(Layer.provideMerge(Database.layer({
     url: Redacted.make(req.url),
     applicationName: "bench",
-    maxConnections: req.connections
+    maxConnections: req.connections,
+    // as an app reads it (`Database.config`): `DATABASE_PREPARED_STATEMENTS=false pnpm bench` measures without
+    preparedStatements: process.env.DATABASE_PREPARED_STATEMENTS !== "false"
   })))
   const managed = ManagedRuntime.make(runtime)
   await managed.runPromise(Effect.void)

@@ -16,6 +16,9 @@
  *   --timeout 600       seconds a cell may take before it is killed (the run then fails)
  *   --node-flags "..."  Node flags of every cell (default: the apps' own, --max-semi-space-size=64; "" for none)
  *   --database-url      admin URL that may CREATE DATABASE (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
+ *
+ * The duraflow cells read DATABASE_PREPARED_STATEMENTS as an app does (`false`: every
+ * statement unnamed, to measure what named statements buy).
  */
 import { Command, Options, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
