@@ -8,7 +8,7 @@
  * another, so that work is on its path every time: measured on this machine
  * kind, a round trip of the start message's INSERT took 0.23-0.63 ms unnamed
  * against 0.16-0.60 ms named, and the ledger's upsert 0.36-0.53 ms against
- * 0.19-0.23 ms. Here a text sent `threshold` times gets a name, and each
+ * 0.18-0.23 ms. Here a text sent `threshold` times gets a name, and each
  * connection parses it once (pg's `Client` remembers what it has parsed);
  * after that only its parameters go to the server.
  *
