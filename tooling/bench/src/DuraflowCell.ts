@@ -77,8 +77,8 @@ export const start = async (req: Cell.Request): Promise<Cell.Runner> => {
     url: Redacted.make(req.url),
     applicationName: "bench",
     maxConnections: req.connections,
-    // as an app reads it (`Database.config`): `DATABASE_PREPARED_STATEMENTS=false pnpm bench` measures without
-    preparedStatements: process.env.DATABASE_PREPARED_STATEMENTS !== "false"
+    // read as an app reads it: `DATABASE_PREPARED_STATEMENTS=false pnpm bench` measures without
+    preparedStatements: (await Effect.runPromise(Database.config)).preparedStatements
   })))
   const managed = ManagedRuntime.make(runtime)
   await managed.runPromise(Effect.void)

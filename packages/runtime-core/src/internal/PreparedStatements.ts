@@ -78,11 +78,6 @@ export class Registry {
     this.names.set(text, name)
     return name
   }
-
-  /** Texts named so far. */
-  get size(): number {
-    return this.names.size
-  }
 }
 
 /** The session does not have the statement any more, or its plan's result type changed. */
