@@ -26,9 +26,10 @@ import { Context, Effect, Exit, Layer, Option, Schema, Scope } from "effect"
 import * as BeginWithFirstStatement from "./internal/BeginWithFirstStatement.js"
 import * as InlineActivities from "./internal/InlineActivities.js"
 import * as LoneStatement from "./internal/LoneStatement.js"
+import * as PgLiterals from "./internal/PgLiterals.js"
 import * as PgPool from "./internal/PgPool.js"
 import * as PoolConnection from "./internal/PoolConnection.js"
-import * as TransactionRelay from "./internal/TransactionRelay.js"
+import * as StatementBatch from "./internal/StatementBatch.js"
 import * as Retry from "./Retry.js"
 import * as TablePrefix from "./TablePrefix.js"
 
@@ -82,7 +83,7 @@ export const layer = (prefix: TablePrefix.TablePrefix): Layer.Layer<ActivityLedg
  *
  * On the durable engine a body that is one statement with no result
  * (`execute: sql\`UPDATE ...\``, the `Statement` itself) is one round trip:
- * the statement and the step's exit row go as one query (`LoneStatement`).
+ * the statement and the step's exit row go as one batch (`LoneStatement`).
  * Any other body is a transaction of two round trips; on a busy pool the
  * second travels with another step's first (`TransactionRelay`).
  */
@@ -105,8 +106,9 @@ export const make = <
       const context = fiber.currentContext as Context.Context<SqlClient.SqlClient>
       const recording = Context.getOption(context, InlineActivities.Recording)
       if (Option.isSome(recording)) {
-        const lone = LoneStatement.of(options.execute, options.success, fiber)
-        return withExitRow(Context.get(context, SqlClient.SqlClient), recording.value, options, lone)
+        const sql = Context.get(context, SqlClient.SqlClient)
+        const lone = LoneStatement.of(options.execute, options.success, fiber, PgPool.of(sql))
+        return withExitRow(sql, recording.value, options, lone)
       }
       return Effect.gen(function*() {
         // provided by AppRuntime to every workflow; checked here rather than in the type so that
@@ -134,7 +136,7 @@ export const make = <
  * On the durable engine (`InlineActivities`): the body's writes and the step's
  * exit row commit in ONE transaction, so the engine writes nothing after it.
  * A body that is one statement with no result (`lone`) is sent with its exit
- * row as one query (`LoneStatement`); any other runs in a transaction whose
+ * row in one round trip (`LoneStatement`); any other runs in a transaction whose
  * exit row goes with COMMIT (`committingWith`). The engine looked for a
  * recorded exit just before; a retried try (a database error, or a
  * concurrent execution that committed first: the primary key) looks again,
@@ -173,7 +175,7 @@ const withExitRow = <R, A, E>(
     ? unlessRecorded(
       Effect.flatMap(
         InlineActivities.encodeExit(exitSchema, Exit.void),
-        (encoded) => LoneStatement.commit(sql, lone, `${lone.inlined};\n${recording.insertSql(encoded)}`)
+        (encoded) => LoneStatement.commit(sql, lone, recording.exitRow(encoded))
       ) as Effect.Effect<A, SqlError>,
       (value) => value
     )
@@ -181,23 +183,19 @@ const withExitRow = <R, A, E>(
       committingWith(
         sql,
         unlessRecorded(
-          // the value and the exit row's SQL text (undefined: recorded already, by another execution)
+          // the value and the exit row (undefined: recorded already, by another execution)
           Effect.flatMap(options.execute, (value) =>
             Effect.map(
               InlineActivities.encodeExit(exitSchema, Exit.succeed(value)),
-              (encoded): readonly [A, string | undefined] => [value, recording.insertSql(encoded)]
+              (encoded): readonly [A, StatementBatch.Step | undefined] => [value, recording.exitRow(encoded)]
             )),
-          (value): readonly [A, string | undefined] => [value, undefined]
+          (value): readonly [A, StatementBatch.Step | undefined] => [value, undefined]
         ),
         ([, insert]) => insert
       ),
       ([value]) => value
     )
   return committed.pipe(
-    // its COMMIT went with another step's first statement and one of them failed (most
-    // likely the other's): the exit row says at once whether it landed (one more try, no
-    // back-off; `catchIf`, not `Effect.retry`, which sets up a schedule for every step)
-    Effect.catchIf(TransactionRelay.isCarriedFailure, () => committed),
     Effect.map((value) => {
       // committed, or found committed: the engine writes no exit row of its own
       recording.recorded = true
@@ -211,8 +209,9 @@ const withExitRow = <R, A, E>(
 /**
  * `body` in a transaction on one connection of `sql` (its statements, and
  * `sql.withTransaction` inside it, use that connection); then `last(result)`
- * (if any), a statement without parameters, and COMMIT go to the server as ONE
- * simple-protocol query. `BEGIN` goes with the body's first statement
+ * (if any) and COMMIT go to the server as ONE batch (`StatementBatch`; on a
+ * client `Database` did not build, as one simple-protocol query, the values
+ * written in: `PgLiterals`). `BEGIN` goes with the body's first statement
  * (`BeginWithFirstStatement`), so a transactional step whose body writes is
  * two round trips: BEGIN with its first statement, and its exit row with
  * COMMIT (on a `Database` pool, either may travel with another step's:
@@ -232,7 +231,7 @@ const withExitRow = <R, A, E>(
 const committingWith = <A, E, R>(
   sql: SqlClient.SqlClient,
   body: Effect.Effect<A, E, R>,
-  last: (a: A) => string | undefined
+  last: (a: A) => StatementBatch.Step | undefined
 ): Effect.Effect<A, E | SqlError, R> =>
   Effect.uninterruptibleMask((restore) => {
     const pool = PgPool.of(sql)
@@ -255,6 +254,8 @@ const committingWith = <A, E, R>(
       ))
   })
 
+const commit = StatementBatch.bare("COMMIT")
+
 /**
  * The body on `conn` (BEGIN with its first statement), then `last` with
  * COMMIT, or ROLLBACK; then `release`, `broken` when a ROLLBACK failed (the
@@ -268,18 +269,26 @@ const inTransaction = <A, E, R>(
   held: PoolConnection.Held | undefined,
   restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
   body: Effect.Effect<A, E, R>,
-  last: (a: A) => string | undefined,
+  last: (a: A) => StatementBatch.Step | undefined,
   release: (exit: Exit.Exit<unknown, unknown>, broken: boolean) => Effect.Effect<void>
 ): Effect.Effect<A, E | SqlError, R> => {
-  const transaction = held === undefined ? BeginWithFirstStatement.make(conn) : BeginWithFirstStatement.make(conn, held.open)
+  const transaction = held === undefined
+    ? BeginWithFirstStatement.make(conn)
+    : BeginWithFirstStatement.make(conn, BeginWithFirstStatement.batched(held))
   const ending = (a: A) => {
     const statement = last(a)
     if (!transaction.begun()) {
-      return statement === undefined ? Effect.succeed(a) : Effect.as(conn.executeUnprepared(statement, [], undefined), a)
+      return statement === undefined ? Effect.succeed(a) : Effect.as(conn.execute(statement.text, statement.values, undefined), a)
     }
-    const text = statement === undefined ? "COMMIT" : `${statement};\nCOMMIT`
+    if (held !== undefined) return Effect.as(held.finish(statement === undefined ? [commit] : [statement, commit]), a)
+    const inlined = statement === undefined ? undefined : PgLiterals.inline(statement.text, statement.values)
     return Effect.as(
-      held === undefined ? conn.executeUnprepared(text, [], undefined) : held.finish(text, statement === undefined ? 1 : 2),
+      statement !== undefined && inlined === undefined
+        ? Effect.zipRight(
+          conn.execute(statement.text, statement.values, undefined),
+          conn.executeUnprepared("COMMIT", [], undefined)
+        )
+        : conn.executeUnprepared(inlined === undefined ? "COMMIT" : `${inlined};\nCOMMIT`, [], undefined),
       a
     )
   }

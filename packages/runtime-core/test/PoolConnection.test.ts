@@ -12,7 +12,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Exit, Fiber, Stream } from "effect"
 import pg from "pg"
 import * as PoolConnection from "../src/internal/PoolConnection.js"
-import * as TransactionRelay from "../src/internal/TransactionRelay.js"
+import * as StatementBatch from "../src/internal/StatementBatch.js"
 import { Eventually, TestDatabase } from "../src/testing/index.js"
 import { lateCancel } from "./fixtures/late-cancel.js"
 import { lockGate } from "./fixtures/lock-gate.js"
@@ -22,6 +22,9 @@ import { testPool } from "./fixtures/test-pool.js"
 
 /** A pool of `max` connections on a fresh database, ended with the scope. */
 const pool = (max: number) => Effect.map(testPool("pool_connection", max), ({ pool }) => pool)
+
+/** Statements without parameters as a batch's steps: `"a;\nb"`, as the recording client shows a batch. */
+const batch = (text: string) => text.split(";\n").map(StatementBatch.bare)
 
 const pid = (held: PoolConnection.Held) =>
   Effect.map(held.connection.execute("SELECT pg_backend_pid() AS pid", [], undefined), (rows) => rows[0].pid as number)
@@ -207,7 +210,7 @@ describe("PoolConnection", () => {
     })
 
     /** `held` opens a transaction inserting `id` (as the relay's callers do: BEGIN with it). */
-    const opening = (held: PoolConnection.Held, id: number) => held.open(`BEGIN;\nINSERT INTO t VALUES (${id}) RETURNING id`)
+    const opening = (held: PoolConnection.Held, id: number) => held.open(batch(`BEGIN;\nINSERT INTO t VALUES (${id}) RETURNING id`))
 
     /** Rolls back and gives back, as `TransactionalActivity` does after a failed ending. */
     const rollBack = (held: PoolConnection.Held) =>
@@ -235,7 +238,7 @@ describe("PoolConnection", () => {
         const { ids, p, statements } = yield* relayPool
         const { a, aRows, b, bOpening } = yield* holdingAndWaiting(p, 1, 2)
         expect(aRows).toEqual([[], [{ id: 1 }]])
-        yield* a.finish("INSERT INTO t VALUES (10);\nCOMMIT", 2)
+        yield* a.finish(batch("INSERT INTO t VALUES (10);\nCOMMIT"))
         // one query: a's last statements, then b's first; b has its rows, a nothing to give back
         expect(statements.at(-1)).toBe("INSERT INTO t VALUES (10);\nCOMMIT;\nBEGIN;\nINSERT INTO t VALUES (2) RETURNING id")
         // b's request in the pool's queue was withdrawn when its query went (left there, the
@@ -249,7 +252,7 @@ describe("PoolConnection", () => {
         const outside = new pg.Client({ connectionString: (p.options as { connectionString: string }).connectionString })
         yield* Effect.acquireRelease(Effect.promise(() => outside.connect()), () => Effect.promise(() => outside.end()))
         expect((yield* Effect.promise(() => outside.query("SELECT id FROM t ORDER BY id"))).rows).toEqual([{ id: 1 }, { id: 10 }])
-        yield* b.finish("COMMIT", 1)
+        yield* b.finish(batch("COMMIT"))
         b.release()
         expect(yield* ids).toEqual([1, 2, 10])
         expect(p.idleCount).toBe(1)
@@ -261,11 +264,11 @@ describe("PoolConnection", () => {
         const { ids, p, statements } = yield* relayPool
         const { a, b, bOpening } = yield* holdingAndWaiting(p, 1, 2)
         // a's last INSERT hits the primary key (as an exit row recorded first by another execution)
-        const failure = yield* Effect.flip(a.finish("INSERT INTO t VALUES (1);\nCOMMIT", 2))
-        expect(TransactionRelay.isCarriedFailure(failure)).toBe(true)
+        const failure = yield* Effect.flip(a.finish(batch("INSERT INTO t VALUES (1);\nCOMMIT")))
+        expect((failure.cause as { code?: string }).code).toBe("23505")
         yield* rollBack(a)
         expect(yield* Fiber.join(bOpening)).toEqual([[], [{ id: 2 }]])
-        yield* b.finish("COMMIT", 1)
+        yield* b.finish(batch("COMMIT"))
         b.release()
         // a left nothing; b's query went twice (with a's COMMIT, then alone) and committed once
         expect(yield* ids).toEqual([2])
@@ -280,10 +283,11 @@ describe("PoolConnection", () => {
         const { ids, p } = yield* relayPool
         yield* Effect.promise(() => p.query("INSERT INTO t VALUES (5)"))
         const { a, b, bOpening } = yield* holdingAndWaiting(p, 1, 5)
-        // which statement failed is not known here: a's caller rolls back and retries as after a
-        // lost COMMIT (a transactional step then finds its exit row)
-        expect(TransactionRelay.isCarriedFailure(yield* Effect.flip(a.finish("INSERT INTO t VALUES (2);\nCOMMIT", 2)))).toBe(true)
-        yield* rollBack(a)
+        // the statements answered before the error say whose it is: a's COMMIT landed, and a
+        // has nothing to give back (the connection, b's transaction aborted, is b's)
+        yield* a.finish(batch("INSERT INTO t VALUES (2);\nCOMMIT"))
+        a.release()
+        expect(b.taken()).toBe(true)
         const bFailure = yield* Effect.flip(Fiber.join(bOpening))
         expect((bFailure.cause as { code?: string }).code).toBe("23505")
         yield* rollBack(b)
@@ -299,20 +303,20 @@ describe("PoolConnection", () => {
         expect(b.taken()).toBe(false)
         b.release()
         // nothing waits: a's COMMIT goes alone and the connection back to the pool
-        yield* a.finish("COMMIT", 1)
+        yield* a.finish(batch("COMMIT"))
         a.release()
         expect(p.idleCount).toBe(1)
         expect(yield* ids).toEqual([1])
 
         const { a: c, b: d, bOpening: dOpening } = yield* holdingAndWaiting(p, 3, 4)
         // c's ending is slow; d is interrupted while its query travels with it
-        const cFinish = yield* Effect.fork(c.finish("SELECT pg_sleep(0.5);\nCOMMIT", 2))
+        const cFinish = yield* Effect.fork(c.finish(batch("SELECT pg_sleep(0.5);\nCOMMIT")))
         const watcher = new pg.Client({ connectionString: (p.options as { connectionString: string }).connectionString })
         yield* Effect.acquireRelease(Effect.promise(() => watcher.connect()), () => Effect.promise(() => watcher.end()))
         yield* Eventually.until(
-          Effect.promise(() => watcher.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(0.5);%'"))
+          Effect.promise(() => watcher.query("SELECT 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(0.5)'"))
             .pipe(Effect.map((r) => r.rows.length === 1)),
-          "the combined query runs"
+          "the combined batch runs (its first statement)"
         )
         yield* Fiber.interrupt(dOpening)
         yield* Fiber.join(cFinish)
@@ -340,7 +344,7 @@ describe("PoolConnection", () => {
         // each ends once it holds the connection: the next one goes with its COMMIT
         for (const held of [first, ...holds]) {
           if (held !== first) yield* Fiber.join(openings[holds.indexOf(held)]!)
-          yield* held.finish("COMMIT", 1)
+          yield* held.finish(batch("COMMIT"))
           held.release()
         }
         yield* Fiber.join(other)

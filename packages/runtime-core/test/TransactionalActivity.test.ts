@@ -157,16 +157,24 @@ const statementNote = (id: string, mode: "lone" | "wrapped" | "rows", text: stri
 
 // the same steps on a pool `Database` built (its connections taken directly: `PoolConnection`)
 // and on a client built elsewhere (its connections reserved through @effect/sql)
+// (`batched`: a step's first and last statements go as batches, their parameters bound)
 const clients = [
-  ["on a Database pool", (url: string, statements: Array<string>) => Database.layerFromPool(recordingPool(url, statements))],
-  ["on a client built elsewhere", recordingClient]
+  [
+    "on a Database pool",
+    (url: string, statements: Array<string>, bound: Array<string>) =>
+      Database.layerFromPool(recordingPool(url, statements, 10, bound)),
+    true
+  ],
+  ["on a client built elsewhere", recordingClient, false]
 ] as const
 
-describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, client) => {
+describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, client, batched) => {
   it.scopedLive("a step is BEGIN with its first statement, then its exit row with COMMIT (a lone statement: one query with its exit row); any text round-trips; whatever fails rolls back", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase.make("txn_durable")
       const statements: Array<string> = []
+      // the same texts with their values written in
+      const bound: Array<string> = []
       const runtime = AppRuntime.layer({
         prefix: TablePrefix.unsafeMake("dur"),
         migrations: [{
@@ -177,7 +185,7 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
              CREATE TABLE ${t("blobs")} (id text PRIMARY KEY, data bytea NOT NULL)`
         }],
         workflows: noteLayer(db.url)
-      }).pipe(Layer.provideMerge(client(db.url, statements)))
+      }).pipe(Layer.provideMerge(client(db.url, statements, bound)))
       const context = yield* Layer.build(runtime)
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
@@ -185,7 +193,7 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
         const noteInsert = (id: string) => new RegExp(`INSERT INTO dur_notes \\(id, text\\) VALUES \\('${id}'`)
         /** What a run's step sent: statements matching `body`, and its exit row's. */
         const stepStatements = (executionId: string, body: RegExp) =>
-          statements.filter((s) => body.test(s) || (s.includes("dur_activity_exits") && s.includes(executionId)))
+          bound.filter((s) => body.test(s) || (s.includes(`INSERT INTO "dur_activity_exits"`) && s.includes(executionId)))
         const text = `it's \\"quoted\\" \\\\ back\\slash, ünïcödé 漢字, a\nnewline, $1 -- /* and E'' too`
         const a = { id: "a", text, mode: "write" } as const
         expect(yield* Note.execute(a)).toBe(text)
@@ -194,12 +202,16 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
           { exit: { _tag: "Success", value: text } }
         ])
         expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'a'`).toEqual([{ text }])
-        // two statements: BEGIN with the body's INSERT (its values written in as literals),
-        // then the exit row with COMMIT
+        // two round trips: BEGIN with the body's INSERT, then the exit row with COMMIT; on a
+        // Database pool each a batch, the values bound, else one query each, the values written in
         const sent = stepStatements(executionId, /INSERT INTO dur_notes/)
         expect(sent).toHaveLength(2)
         expect(sent[0]).toMatch(/^BEGIN;\nINSERT INTO dur_notes \(id, text\) VALUES \('a', +E?'it''s /)
         expect(sent[1]).toMatch(/^INSERT INTO "dur_activity_exits" .*;\nCOMMIT$/s)
+        const texts = statements.filter((s) => s.startsWith("BEGIN;\nINSERT INTO dur_notes"))
+        expect(texts[0]).toMatch(
+          batched ? /^BEGIN;\nINSERT INTO dur_notes \(id, text\) VALUES \(\$1, \$2\)$/ : /VALUES \('a', /
+        )
 
         // another execution committed this step's exit first: ours rolls back (its note too)
         // and returns theirs
@@ -217,18 +229,21 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
         expect(dSent).toHaveLength(1)
         expect(dSent[0]).toMatch(/^INSERT INTO "dur_activity_exits" [^;]*$/s)
 
-        // a first statement that cannot be inlined (a bytea) is sent with bound parameters,
-        // after BEGIN on its own; atomic all the same
+        // a bytea: on a Database pool it goes with BEGIN as any value (bound); elsewhere it
+        // cannot be written in, and is sent with bound parameters after BEGIN on its own;
+        // atomic all the same
         expect(yield* Note.execute({ id: "e", text: "bytes", mode: "blob" })).toBe("bytes")
         expect(yield* sql`SELECT convert_from(data, 'UTF8') AS data FROM dur_blobs WHERE id = 'e'`).toEqual([
           { data: "bytes" }
         ])
-        expect(statements.filter((s) => /INSERT INTO dur_blobs/.test(s))[0]).toMatch(/^INSERT INTO dur_blobs .*\$2\)$/)
+        expect(statements.filter((s) => /INSERT INTO dur_blobs/.test(s))[0]).toMatch(
+          batched ? /^BEGIN;\nINSERT INTO dur_blobs .*\$2\)$/ : /^INSERT INTO dur_blobs .*\$2\)$/
+        )
         expect(yield* Effect.flip(Note.execute({ id: "f", text: "bytes", mode: "blob-fail" }))).toBe("boom")
         expect(yield* sql`SELECT id FROM dur_blobs WHERE id = 'f'`).toEqual([])
 
-        // a body that is one statement with no result: the statement and its exit row as one
-        // query (one implicit transaction), no BEGIN, no COMMIT
+        // a body that is one statement with no result: the statement and its exit row in one
+        // round trip (one implicit transaction), no BEGIN, no COMMIT
         const g = { id: "g", text: "it's g", mode: "lone" } as const
         expect(yield* Note.execute(g)).toBe("it's g")
         const gSent = stepStatements(yield* Note.executionId(g), noteInsert("g"))
@@ -303,10 +318,12 @@ const tallyLayer = WorkflowLayer.make(Tally, {
 })
 
 describe("TransactionalActivity on a busy Database pool", () => {
-  it.scopedLive("steps waiting for a connection go with other steps' COMMITs; each commits once, a failing one alone fails", () =>
+  it.scopedLive("steps waiting for a connection go with other steps' COMMITs; each commits once, a failing one alone fails, once", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase.make("txn_relay")
       const statements: Array<string> = []
+      // the same texts with their values written in
+      const bound: Array<string> = []
       const runtime = AppRuntime.layer({
         prefix: TablePrefix.unsafeMake("rel"),
         migrations: [{
@@ -315,7 +332,7 @@ describe("TransactionalActivity on a busy Database pool", () => {
           sql: (t) => `CREATE TABLE ${t("counts")} (k text PRIMARY KEY, n int NOT NULL CHECK (n > 0))`
         }],
         workflows: tallyLayer
-      }).pipe(Layer.provideMerge(Database.layerFromPool(recordingPool(db.url, statements, 3))))
+      }).pipe(Layer.provideMerge(Database.layerFromPool(recordingPool(db.url, statements, 3, bound))))
       const context = yield* Layer.build(runtime)
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
@@ -335,10 +352,13 @@ describe("TransactionalActivity on a busy Database pool", () => {
         }
         // the relay carried steps: a COMMIT and the next transaction's BEGIN in one query
         expect(statements.filter((s) => /;\nCOMMIT;\nBEGIN;\nINSERT INTO rel_counts/.test(s)).length).toBeGreaterThan(0)
-        // among them rejected ones: their query failed, so the step it went with retried (and
-        // found its exit row), and theirs went again alone, to fail on its own
-        expect(statements.filter((s) => /;\nCOMMIT;\nBEGIN;\nINSERT INTO rel_counts \(k, n\) VALUES \('r\d+-2', '-1'\)/.test(s)).length)
+        // among them rejected ones: their own statement failed after the COMMIT it went with (that
+        // step committed), and the error was theirs at once: each rejected statement went once
+        expect(bound.filter((s) => /;\nCOMMIT;\nBEGIN;\nINSERT INTO rel_counts \(k, n\) VALUES \('r\d+-2', '-1'\)/.test(s)).length)
           .toBeGreaterThan(0)
+        for (const run of runs.filter((r) => r.reject)) {
+          expect(bound.filter((s) => s.includes(`INSERT INTO rel_counts (k, n) VALUES ('${run.id}-2', '-1')`))).toHaveLength(1)
+        }
       }).pipe(Effect.provide(context))
     }), 120_000)
 })

@@ -1,13 +1,17 @@
 /**
  * A transaction on a reserved connection whose `BEGIN` is sent with its first
- * statement: `BEGIN;\n<statement>` as one simple-protocol query, the
- * statement's parameters written as literals (`PgLiterals`). A transactional
- * step is then two round trips (this, and its exit row with COMMIT), not
- * three, and two socket writes, which on a busy host cost more CPU than
- * anything else in the step (`pnpm bench`, README).
+ * statement, in one round trip: on a `Database` pool's connection as one
+ * batch, the statement keeping its parameters (`batched`:
+ * `PoolConnection.Held.open`, `StatementBatch`); on another client's as one
+ * simple-protocol query, `BEGIN;\n<statement>`, its parameters written as
+ * literals (`inlined`, `PgLiterals`). A transactional step is then two round
+ * trips (this, and its exit row with COMMIT), not three, and two socket
+ * writes, which on a busy host cost more CPU than anything else in the step
+ * (`pnpm bench`, README).
  *
- * A first statement that cannot be inlined exactly (`PgLiterals.inline`), and
- * any first call other than `execute`/`executeUnprepared` (raw, values,
+ * A first statement that cannot be sent so (several statements in one text,
+ * or, inlined, a value that cannot be written exactly: `PgLiterals.inline`),
+ * and any first call other than `execute`/`executeUnprepared` (raw, values,
  * stream), is preceded by `BEGIN` on its own, as before. Until something is
  * sent, nothing is begun: `begun` tells the caller whether to COMMIT or
  * ROLLBACK at all. Statements the body sends while the first one is in flight
@@ -18,6 +22,8 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Deferred, Effect, Exit, FiberId, Stream } from "effect"
 import * as PgLiterals from "./PgLiterals.js"
+import type * as PoolConnection from "./PoolConnection.js"
+import * as StatementBatch from "./StatementBatch.js"
 
 export interface Transaction {
   /** The connection to run the body on (`SqlClient.TransactionConnection`). */
@@ -29,15 +35,36 @@ export interface Transaction {
 type TransformRows = Parameters<Connection["execute"]>[2]
 
 /**
- * `open` sends the merged first query (`BEGIN;\n<statement>`; one result per
- * statement): by default on `conn`; a pool's connection may send it with
- * another transaction's COMMIT (`PoolConnection.Held.open`).
+ * Sends `BEGIN` with a first statement: one result's rows per statement
+ * (`BEGIN`'s first); `undefined` when the statement cannot go with it.
  */
-export const make = (
-  conn: Connection,
-  open: (text: string) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> = (text) =>
-    conn.executeUnprepared(text, [], undefined) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
-): Transaction => {
+export type Open = (
+  sql: string,
+  params: ReadonlyArray<unknown>
+) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> | undefined
+
+/** `BEGIN;\n<statement>` as one simple-protocol query on `conn`, the parameters written in as literals. */
+export const inlined = (conn: Connection): Open => (sql, params) => {
+  const text = PgLiterals.inline(sql, params)
+  if (text === undefined) return undefined
+  return conn.executeUnprepared(`BEGIN;\n${text}`, [], undefined) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+}
+
+const begin = StatementBatch.bare("BEGIN")
+
+/**
+ * `BEGIN` and the statement as one batch of `held`'s (it may go with another
+ * transaction's COMMIT: `PoolConnection.Held.open`). A text without
+ * parameters may hold several statements, which a batch refuses: only one
+ * that `PgLiterals` reads as one statement goes.
+ */
+export const batched = (held: PoolConnection.Held): Open => (sql, params) =>
+  params.length > 0 || PgLiterals.inline(sql, params) !== undefined
+    ? held.open([begin, { text: sql, values: params }])
+    : undefined
+
+/** A transaction on `conn` whose BEGIN `open` sends with its first statement (by default `inlined`). */
+export const make = (conn: Connection, open: Open = inlined(conn)): Transaction => {
   let begun = false
   // whether the first statement (with BEGIN) is in flight; statements sent meanwhile wait for
   // it on `first`, made only then (a body nearly always waits for its statements itself)
@@ -79,10 +106,10 @@ export const make = (
     })
 
   const mergedExecute = (sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) => () => {
-    const inlined = PgLiterals.inline(sql, params)
-    if (inlined === undefined) return undefined
-    // two statements: pg answers with one result per statement, BEGIN's first
-    return Effect.map(open(`BEGIN;\n${inlined}`), (results) => {
+    const opened = open(sql, params)
+    if (opened === undefined) return undefined
+    // two statements: one result per statement, BEGIN's first
+    return Effect.map(opened, (results) => {
       const rows = (results[1] ?? []) as ReadonlyArray<any>
       return transformRows ? transformRows(rows) : rows
     })

@@ -45,13 +45,13 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, Workflow, WorkflowEngine } from "@effect/workflow"
 import { Context, Deferred, Effect, Either, FiberId, Layer, Schema } from "effect"
 import pg from "pg"
-import * as PgLiterals from "./PgLiterals.js"
 import * as Retry from "../Retry.js"
 import { observeAttempt } from "./ActivityTelemetry.js"
 import * as AsynchronousCommit from "./AsynchronousCommit.js"
 import * as GroupCommit from "./GroupCommit.js"
 import * as TablePrefix from "../TablePrefix.js"
 import * as RuntimeTables from "./RuntimeTables.js"
+import type * as StatementBatch from "./StatementBatch.js"
 
 /** The stored form of an activity's exit: `Schema.Exit` of its success and error schemas, one per pair. */
 const exitSchemas = new WeakMap<object, WeakMap<object, Schema.Schema<any, any>>>()
@@ -121,11 +121,11 @@ export class Recording extends Context.Tag("@duraflow/runtime-core/InlineActivit
   /** The recorded exit of this step (also one a transactional activity of an earlier build committed). */
   readonly lookup: Effect.Effect<{ readonly exit: unknown } | undefined, SqlError>
   /**
-   * The INSERT of the exit row as SQL text, its values literals (plain INSERT:
-   * a row already there is a unique violation). Literals because it is sent
-   * with COMMIT as one simple-protocol query, which takes no parameters.
+   * The INSERT of the exit row, a statement with its parameters (plain
+   * INSERT: a row already there is a unique violation), for the step's
+   * transaction to send with its COMMIT (`StatementBatch`).
    */
-  readonly insertSql: (encodedExit: unknown) => string
+  readonly exitRow: (encodedExit: unknown) => StatementBatch.Step
   recorded: boolean
 }>() {}
 
@@ -159,7 +159,10 @@ export const layer = (
       const engine = yield* WorkflowEngine.WorkflowEngine
       const sql = yield* SqlClient.SqlClient
       const table = sql(TablePrefix.table(prefix, "activity_exits"))
-      const tableSql = pg.escapeIdentifier(TablePrefix.table(prefix, "activity_exits"))
+      // a transactional step's exit row, sent with its COMMIT (one text for every step: it goes by name)
+      const insertExitRow = `INSERT INTO ${
+        pg.escapeIdentifier(TablePrefix.table(prefix, "activity_exits"))
+      } (execution_id, activity, attempt, exit, started_at) VALUES ($1, $2, $3, $4::jsonb, $5::timestamptz)`
       const results = sql(TablePrefix.table(prefix, "activity_results"))
 
       // a step's reads and writes retry as the engine's storage does (for up to a minute). With
@@ -311,12 +314,10 @@ export const layer = (
               key: { executionId, activity: activity.name, attempt },
               startedAt,
               lookup: recorded(executionId, activity.name, attempt),
-              insertSql: (encodedExit) =>
-                `INSERT INTO ${tableSql} (execution_id, activity, attempt, exit, started_at) VALUES (${
-                  PgLiterals.quote(executionId)
-                }, ${PgLiterals.quote(activity.name)}, ${attempt}, ${PgLiterals.quote(JSON.stringify(encodedExit))}::jsonb, ${
-                  PgLiterals.quote(startedAt.toISOString())
-                }::timestamptz)`,
+              exitRow: (encodedExit) => ({
+                text: insertExitRow,
+                values: [executionId, activity.name, attempt, JSON.stringify(encodedExit), startedAt.toISOString()]
+              }),
               recorded: false
             })
             const result = yield* activity.execute.pipe(

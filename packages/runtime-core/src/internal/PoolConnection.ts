@@ -20,32 +20,39 @@
  * the server one at a time, in order, as on one session they must; pg 8
  * would queue them itself, with a DeprecationWarning (pg 9 does not queue).
  *
- * A transaction's last query can carry the next transaction's first, on a
- * busy pool (`open` and `finish`: `TransactionRelay`).
+ * A transaction's first and last queries are batches of statements, one
+ * round trip each (`StatementBatch`: `BEGIN` with the first statement, the
+ * exit row with `COMMIT`); on a busy pool the last can carry the next
+ * transaction's first (`open` and `finish`: `TransactionRelay`).
  */
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Chunk, Effect, Option, Stream } from "effect"
 import type pg from "pg"
 import Cursor from "pg-cursor"
+import * as StatementBatch from "./StatementBatch.js"
 import * as TransactionRelay from "./TransactionRelay.js"
 
 export interface Held {
   readonly connection: Connection
   /** Whether a statement took a connection (there is something to roll back). */
   readonly taken: () => boolean
+  /** `steps` as one batch (`StatementBatch`), in the hold's turn: one result's rows per step. */
+  readonly batch: (steps: ReadonlyArray<StatementBatch.Step>) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   /**
-   * The first query of a transaction (`BEGIN;\n<statement>`): one result per
-   * statement. Sent on a connection of the pool, or with another transaction's
-   * `finish` on its connection, which this one then holds (see above).
+   * The first query of a transaction (`BEGIN` and its first statement, a
+   * batch): one result's rows per step. Sent on a connection of the pool, or
+   * with another transaction's `finish` on its connection, which this one then
+   * holds (see above).
    */
-  readonly open: (text: string) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+  readonly open: (steps: ReadonlyArray<StatementBatch.Step>) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   /**
-   * The last query of the transaction (`...;\nCOMMIT`, `statements` of them),
-   * with the first query of a transaction waiting for a connection, if any:
-   * the connection is then that transaction's, and `release` has nothing to give back.
+   * The last query of the transaction (its last statements and `COMMIT`, a
+   * batch), with the first query of a transaction waiting for a connection, if
+   * any: the connection is then that transaction's, and `release` has nothing
+   * to give back.
    */
-  readonly finish: (text: string, statements: number) => Effect.Effect<void, SqlError>
+  readonly finish: (steps: ReadonlyArray<StatementBatch.Step>) => Effect.Effect<void, SqlError>
   /** Gives the connection back (destroys it when `broken`, or when it reported an error). */
   readonly release: (broken?: boolean) => void
 }
@@ -178,16 +185,17 @@ export const make = (pool: pg.Pool): Held => {
       })
     )
 
-  const perStatement = (text: string) =>
-    Effect.map(execute(text, [], undefined), (rows) =>
-      // one statement answers with its rows alone
-      (Array.isArray(rows[0]) ? rows : [rows]) as ReadonlyArray<ReadonlyArray<unknown>>)
+  const batch = (steps: ReadonlyArray<StatementBatch.Step>) =>
+    run<ReadonlyArray<ReadonlyArray<unknown>>>((c, done) =>
+      StatementBatch.send(c, steps, (error, results) =>
+        done(error ? Effect.fail(failed(error)) : Effect.succeed(results.map((r) => r.rows ?? []))))
+    )
 
   /** Waits for a connection (`TransactionRelay`); served without a query, it is sent on the connection now held. */
-  const ride = (text: string) =>
+  const ride = (steps: ReadonlyArray<StatementBatch.Step>) =>
     Effect.flatMap(
-      TransactionRelay.wait(pool, text, adopt),
-      (results) => results === undefined ? perStatement(text) : Effect.succeed(results)
+      TransactionRelay.wait(pool, steps, adopt),
+      (results) => results === undefined ? batch(steps) : Effect.succeed(results)
     )
 
   const connection: Connection = {
@@ -229,27 +237,31 @@ export const make = (pool: pg.Pool): Held => {
   return {
     connection,
     taken: () => client !== undefined || waiting !== undefined,
-    open: (text) =>
+    batch,
+    open: (steps) =>
       Effect.suspend(() =>
-        client === undefined && waiting === undefined && !released && TransactionRelay.exhausted(pool) ? ride(text) : perStatement(text)
+        client === undefined && waiting === undefined && !released && TransactionRelay.exhausted(pool) ? ride(steps) : batch(steps)
       ),
-    finish: (text, statements) =>
+    finish: (steps) =>
       Effect.suspend(() => {
         const c = client
         // (a statement of the body still in flight or waiting: no rider, whose transaction it would join)
         const rider = c !== undefined && reported === undefined && !sending ? TransactionRelay.next(pool, c) : undefined
-        if (rider === undefined) return Effect.asVoid(execute(text, [], undefined))
+        if (rider === undefined) return Effect.asVoid(batch(steps))
         rider.carried()
         return Effect.async<void, SqlError>((resume) => {
-          c!.query(`${text};\n${rider.text}`, (error: Error | undefined, result: any) => {
-            if (error) {
+          StatementBatch.send(c!, [...steps, ...rider.steps], (error, results, completed) => {
+            if (error !== undefined && completed < steps.length) {
+              // this transaction's own statements failed (its COMMIT did not land): the rider's did not run
               rider.unboard()
-              return resume(Effect.fail(TransactionRelay.carriedFailure(error)))
+              return resume(Effect.fail(failed(error)))
             }
-            // committed; the connection and the transaction begun after the COMMIT are the rider's
+            // committed; the connection, and the transaction begun after the COMMIT, are the rider's
             c!.off("error", onError)
             client = undefined
-            rider.board(c!, (rowsOf(result) as ReadonlyArray<ReadonlyArray<unknown>>).slice(statements))
+            // (the rider's own statement failed: its transaction is aborted, for it to roll back)
+            if (error !== undefined) rider.refuse(c!, failed(error))
+            else rider.board(c!, results.slice(steps.length).map((r) => r.rows ?? []))
             resume(Effect.void)
           })
         })

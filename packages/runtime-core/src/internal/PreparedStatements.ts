@@ -81,20 +81,46 @@ export class Registry {
 }
 
 /** The session does not have the statement any more, or its plan's result type changed. */
-const isStale = (error: unknown): boolean => {
+export const isStale = (error: unknown): boolean => {
   const e = error as { code?: string; message?: string } | undefined
   return e?.code === "26000" || (e?.code === "0A000" && /cached plan/i.test(e.message ?? ""))
 }
 
 type Callback = (error: Error | undefined, result: unknown) => void
 
+/** What a connection names: its pool's registry, and the names its session must not use any more (see `isStale`). */
+interface Session {
+  readonly registry: Registry
+  readonly unusable: Set<string>
+}
+
+const sessions = new WeakMap<pg.ClientBase, Session>()
+
+/**
+ * The name a statement of `text` with `valueCount` parameters goes by on
+ * `client` (`undefined`: send it unnamed), for a query that writes its own
+ * messages (`StatementBatch`).
+ */
+export const nameOn = (client: pg.ClientBase, text: string, valueCount: number): string | undefined => {
+  const session = sessions.get(client)
+  if (session === undefined || valueCount === 0) return undefined
+  const name = session.registry.nameOf(text)
+  return name === undefined || session.unusable.has(name) ? undefined : name
+}
+
+/** `client`'s session does not have `name` (any more): not used again on it. */
+export const unusableOn = (client: pg.ClientBase, name: string): void => {
+  sessions.get(client)?.unusable.add(name)
+}
+
 /**
  * Sends `client`'s parameterized statements (`query(text, values, callback)`, the form
  * `@effect/sql-pg` and runtime-core use) by name, as `registry` says.
  */
 export const install = (client: pg.Client | pg.PoolClient, registry: Registry): void => {
-  // names this session must not use any more (see `isStale`)
-  const unusable = new Set<string>()
+  const session: Session = { registry, unusable: new Set() }
+  sessions.set(client, session)
+  const { unusable } = session
   const query = client.query as (...args: Array<unknown>) => unknown
   ;(client as { query: unknown }).query = function(this: unknown, ...args: Array<unknown>) {
     const [text, values, callback] = args

@@ -4,9 +4,9 @@
  * On a pool's connections (`PoolConnection`'s `open` and `finish`): when the
  * pool has no connection to give, a transaction's first query (`BEGIN` with its first statement) waits in the
  * pool's queue as any other, and also in a queue of its own: the next
- * transaction on the pool that ends (`<exit row>;\nCOMMIT`) sends it in the
- * same query, `<exit row>;\nCOMMIT;\nBEGIN;\n<statement>`, and hands its
- * connection over. Postgres runs the statements in order: the first
+ * transaction on the pool that ends (its exit row and `COMMIT`) sends it in the
+ * same batch (`StatementBatch`: exit row, `COMMIT`, `BEGIN`, statement, one
+ * round trip), and hands its connection over. Postgres runs the statements in order: the first
  * transaction has committed before the second begins. Under load a
  * transactional step is then about one round trip and one socket write, not
  * two (`pnpm bench`, the body-an-effect cell). Whichever comes first serves
@@ -18,39 +18,32 @@
  * `maxRelaysAhead` of them in a row while the pool has other waiters; then it
  * goes back to the pool.
  *
- * If the combined query fails, which of its statements failed is not known:
- * the ending transaction's caller rolls back (ending either transaction, or
- * none: both answer to ROLLBACK) and retries as after any failed COMMIT, and
- * the carried query goes back to the head of the queue, to be sent again.
+ * If the combined batch fails, the statements that finished before the error
+ * say whose it was: one of the ending transaction's (its COMMIT did not land,
+ * and the carried statements did not run), and the ending transaction fails
+ * as after any failed statement, while the carried query goes back to the head
+ * of the queue, to be sent again; or the carried transaction's own (the ending
+ * one committed), and the carried transaction gets the error and the
+ * connection, its transaction aborted, to roll back.
  */
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
 import type pg from "pg"
+import type * as StatementBatch from "./StatementBatch.js"
 
 /** A pg failure as @effect/sql-pg reports it (its messages), for this module and `PoolConnection`. */
 export const failed = (cause: unknown, message = "Failed to execute statement") => new SqlError({ cause, message })
 
-const carriedMessage = "Failed to execute statement (sent with the first of the next transaction)"
-
-/**
- * Whether `error` is a `finish` whose query carried another transaction's
- * first and failed: it may have failed in either, so the ending transaction's
- * COMMIT may have landed. Its caller can look at once, without a back-off.
- */
-export const isCarriedFailure = (error: unknown): boolean =>
-  error instanceof SqlError && error.message === carriedMessage
-
-/** A `finish` whose query carried another's first failed (`isCarriedFailure`). */
-export const carriedFailure = (cause: unknown): SqlError => failed(cause, carriedMessage)
-
 /** A transaction's first query waiting for a connection (`open`), in its pool's relay queue. */
 export interface Rider {
-  readonly text: string
+  readonly steps: ReadonlyArray<StatementBatch.Step>
   /**
    * Served: `client` is the rider's now, with `results` when its query went with
    * another's `finish` (its transaction is open), without when it is to send it itself.
    */
   readonly board: (client: pg.PoolClient, results?: ReadonlyArray<ReadonlyArray<unknown>>) => void
+  /** Its query went with another's `finish` and failed in its own statements: `client`, its transaction aborted, and `error` are the rider's. */
+  readonly refuse: (client: pg.PoolClient, error: SqlError) => void
   /** Its query is on its way with another's `finish`. */
   readonly carried: () => void
   /** Its query went with a `finish` that failed: back to waiting. */
@@ -152,7 +145,7 @@ export const returned = (client: pg.PoolClient): void => {
 
 /**
  * Waits for a connection in the pool's queue and in the relay's, with the
- * transaction's first query `text`. Served by the relay, the query was sent
+ * transaction's first query `steps`. Served by the relay, the query was sent
  * with another transaction's last one: its results. Served by the pool (or
  * handed a connection without a query): `undefined`, and the caller sends it.
  * Either way the connection is given to `adopt` (`false`: the caller's hold
@@ -160,7 +153,7 @@ export const returned = (client: pg.PoolClient): void => {
  */
 export const wait = (
   pool: pg.Pool,
-  text: string,
+  steps: ReadonlyArray<StatementBatch.Step>,
   adopt: (client: pg.PoolClient, inTransaction: boolean) => boolean
 ): Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>> | undefined, SqlError> =>
   Effect.async<ReadonlyArray<ReadonlyArray<unknown>> | undefined, SqlError>((resume) => {
@@ -235,7 +228,7 @@ export const wait = (
       })
     }
     const rider: Rider = {
-      text,
+      steps,
       board: (c, results) => {
         if (results === undefined) return serve(c)
         dropSpare()
@@ -247,6 +240,14 @@ export const wait = (
           return settled?.()
         }
         serve(c, results)
+      },
+      refuse: (c, error) => {
+        dropSpare()
+        state = "served"
+        // its transaction is open (aborted): this hold rolls it back, as after any failed first statement
+        adopt(c, true)
+        if (settled !== undefined) return settled()
+        resume(Effect.fail(error))
       },
       carried: () => {
         state = "carried"

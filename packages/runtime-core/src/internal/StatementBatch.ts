@@ -1,0 +1,150 @@
+/**
+ * Several statements in ONE round trip over the extended protocol: for each,
+ * Parse (unless the connection has its name parsed already), Bind, Describe
+ * and Execute; then one Sync. Postgres runs them in order as one implicit
+ * transaction (both commit, or neither does) unless they hold their own
+ * `BEGIN`/`COMMIT`; after an error it skips the rest up to the Sync.
+ *
+ * Why not one simple-protocol query (`a;\nb`)? That takes no parameters, so
+ * every value would be written into the text as a literal and the text could
+ * never be named: Postgres would parse and plan each statement on every
+ * execution. Here each statement keeps its parameters and goes by name once
+ * sent often enough (`PreparedStatements`), as a lone statement does. pg 8
+ * offers this only as a mode of the whole client (`pipeline`); this is one
+ * query of an ordinary client (a pg `Query` whose `submit` writes the
+ * messages), so it waits its turn as any other.
+ *
+ * Its answer is what a multi-statement query answers (one result per
+ * statement); `completed` says how many statements finished before an error,
+ * so a caller knows which one failed.
+ */
+import pg from "pg"
+import * as PreparedStatements from "./PreparedStatements.js"
+
+/** One statement of a batch: its text (parameters `$1`..`$n`) and their values. */
+export interface Step {
+  readonly text: string
+  readonly values: ReadonlyArray<unknown>
+}
+
+/** A step without parameters (`BEGIN`, `COMMIT`). */
+export const bare = (text: string): Step => ({ text, values: [] })
+
+/** The conversion pg applies to every bound parameter (not in pg's type declarations). */
+const prepareValue = (pg as unknown as { readonly utils: { readonly prepareValue: (value: unknown) => unknown } }).utils
+  .prepareValue
+
+/** The parts of pg's `Connection` a batch writes to (not in pg's type declarations). */
+interface Wire {
+  readonly parsedStatements: Record<string, string>
+  readonly stream: { cork?: () => void; uncork?: () => void }
+  parse(message: { text: string; name: string; types: Array<unknown> }): void
+  bind(message: { portal: string; statement: string; values: Array<unknown> }): void
+  describe(message: { type: "P"; name: string }): void
+  execute(message: { portal: string; rows: number }): void
+  sync(): void
+  on(event: "parseComplete", listener: () => void): void
+  off(event: "parseComplete", listener: () => void): void
+}
+
+type Callback = (error: Error | undefined, results: unknown) => void
+
+const QueryBase = pg.Query as unknown as new(config: { text: string; callback: Callback }) => {
+  handleCommandComplete(message: unknown, connection: unknown): void
+  handleError(error: Error, connection: unknown): void
+  handleReadyForQuery(connection: unknown): void
+}
+
+class Batch extends QueryBase {
+  /** Statements finished (CommandComplete) so far. */
+  completed = 0
+  /** The names this batch uses, with their texts. */
+  private readonly named = new Map<string, string>()
+  /** Names whose Parse is on its way, in order ("" for an unnamed one): each ParseComplete takes the first. */
+  private readonly parsing: Array<string> = []
+  private wire: Wire | undefined
+  private readonly onParseComplete = () => {
+    const name = this.parsing.shift()
+    // as pg notes its own named queries: this session has it now
+    if (name !== undefined && name !== "") this.wire!.parsedStatements[name] = this.named.get(name)!
+  }
+
+  constructor(
+    private readonly client: pg.ClientBase,
+    readonly steps: ReadonlyArray<Step>,
+    callback: Callback
+  ) {
+    // the text pg (and a recording client, or `pg_stat_activity`) shows for it
+    super({ text: steps.map((step) => step.text).join(";\n"), callback })
+  }
+
+  submit(connection: Wire): Error | null {
+    // every value mapped before anything is written: one that cannot be fails the batch, unsent
+    let bound: Array<Array<unknown>>
+    try {
+      bound = this.steps.map((step) => step.values.map(prepareValue))
+    } catch (error) {
+      return error instanceof Error ? error : new Error(String(error))
+    }
+    this.wire = connection
+    connection.on("parseComplete", this.onParseComplete)
+    connection.stream.cork?.()
+    try {
+      for (const [i, step] of this.steps.entries()) {
+        const name = PreparedStatements.nameOn(this.client, step.text, step.values.length) ?? ""
+        if (name === "" || (connection.parsedStatements[name] === undefined && !this.named.has(name))) {
+          connection.parse({ text: step.text, name, types: [] })
+          this.parsing.push(name)
+        }
+        if (name !== "") this.named.set(name, step.text)
+        connection.bind({ portal: "", statement: name, values: bound[i]! })
+        connection.describe({ type: "P", name: "" })
+        connection.execute({ portal: "", rows: 0 })
+      }
+      connection.sync()
+    } finally {
+      connection.stream.uncork?.()
+    }
+    return null
+  }
+
+  override handleCommandComplete(message: unknown, connection: unknown) {
+    this.completed++
+    super.handleCommandComplete(message, connection)
+  }
+
+  override handleError(error: Error, connection: unknown) {
+    this.done()
+    // a name the session does not have (any more): none of the batch's is used again on this connection
+    if (PreparedStatements.isStale(error)) {
+      for (const name of this.named.keys()) PreparedStatements.unusableOn(this.client, name)
+    }
+    super.handleError(error, connection)
+  }
+
+  override handleReadyForQuery(connection: unknown) {
+    this.done()
+    super.handleReadyForQuery(connection)
+  }
+
+  private done() {
+    this.wire?.off("parseComplete", this.onParseComplete)
+  }
+}
+
+/**
+ * Sends `steps` on `client` as one batch; `callback` gets the error (with the
+ * number of statements that had finished before it) or one result per step.
+ */
+export const send = (
+  client: pg.ClientBase,
+  steps: ReadonlyArray<Step>,
+  callback: (error: Error | undefined, results: ReadonlyArray<pg.QueryResult>, completed: number) => void
+): void => {
+  const batch: Batch = new Batch(client, steps, (error, results) => {
+    if (error) return callback(error, [], batch.completed)
+    // one statement answers with its result alone
+    callback(undefined, Array.isArray(results) ? results : [results as pg.QueryResult], batch.completed)
+  })
+  client.query(batch as unknown as pg.QueryConfig)
+}
