@@ -34,7 +34,7 @@
  * `max_prepared_statements`) does not keep a session's prepared statements:
  * set `DATABASE_PREPARED_STATEMENTS=false` there (`Database.config`).
  */
-import type pg from "pg"
+import pg from "pg"
 
 export interface Options {
   /** Most texts named per pool. */
@@ -88,6 +88,10 @@ export const isStale = (error: unknown): boolean => {
 
 type Callback = (error: Error | undefined, result: unknown) => void
 
+const NamedQuery = pg.Query as unknown as new(text: string, values: Array<unknown>, callback: Callback) => {
+  name: string | undefined
+}
+
 /** What a connection names: its pool's registry, and the names its session must not use any more (see `isStale`). */
 interface Session {
   readonly registry: Registry
@@ -130,7 +134,8 @@ export const install = (client: pg.Client | pg.PoolClient, registry: Registry): 
     ) {
       const name = registry.nameOf(text)
       if (name !== undefined && !unusable.has(name)) {
-        return query.call(this, { name, text, values }, (error: Error | undefined, result: unknown) => {
+        // a Query made from the text (pg copies every property of a config object, `{ name, text, values }`)
+        const named = new NamedQuery(text, values, (error: Error | undefined, result: unknown) => {
           if (error !== undefined && error !== null && isStale(error)) {
             unusable.add(name)
             // the status when the statement started (pg updates it at the next ReadyForQuery):
@@ -139,6 +144,8 @@ export const install = (client: pg.Client | pg.PoolClient, registry: Registry): 
           }
           ;(callback as Callback)(error, result)
         })
+        named.name = name
+        return query.call(this, named)
       }
     }
     return query.apply(this, args)

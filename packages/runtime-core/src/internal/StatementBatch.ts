@@ -49,7 +49,8 @@ interface Wire {
 
 type Callback = (error: Error | undefined, results: unknown) => void
 
-const QueryBase = pg.Query as unknown as new(config: { text: string; callback: Callback }) => {
+// (constructed from the text and the callback: pg copies a config object's every property)
+const QueryBase = pg.Query as unknown as new(text: string, callback: Callback) => {
   handleCommandComplete(message: unknown, connection: unknown): void
   handleError(error: Error, connection: unknown): void
   handleReadyForQuery(connection: unknown): void
@@ -63,6 +64,7 @@ class Batch extends QueryBase {
   /** Names whose Parse is on its way, in order ("" for an unnamed one): each ParseComplete takes the first. */
   private readonly parsing: Array<string> = []
   private wire: Wire | undefined
+  private listening = false
   private readonly onParseComplete = () => {
     const name = this.parsing.shift()
     // as pg notes its own named queries: this session has it now
@@ -74,8 +76,8 @@ class Batch extends QueryBase {
     readonly steps: ReadonlyArray<Step>,
     callback: Callback
   ) {
-    // the text pg (and a recording client, or `pg_stat_activity`) shows for it
-    super({ text: steps.map((step) => step.text).join(";\n"), callback })
+    // its statements' texts: what pg (and a recording client) shows for it
+    super(steps.map((step) => step.text).join(";\n"), callback)
   }
 
   submit(connection: Wire): Error | null {
@@ -87,7 +89,6 @@ class Batch extends QueryBase {
       return error instanceof Error ? error : new Error(String(error))
     }
     this.wire = connection
-    connection.on("parseComplete", this.onParseComplete)
     connection.stream.cork?.()
     try {
       for (const [i, step] of this.steps.entries()) {
@@ -102,6 +103,11 @@ class Batch extends QueryBase {
         connection.execute({ portal: "", rows: 0 })
       }
       connection.sync()
+      // (listened to only when a name is parsed: once per name and session)
+      if (this.parsing.some((name) => name !== "")) {
+        this.listening = true
+        connection.on("parseComplete", this.onParseComplete)
+      }
     } finally {
       connection.stream.uncork?.()
     }
@@ -128,7 +134,8 @@ class Batch extends QueryBase {
   }
 
   private done() {
-    this.wire?.off("parseComplete", this.onParseComplete)
+    if (this.listening) this.wire?.off("parseComplete", this.onParseComplete)
+    this.listening = false
   }
 }
 
