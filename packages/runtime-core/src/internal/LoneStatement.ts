@@ -21,12 +21,12 @@
  * parameters written in as literals (`PgLiterals.inline`): a statement whose
  * values cannot be (a binary value) takes the general path there.
  */
+import type { SqlClient } from "@effect/sql"
 import * as Statement from "@effect/sql/Statement"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, type Fiber, type Schema, SchemaAST } from "effect"
-import * as PgLiterals from "./PgLiterals.js"
-import type { SqlClient } from "@effect/sql"
 import type pg from "pg"
+import * as PgLiterals from "./PgLiterals.js"
 import * as PgPool from "./PgPool.js"
 import * as PoolConnection from "./PoolConnection.js"
 import type * as StatementBatch from "./StatementBatch.js"
