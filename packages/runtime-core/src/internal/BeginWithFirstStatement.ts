@@ -54,12 +54,11 @@ const begin = StatementBatch.bare("BEGIN")
 
 /**
  * `BEGIN` and the statement as one batch of `held`'s (it may go with another
- * transaction's COMMIT: `PoolConnection.Held.open`). A text without
- * parameters may hold several statements, which a batch refuses: only one
- * that `PgLiterals` reads as one statement goes.
+ * transaction's COMMIT: `PoolConnection.Held.open`), if the statement can
+ * be a batch's step (`StatementBatch.isStep`).
  */
 export const batched = (held: PoolConnection.Held): Open => (sql, params) =>
-  params.length > 0 || PgLiterals.inline(sql, params) !== undefined
+  StatementBatch.isStep(sql, params)
     ? held.open([begin, { text: sql, values: params }])
     : undefined
 

@@ -29,7 +29,7 @@ import type pg from "pg"
 import * as PgLiterals from "./PgLiterals.js"
 import * as PgPool from "./PgPool.js"
 import * as PoolConnection from "./PoolConnection.js"
-import type * as StatementBatch from "./StatementBatch.js"
+import * as StatementBatch from "./StatementBatch.js"
 
 export interface LoneStatement {
   /** The statement as compiled (its parameters `$1`..`$n`): the span's query text. */
@@ -78,7 +78,7 @@ export const of = (
     const inlined = PgLiterals.inline(sql, params)
     return inlined === undefined ? undefined : { sql, params, inlined, attributes: body.spanAttributes ?? [] }
   }
-  if (params.length === 0 && PgLiterals.inline(sql, params) === undefined) return undefined
+  if (!StatementBatch.isStep(sql, params)) return undefined
   return { sql, params, inlined: undefined, attributes: body.spanAttributes ?? [] }
 }
 

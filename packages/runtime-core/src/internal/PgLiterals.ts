@@ -22,7 +22,7 @@
 import pg from "pg"
 
 /** The conversion pg applies to every bound parameter (not in pg's type declarations). */
-const prepareValue = (pg as unknown as { readonly utils: { readonly prepareValue: (value: unknown) => unknown } }).utils
+export const prepareValue = (pg as unknown as { readonly utils: { readonly prepareValue: (value: unknown) => unknown } }).utils
   .prepareValue
 
 /**

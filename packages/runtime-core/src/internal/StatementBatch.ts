@@ -19,6 +19,7 @@
  * so a caller knows which one failed.
  */
 import pg from "pg"
+import * as PgLiterals from "./PgLiterals.js"
 import * as PreparedStatements from "./PreparedStatements.js"
 
 /** One statement of a batch: its text (parameters `$1`..`$n`) and their values. */
@@ -30,9 +31,13 @@ export interface Step {
 /** A step without parameters (`BEGIN`, `COMMIT`). */
 export const bare = (text: string): Step => ({ text, values: [] })
 
-/** The conversion pg applies to every bound parameter (not in pg's type declarations). */
-const prepareValue = (pg as unknown as { readonly utils: { readonly prepareValue: (value: unknown) => unknown } }).utils
-  .prepareValue
+/**
+ * Whether a statement can be a batch's step: the extended protocol takes one
+ * statement per text, and a text without parameters may hold several (it can
+ * only if `PgLiterals` reads it as one).
+ */
+export const isStep = (text: string, values: ReadonlyArray<unknown>): boolean =>
+  values.length > 0 || PgLiterals.inline(text, values) !== undefined
 
 /** The parts of pg's `Connection` a batch writes to (not in pg's type declarations). */
 interface Wire {
@@ -84,7 +89,7 @@ class Batch extends QueryBase {
     // every value mapped before anything is written: one that cannot be fails the batch, unsent
     let bound: Array<Array<unknown>>
     try {
-      bound = this.steps.map((step) => step.values.map(prepareValue))
+      bound = this.steps.map((step) => step.values.map(PgLiterals.prepareValue))
     } catch (error) {
       return error instanceof Error ? error : new Error(String(error))
     }
