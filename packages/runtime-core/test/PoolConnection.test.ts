@@ -259,6 +259,54 @@ describe("PoolConnection", () => {
         expect(p.waitingCount).toBe(0)
       }), 60_000)
 
+    it.scopedLive("a request the relay served leaves no timer behind in the pool (its connectionTimeoutMillis)", () =>
+      Effect.gen(function*() {
+        const p = yield* pool(1)
+        // as Database sets it: pg-pool arms a timer for each request it queues (unref'd: watched here)
+        const timeout = 54_321
+        ;(p.options as { connectionTimeoutMillis?: number }).connectionTimeoutMillis = timeout
+        const armed = new Set<unknown>()
+        const { clearTimeout: realClear, setTimeout: realSet } = globalThis
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            globalThis.setTimeout = ((f: () => void, ms?: number) => {
+              const timer = realSet(f, ms)
+              if (ms === timeout) armed.add(timer)
+              return timer
+            }) as typeof setTimeout
+            globalThis.clearTimeout = ((timer: Parameters<typeof clearTimeout>[0]) => {
+              armed.delete(timer)
+              realClear(timer)
+            }) as typeof clearTimeout
+          }),
+          () =>
+            Effect.sync(() => {
+              globalThis.setTimeout = realSet
+              globalThis.clearTimeout = realClear
+            })
+        )
+        const a = PoolConnection.make(p)
+        const b = PoolConnection.make(p)
+        const served = yield* Effect.gen(function*() {
+          yield* a.open(batch("BEGIN;\nSELECT 1"))
+          const bOpening = yield* Effect.fork(b.open(batch("BEGIN;\nSELECT 2 AS id")))
+          yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "the second transaction waits for the pool")
+          const waiting = armed.size
+          yield* a.finish(batch("COMMIT"))
+          const rows = yield* Fiber.join(bOpening)
+          // served by the relay: its request left the pool's queue, and its timer with it (left to
+          // fire, it held its callback for the whole timeout, then scanned the pool's queue)
+          const left = armed.size
+          yield* b.finish(batch("COMMIT"))
+          return { waiting, rows, left }
+        }).pipe(Effect.ensuring(Effect.sync(() => {
+          a.release()
+          b.release()
+        })))
+        expect(served).toEqual({ waiting: 1, rows: [[], [{ id: 2 }]], left: 0 })
+        expect(p.idleCount).toBe(1)
+      }), 60_000)
+
     it.scopedLive("the ending transaction's statement fails: it rolls back, and the waiting one's query is sent again alone", () =>
       Effect.gen(function*() {
         const { ids, p, statements } = yield* relayPool

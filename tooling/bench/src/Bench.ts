@@ -9,6 +9,7 @@ import { spawn } from "node:child_process"
 import pg from "pg"
 import * as Cell from "./Cell.js"
 import * as CellBuild from "./CellBuild.js"
+import * as PostgresCpu from "./PostgresCpu.js"
 import * as Stats from "./Stats.js"
 
 export interface Options {
@@ -31,6 +32,11 @@ export interface Measured extends Cell.Result {
   readonly rep: number
   /** xact_commit of the cell's database over the child's whole life (startup included) per workflow */
   readonly commitsPerWorkflow: number
+  /**
+   * CPU of the Postgres server over the child's whole life per workflow, ms (`PostgresCpu`;
+   * undefined when the server is not on this machine)
+   */
+  readonly postgresCpuMsPerWorkflow?: number | undefined
 }
 
 const databaseUrl = (admin: string, database: string) => {
@@ -90,6 +96,7 @@ const runCell = async (
   await admin.query(`CREATE DATABASE ${database}`)
   try {
     const before = await commits(admin, database)
+    const cpuBefore = await PostgresCpu.sample(admin)
     const result = await runChild(worker, {
       system,
       url: databaseUrl(options.databaseUrl, database),
@@ -100,7 +107,16 @@ const runCell = async (
     // the child's backends have exited; give them a moment to flush their statistics
     await sleep(1500)
     const delta = (await commits(admin, database)) - before
-    return { ...result, rep, commitsPerWorkflow: result.workflows > 0 ? delta / result.workflows : 0 }
+    const cpuAfter = await PostgresCpu.sample(admin)
+    const perWorkflow = (total: number) => (result.workflows > 0 ? total / result.workflows : 0)
+    return {
+      ...result,
+      rep,
+      commitsPerWorkflow: perWorkflow(delta),
+      postgresCpuMsPerWorkflow: cpuBefore === undefined || cpuAfter === undefined
+        ? undefined
+        : perWorkflow(cpuAfter - cpuBefore)
+    }
   } finally {
     await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
   }
@@ -130,6 +146,7 @@ export const progressLine = (m: Measured, reps: number, ceiling: number | undefi
       (ceiling ? ` (${(m.throughput / ceiling).toFixed(3)} of ceiling)` : "") +
       `  p50 ${m.p50.toFixed(0)} ms  p99 ${m.p99.toFixed(0)} ms  sequential p50 ${m.sequentialP50.toFixed(1)} ms (CPU ${m.cpuMsPerSequentialRun.toFixed(2)} ms/run)` +
       `  peak RSS ${m.peakRssMb.toFixed(0)} MB  CPU ${m.cpuMsPerWorkflow.toFixed(2)} ms/wf` +
+      (m.postgresCpuMsPerWorkflow === undefined ? "" : ` (Postgres ${m.postgresCpuMsPerWorkflow.toFixed(2)})`) +
       `  commits ${m.commitsPerWorkflow.toFixed(1)}/wf  socket writes ${m.socketWritesPerWorkflow.toFixed(1)}/wf  rows ok`
 
 /**
@@ -171,8 +188,8 @@ export const table = (results: ReadonlyArray<Measured>, options: Options): strin
   const lines = [
     `| system | throughput, ${options.n} at once (wf/s) | fraction of PG ceiling | p50 (ms) | p99 (ms) ` +
     `| sequential p50 of ${options.sequential} (ms) | node CPU per sequential run (ms) | peak RSS (MB) | node CPU per wf (ms) ` +
-    `| commits per wf | socket writes per wf |`,
-    "|---|---|---|---|---|---|---|---|---|---|---|"
+    `| Postgres CPU per wf (ms) | commits per wf | socket writes per wf |`,
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
   ]
   for (const system of options.systems) {
     const rs = results.filter((r) => r.system === system)
@@ -182,12 +199,14 @@ export const table = (results: ReadonlyArray<Measured>, options: Options): strin
         `${col((r) => r.throughput / (ceilingByRep.get(r.rep) ?? Number.NaN), 3)} | ${col((r) => r.p50, 0)} | ` +
         `${col((r) => r.p99, 0)} | ${col((r) => r.sequentialP50)} | ${col((r) => r.cpuMsPerSequentialRun, 2)} | ` +
         `${col((r) => r.peakRssMb, 0)} | ` +
-        `${col((r) => r.cpuMsPerWorkflow, 2)} | ${col((r) => r.commitsPerWorkflow)} | ${col((r) => r.socketWritesPerWorkflow)} |`
+        `${col((r) => r.cpuMsPerWorkflow, 2)} | ` +
+        `${Stats.summary(rs.flatMap((r) => r.postgresCpuMsPerWorkflow === undefined ? [] : [r.postgresCpuMsPerWorkflow]), 2)} | ` +
+        `${col((r) => r.commitsPerWorkflow)} | ${col((r) => r.socketWritesPerWorkflow)} |`
     )
   }
   lines.push(
     `| Postgres commit ceiling (${options.connections} connections, single-row INSERT per transaction, commits/s) | ` +
-      `${Stats.summary([...ceilingByRep.values()], 0)} | 1 | | | | | | | | |`
+      `${Stats.summary([...ceilingByRep.values()], 0)} | 1 | | | | | | | | | |`
   )
   return lines.join("\n")
 }
