@@ -875,6 +875,29 @@ describe("patches/effect@3.22.4.patch (a fiber's refs copied on write, contexts 
       expect(yield* FiberRef.get(Ref)).toBe(10)
     }))
 
+  it.effect("joining a child that provided a service and gave it back copies none of the parent's context (Workflow.intoResult forks every activity)", () =>
+    Effect.gen(function*() {
+      class Other extends Context.Tag("test/Other")<Other, string>() {}
+      const child = yield* Effect.fork(Effect.provideService(Effect.map(Other, (other) => other), Other, "o"))
+      yield* Fiber.await(child)
+      // copies of a map holding Label's key, the parent's services, made while joining
+      let copies = 0
+      const RealMap = globalThis.Map
+      class CountingMap<K, V> extends RealMap<K, V> {
+        constructor(entries?: Iterable<readonly [K, V]> | null) {
+          super(entries)
+          if (entries instanceof RealMap && entries.has(Label.key as K)) copies++
+        }
+      }
+      globalThis.Map = CountingMap as MapConstructor
+      const joined = yield* Fiber.join(child).pipe(Effect.ensuring(Effect.sync(() => (globalThis.Map = RealMap))))
+      expect(joined).toBe("o")
+      // upstream's diff copied the context to compare it, unchanged, service by service
+      expect(copies).toBe(0)
+      expect(yield* Label).toBe("x")
+      expect(Option.isNone(yield* Effect.serviceOption(Other))).toBe(true)
+    }).pipe(Effect.provideService(Label, "x")))
+
   it("hashing a context defines nothing on it; equal contexts are still equal", () => {
     const context = Context.make(Label, "x")
     const hash = Hash.hash(context)
