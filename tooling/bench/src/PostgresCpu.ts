@@ -14,11 +14,17 @@ import { execFileSync } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import type pg from "pg"
 
-/** The fields of `/proc/<pid>/stat` after the command (which may hold spaces): state is [0], ppid [1], utime [11]. */
-const statFields = (pid: number | string): Array<string> | undefined => {
+/**
+ * The fields of `/proc/<pid>/stat` after the command (which may hold spaces):
+ * state is [0], ppid [1], utime [11]; `undefined` unless the process is a
+ * Postgres one (a server elsewhere may have a backend whose pid is a local
+ * process's).
+ */
+const postgresStat = (pid: number | string): Array<string> | undefined => {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    const command = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"))
+    return command.startsWith("postgres") ? stat.slice(stat.lastIndexOf(")") + 2).split(" ") : undefined
   } catch {
     return undefined
   }
@@ -40,13 +46,13 @@ const clockTicks = () => {
 export const sample = async (admin: pg.Client): Promise<number | undefined> => {
   const { rows } = await admin.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")
   const backend = rows[0]?.pid
-  const postmaster = backend === undefined ? undefined : statFields(backend)?.[1]
-  const own = postmaster === undefined ? undefined : statFields(postmaster)
+  const postmaster = backend === undefined ? undefined : postgresStat(backend)?.[1]
+  const own = postmaster === undefined ? undefined : postgresStat(postmaster)
   if (postmaster === undefined || own === undefined) return undefined
   let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14])
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue
-    const fields = statFields(entry)
+    const fields = postgresStat(entry)
     if (fields !== undefined && fields[1] === postmaster) ticks += Number(fields[11]) + Number(fields[12])
   }
   return (ticks * 1000) / clockTicks()
