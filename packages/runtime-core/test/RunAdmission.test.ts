@@ -6,6 +6,7 @@
  */
 import { MessageStorage } from "@effect/cluster"
 import * as Message from "@effect/cluster/Message"
+import * as ShardId from "@effect/cluster/ShardId"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it, layer } from "@effect/vitest"
@@ -71,6 +72,19 @@ const waitingInStorage = (workflow: string) =>
       WHERE entity_type = ${`Workflow/${workflow}`} AND tag = 'run' AND processed = false`).pipe(
       Effect.map((rows) => rows[0]!.n)
     )
+
+/** The start message of a `Blocking` run on shard workflow:1 (a child run's with `parent`). */
+const start = (id: string, parent?: unknown) =>
+  new Message.IncomingRequest({
+    envelope: {
+      tag: "run",
+      requestId: id,
+      address: { entityType: "Workflow/Blocking", entityId: id, shardId: { group: "workflow", id: 1 } },
+      payload: parent === undefined ? { id } : { id, [PARENT_KEY]: parent }
+    } as never,
+    lastSentReply: Option.none(),
+    respond: () => Effect.void
+  })
 
 describe("RunAdmission", () => {
   layer(runtime(false).pipe(Layer.provideMerge(TestDatabase.layer("run_admission"))), {
@@ -147,17 +161,6 @@ describe("RunAdmission", () => {
   })
 
   it("a run started in this process goes to its entity at once while a slot is free and none waits; otherwise storage holds it", () => {
-    const start = (id: string, parent?: unknown) =>
-      new Message.IncomingRequest({
-        envelope: {
-          tag: "run",
-          requestId: id,
-          address: { entityType: "Workflow/Blocking", entityId: id, shardId: { group: "workflow", id: 1 } },
-          payload: parent === undefined ? { id } : { id, [PARENT_KEY]: parent }
-        } as never,
-        lastSentReply: Option.none(),
-        respond: () => Effect.void
-      })
     const gate = RunAdmission.make(1)
     gate.registered("Blocking")
     expect(gate.admitLocal(start("a"))).toBe(true)
@@ -205,29 +208,70 @@ describe("RunAdmission", () => {
     expect(unbounded.admitLocal(start("u2"))).toBe(true)
   })
 
+  it.effect("a start a read returns while its run finishes, or answered during the read, does not run again", () =>
+    Effect.gen(function*() {
+      // what the read's snapshot holds, and what happens while it is in flight
+      let snapshot: Array<Message.Incoming<any>> = []
+      let meanwhile: Effect.Effect<void, unknown> = Effect.void
+      const underlying = {
+        saveRequest: () => Effect.succeed(MessageStorage.SaveResult.Success()),
+        unprocessedMessages: () => Effect.zipRight(meanwhile, Effect.sync(() => snapshot)),
+        clearReplies: () => Effect.void
+      }
+      const gate = RunAdmission.make(1)
+      gate.registered("Blocking")
+      const storage = RunAdmission.storage(gate, underlying as unknown as MessageStorage.MessageStorage["Type"])
+      const read = Effect.map(
+        storage.unprocessedMessages([ShardId.make("workflow", 1)]),
+        (messages) => messages.map((m) => String(m.envelope.requestId))
+      )
+      const finalReply = { reply: { _tag: "WithExit" } } as never
+
+      // "a" ran and ended; its final reply is not saved yet. "b" takes the only slot.
+      const a = storage.deliverLocal!(start("a"))!
+      yield* gate.track("Blocking", "a", Effect.void)
+      expect(storage.deliverLocal!(start("b"))).toBeDefined()
+      // a read whose snapshot came before a's reply: a's start goes to the runner (which knows
+      // it as in progress and skips it), not held as a new run
+      snapshot = [start("a")]
+      expect(yield* read).toEqual(["a"])
+      expect(gate.waiting).toBe(0)
+      yield* a.respond(finalReply)
+      // b ends: the next read hands nothing over (a held "a" would have run a second time)
+      yield* gate.track("Blocking", "b", Effect.void)
+      snapshot = []
+      expect(yield* read).toEqual([])
+
+      // "c" ran and ended; its reply is saved while a read is in flight, whose snapshot has it
+      const c = storage.deliverLocal!(start("c"))!
+      yield* gate.track("Blocking", "c", Effect.void)
+      expect(storage.deliverLocal!(start("d"))).toBeDefined()
+      snapshot = [start("c")]
+      meanwhile = c.respond(finalReply)
+      expect(yield* read).toEqual([])
+      expect(gate.waiting).toBe(0)
+      // "e" answered and at once resumed (its replies cleared) during one read: its start is a
+      // run to hand over again
+      yield* gate.track("Blocking", "d", Effect.void)
+      const e = storage.deliverLocal!(start("e"))!
+      yield* gate.track("Blocking", "e", Effect.void)
+      snapshot = [start("e")]
+      meanwhile = Effect.zipRight(e.respond(finalReply), storage.clearReplies("e" as never))
+      expect(yield* read).toEqual(["e"])
+    }))
+
   it.effect("a start saved inside a SQL transaction is left to the storage read (it is not visible before the commit)", () =>
     Effect.gen(function*() {
       const gate = RunAdmission.make(0)
       gate.registered("Blocking")
       const underlying = { saveRequest: () => Effect.succeed(MessageStorage.SaveResult.Success()) }
       const storage = RunAdmission.storage(gate, underlying as unknown as MessageStorage.MessageStorage["Type"])
-      const request = (id: string) =>
-        new Message.IncomingRequest({
-          envelope: {
-            tag: "run",
-            requestId: id,
-            address: { entityType: "Workflow/Blocking", entityId: id, shardId: { group: "workflow", id: 1 } },
-            payload: { id }
-          } as never,
-          lastSentReply: Option.none(),
-          respond: () => Effect.void
-        })
-      const inside = request("inside")
+      const inside = start("inside")
       yield* storage.saveRequest(inside as never).pipe(
         Effect.provideService(SqlClient.TransactionConnection, [{} as never, 0] as const)
       )
       expect(storage.deliverLocal!(inside)).toBeUndefined()
-      const outside = request("outside")
+      const outside = start("outside")
       yield* storage.saveRequest(outside as never)
       expect(storage.deliverLocal!(outside)).toBe(outside)
     }))

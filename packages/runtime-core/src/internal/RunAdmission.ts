@@ -32,9 +32,22 @@
  * A run started by another replica whose shard is here, and held, answers its
  * caller through storage instead of the runner socket (the library's own
  * fallback), so that caller sees the result a little later, not an error.
+ *
+ * A read can return a start that is already done. Between the end of a
+ * run's execution and the commit of its final reply (a grouped write: under
+ * a burst, most of a second), its start is still unprocessed in storage, and
+ * a read whose snapshot came before that commit returns it. The runner skips
+ * such a start when it gets it in the same pass (it knows the request as in
+ * progress or answered, until its next read). Held, it would have been
+ * handed over after a later read, when the runner has forgotten it, and the
+ * run would have executed a second time and failed to save its reply again
+ * (the reply's key exists), on every try of that write. So a start is no
+ * new run while its run is `finishing` (its execution ended, its reply not
+ * saved yet), and a read drops the starts whose reply was saved while it was
+ * in flight.
  */
 import { MessageStorage, Sharding } from "@effect/cluster"
-import type * as Message from "@effect/cluster/Message"
+import * as Message from "@effect/cluster/Message"
 import type * as ShardId from "@effect/cluster/ShardId"
 import { WorkflowEngine } from "@effect/workflow"
 import { SqlClient } from "@effect/sql"
@@ -74,6 +87,15 @@ export class Gate {
   private readonly fresh = new Map<string, number>()
   /** Entity types of the registered workflows (only their runs are held). */
   private readonly workflows = new Set<string>()
+  /**
+   * Runs whose execution ended here and whose final reply is not saved yet: key -> when it
+   * ended. A read in that window may return their start; it starts no run. (A run whose reply
+   * never comes, its entity stopped first, is forgotten after `admittedTimeoutMillis`.)
+   */
+  private readonly finishing = new Map<string, number>()
+  /** Storage reads in flight, and the requests answered meanwhile (those reads may return them). */
+  private reads = 0
+  private readonly answeredWhileReading = new Set<string>()
   /** Polls storage again (set by `engine`, which has the runner). */
   wake: Effect.Effect<void> = Effect.void
 
@@ -102,7 +124,7 @@ export class Gate {
     const envelope = message.envelope
     if (envelope.tag !== "run" || !this.workflows.has(envelope.address.entityType)) return undefined
     const key = runKey(envelope.address.entityType, envelope.address.entityId)
-    if (this.executing.has(key) || this.admitted.has(key)) return undefined
+    if (this.executing.has(key) || this.admitted.has(key) || this.finishing.has(key)) return undefined
     const payload = envelope.payload as Record<string, unknown> | null
     return { key, child: typeof payload === "object" && payload !== null && payload[PARENT_KEY] !== undefined }
   }
@@ -144,12 +166,52 @@ export class Gate {
     return this.fresh.delete(runKey(workflowEntityType(workflowName), executionId))
   }
 
-  /** What the runner gets of one storage read of `shards`; the rest is held. */
+  /**
+   * `message`, handed to the runner, telling the gate when its final reply is saved: the run's
+   * start is then processed in storage, and a read that returns it after all is stale.
+   */
+  answering(message: Message.IncomingRequest<any>): Message.IncomingRequest<any> {
+    const address = message.envelope.address
+    const key = runKey(address.entityType, address.entityId)
+    const requestId = String(message.envelope.requestId)
+    return new Message.IncomingRequest({
+      envelope: message.envelope,
+      lastSentReply: message.lastSentReply,
+      respond: (reply) =>
+        // (a reply that fails to save is tried again by the runner; the run stays finishing)
+        reply.reply._tag !== "WithExit" ? message.respond(reply) : Effect.tap(message.respond(reply), () =>
+          Effect.sync(() => {
+            this.finishing.delete(key)
+            if (this.reads > 0) this.answeredWhileReading.add(requestId)
+          }))
+    })
+  }
+
+  /** A storage read begins (`admit` takes what it returns). */
+  reading(): void {
+    this.reads++
+  }
+
+  /** A storage read ended, whatever its outcome. */
+  read(): void {
+    this.reads = Math.max(0, this.reads - 1)
+    if (this.reads === 0) this.answeredWhileReading.clear()
+  }
+
+  /** The replies to `requestId` were cleared (a run resumed): its start is unprocessed again. */
+  cleared(requestId: string): void {
+    this.answeredWhileReading.delete(requestId)
+  }
+
+  /** What the runner gets of one storage read of `shards` (begun with `reading`); the rest is held. */
   admit(messages: ReadonlyArray<Message.Incoming<any>>, shards: ReadonlySet<string>): Array<Message.Incoming<any>> {
     const now = Date.now()
     dropExpired(this.admitted, now)
+    dropExpired(this.finishing, now)
     const out: Array<Message.Incoming<any>> = []
     for (const message of messages) {
+      // answered since this read's snapshot: processed, whatever the read says
+      if (message._tag === "IncomingRequest" && this.answeredWhileReading.has(String(message.envelope.requestId))) continue
       // a request read again (held for longer than the storage's read lease) keeps its place
       if (this.isHoldable(message)) this.held.set(String(message.envelope.requestId), message)
       else out.push(message)
@@ -165,7 +227,7 @@ export class Gate {
         continue
       }
       if (!this.executing.has(key)) this.admitted.set(key, now)
-      out.push(message)
+      out.push(this.answering(message))
     }
     return out
   }
@@ -184,7 +246,12 @@ export class Gate {
         Effect.suspend(() => {
           const left = (this.executing.get(key) ?? 1) - 1
           if (left > 0) this.executing.set(key, left)
-          else this.executing.delete(key)
+          else {
+            this.executing.delete(key)
+            // (moved to the end: the map stays in the order of the times, for `dropExpired`)
+            this.finishing.delete(key)
+            this.finishing.set(key, Date.now())
+          }
           return this.held.size > 0 && this.inFlight < this.limit ? this.wake : Effect.void
         })
     )
@@ -213,7 +280,10 @@ export const storage = (
         if (Option.isSome(transaction)) inTransaction.add(message.envelope)
         return underlying.saveRequest(message)
       }),
-    deliverLocal: (message) => !inTransaction.has(message.envelope) && gate.admitLocal(message) ? message : undefined
+    deliverLocal: (message) =>
+      inTransaction.has(message.envelope) || !gate.admitLocal(message)
+        ? undefined
+        : gate.limit === Infinity ? message : gate.answering(message)
   }
   if (gate.limit === Infinity) return { ...underlying, ...offered }
   return {
@@ -222,11 +292,13 @@ export const storage = (
     unprocessedMessages: (shardIds) => {
       const list = Array.from(shardIds)
       const shards = new Set(list.map(shardKey))
-      return underlying.unprocessedMessages(list).pipe(
-        Effect.map((messages) => gate.admit(messages, shards)),
-        Effect.tap(() => Metric.set(Metrics.runsWaiting, gate.waiting))
-      )
-    }
+      return Effect.acquireUseRelease(
+        Effect.sync(() => gate.reading()),
+        () => Effect.map(underlying.unprocessedMessages(list), (messages) => gate.admit(messages, shards)),
+        () => Effect.sync(() => gate.read())
+      ).pipe(Effect.tap(() => Metric.set(Metrics.runsWaiting, gate.waiting)))
+    },
+    clearReplies: (requestId) => Effect.tap(underlying.clearReplies(requestId), () => gate.cleared(String(requestId)))
   }
 }
 
