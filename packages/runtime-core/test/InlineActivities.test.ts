@@ -249,9 +249,10 @@ describe("InlineActivities", () => {
         yield* sql`INSERT INTO inl_activity_results (execution_id, activity, attempt, result)
           VALUES (${executionId}, 'bump', 1, '7'::jsonb)`
         // the earlier build started the run: its start message exists and a storage read delivers
-        // it (a start sent with `discard` is, as after an upgrade; one started here just now and
-        // delivered at once has nothing recorded and is not read)
-        yield* Transactional.execute({ id: "legacy" }, { discard: true })
+        // it. Modelled by a start saved in a SQL transaction (as the runs API saves one): never
+        // taken for a run started here just now, it is read as any other (a start saved here
+        // outside a transaction is a new run, with nothing recorded, and is not read)
+        yield* sql.withTransaction(Transactional.execute({ id: "legacy" }, { discard: true }))
         const { fiber, signal } = yield* suspendedOnGo(Transactional, { id: "legacy" })
         yield* signal
         expect(yield* Fiber.join(fiber)).toBe(7)

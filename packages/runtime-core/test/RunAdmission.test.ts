@@ -260,17 +260,74 @@ describe("RunAdmission", () => {
       expect(yield* read).toEqual(["e"])
     }))
 
+  it.effect("a start this process saved, returned by a read before it is offered, is a new run all the same", () =>
+    Effect.forEach([2, 0], (limit) =>
+      Effect.gen(function*() {
+        let result: "Success" | "Duplicate" = "Success"
+        let snapshot: Array<Message.Incoming<any>> = []
+        const underlying = {
+          saveRequest: () =>
+            Effect.succeed(result === "Success"
+              ? MessageStorage.SaveResult.Success()
+              : MessageStorage.SaveResult.Duplicate({ originalId: "original" as never, lastReceivedReply: Option.none() })),
+          unprocessedMessages: () => Effect.sync(() => snapshot)
+        }
+        const gate = RunAdmission.make(limit)
+        gate.registered("Blocking")
+        // the runner holds shard workflow:1, not workflow:2
+        gate.holds = (shardId) => shardId.id === 1
+        const storage = RunAdmission.storage(gate, underlying as unknown as MessageStorage.MessageStorage["Type"])
+        const save = (message: Message.IncomingRequest<any>) =>
+          storage.saveRequest({ envelope: { ...message.envelope, _tag: "Request" } } as never)
+        const elsewhere = (id: string) => {
+          const message = start(id)
+          return new Message.IncomingRequest({
+            ...message,
+            envelope: { ...message.envelope, address: { ...message.envelope.address, shardId: { group: "workflow", id: 2 } } } as never
+          })
+        }
+        const read = storage.unprocessedMessages([ShardId.make("workflow", 1), ShardId.make("workflow", 2)])
+
+        // saved; the read returns it before the runner offers it: its first execution reads nothing
+        yield* save(start("n"))
+        snapshot = [start("n")]
+        expect((yield* read).map((m) => String(m.envelope.requestId))).toEqual(["n"])
+        expect(gate.firstExecution("Blocking", "n")).toBe(true)
+        // the offer that follows is declined (the runner has it) or at least not doubled
+        if (limit > 0) expect(storage.deliverLocal!(start("n"))).toBeUndefined()
+        // a duplicate start, and a start on a shard another runner holds: their runs may have steps
+        result = "Duplicate"
+        yield* save(start("d"))
+        result = "Success"
+        yield* save(elsewhere("x"))
+        snapshot = [start("d"), elsewhere("x")]
+        yield* read
+        expect(gate.firstExecution("Blocking", "d")).toBe(false)
+        expect(gate.firstExecution("Blocking", "x")).toBe(false)
+      }), { discard: true }))
+
   it.effect("a start saved inside a SQL transaction is left to the storage read (it is not visible before the commit)", () =>
     Effect.gen(function*() {
       const gate = RunAdmission.make(0)
       gate.registered("Blocking")
-      const underlying = { saveRequest: () => Effect.succeed(MessageStorage.SaveResult.Success()) }
+      const underlying = {
+        saveRequest: () => Effect.succeed(MessageStorage.SaveResult.Success()),
+        unprocessedMessages: () => Effect.succeed([start("inside-too")])
+      }
       const storage = RunAdmission.storage(gate, underlying as unknown as MessageStorage.MessageStorage["Type"])
       const inside = start("inside")
       yield* storage.saveRequest(inside as never).pipe(
         Effect.provideService(SqlClient.TransactionConnection, [{} as never, 0] as const)
       )
       expect(storage.deliverLocal!(inside)).toBeUndefined()
+      // nor is it a run saved just now when a read returns it (its ledger row came with it)
+      gate.holds = () => true
+      const insideToo = start("inside-too")
+      yield* storage.saveRequest({ envelope: { ...insideToo.envelope, _tag: "Request" } } as never).pipe(
+        Effect.provideService(SqlClient.TransactionConnection, [{} as never, 0] as const)
+      )
+      yield* storage.unprocessedMessages([ShardId.make("workflow", 1)])
+      expect(gate.firstExecution("Blocking", "inside-too")).toBe(false)
       const outside = start("outside")
       yield* storage.saveRequest(outside as never)
       expect(storage.deliverLocal!(outside)).toBe(outside)

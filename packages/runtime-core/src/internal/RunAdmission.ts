@@ -45,6 +45,13 @@
  * new run while its run is `finishing` (its execution ended, its reply not
  * saved yet), and a read drops the starts whose reply was saved while it was
  * in flight.
+ *
+ * A read can also return a start this process has just saved before the
+ * runner offers it to `admitLocal` (its snapshot came after the commit), or
+ * one it never offers (sent with `discard`). It is a new run all the same,
+ * with nothing recorded, so the read marks it fresh as the offer would have
+ * (`saving`, `noteSaved`); before, its first execution read its record of
+ * steps, and a test that counts those reads was flaky.
  */
 import { MessageStorage, Sharding } from "@effect/cluster"
 import * as Message from "@effect/cluster/Message"
@@ -85,6 +92,12 @@ export class Gate {
   private readonly held = new Map<string, Message.IncomingRequest<any>>()
   /** Runs whose start message this process saved just now, not executed yet: key -> when. */
   private readonly fresh = new Map<string, number>()
+  /**
+   * Start messages this process is saving, until it offers them to `admitLocal`: request id ->
+   * when. A read may return one first (its snapshot came after the commit, before the offer);
+   * it is then a new run all the same, saved just now (a duplicate start has another id).
+   */
+  private readonly saving = new Map<string, number>()
   /** Entity types of the registered workflows (only their runs are held). */
   private readonly workflows = new Set<string>()
   /**
@@ -98,6 +111,8 @@ export class Gate {
   private readonly answeredWhileReading = new Set<string>()
   /** Polls storage again (set by `engine`, which has the runner). */
   wake: Effect.Effect<void> = Effect.void
+  /** Whether the runner holds a shard (set by `layer`, which has the runner; until then: no). */
+  holds: (shardId: ShardId.ShardId) => boolean = () => false
 
   constructor(
     /** At most this many runs execute at once; `Infinity`: no bound. */
@@ -159,8 +174,34 @@ export class Gate {
   }
 
   /**
-   * Whether this execution is the first of a run whose start `admitLocal` saw
-   * saved just now (asked once per execution: the answer is taken).
+   * A start message is about to be saved (`saveRequest`). Only a start of a run on a shard held
+   * here: another runner may execute one it holds, and record steps, before its shard moves here.
+   */
+  startSaving(envelope: Message.Outgoing<any>["envelope"]): void {
+    if (envelope._tag !== "Request" || envelope.tag !== "run" || !this.holds(envelope.address.shardId)) return
+    dropExpired(this.saving, Date.now())
+    this.saving.set(String(envelope.requestId), Date.now())
+  }
+
+  /** The start was not saved (a duplicate, or an error), or is being offered to `admitLocal`. */
+  startSaved(requestId: unknown): void {
+    this.saving.delete(String(requestId))
+  }
+
+  /** Marks the starts among `messages` that this process saved just now (see `saving`) as fresh. */
+  noteSaved(messages: ReadonlyArray<Message.Incoming<any>>): void {
+    if (this.saving.size === 0) return
+    for (const message of messages) {
+      if (message._tag !== "IncomingRequest" || !this.saving.delete(String(message.envelope.requestId))) continue
+      const address = message.envelope.address
+      this.fresh.set(runKey(address.entityType, address.entityId), Date.now())
+    }
+  }
+
+  /**
+   * Whether this execution is the first of a run whose start this process saw
+   * saved just now (`admitLocal`, `noteSaved`; asked once per execution: the
+   * answer is taken).
    */
   firstExecution(workflowName: string, executionId: string): boolean {
     return this.fresh.delete(runKey(workflowEntityType(workflowName), executionId))
@@ -208,6 +249,7 @@ export class Gate {
     const now = Date.now()
     dropExpired(this.admitted, now)
     dropExpired(this.finishing, now)
+    this.noteSaved(messages)
     const out: Array<Message.Incoming<any>> = []
     for (const message of messages) {
       // answered since this read's snapshot: processed, whatever the read says
@@ -277,15 +319,33 @@ export const storage = (
   const offered: Partial<MessageStorage.MessageStorage["Type"]> = {
     saveRequest: (message) =>
       Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) => {
-        if (Option.isSome(transaction)) inTransaction.add(message.envelope)
-        return underlying.saveRequest(message)
+        // (one saved in a transaction is never fresh: a start through the runs API writes its
+        // ledger row in that transaction, and an operator may cancel it before it executes)
+        if (Option.isSome(transaction)) {
+          inTransaction.add(message.envelope)
+          return underlying.saveRequest(message)
+        }
+        gate.startSaving(message.envelope)
+        return Effect.onExit(underlying.saveRequest(message), (exit) =>
+          Effect.sync(() => {
+            if (exit._tag === "Failure" || exit.value._tag !== "Success") gate.startSaved(message.envelope.requestId)
+          }))
       }),
-    deliverLocal: (message) =>
-      inTransaction.has(message.envelope) || !gate.admitLocal(message)
-        ? undefined
-        : gate.limit === Infinity ? message : gate.answering(message)
+    deliverLocal: (message) => {
+      if (inTransaction.has(message.envelope)) return undefined
+      gate.startSaved(message.envelope.requestId)
+      if (!gate.admitLocal(message)) return undefined
+      return gate.limit === Infinity ? message : gate.answering(message)
+    }
   }
-  if (gate.limit === Infinity) return { ...underlying, ...offered }
+  if (gate.limit === Infinity) {
+    return {
+      ...underlying,
+      ...offered,
+      unprocessedMessages: (shardIds) =>
+        Effect.tap(underlying.unprocessedMessages(shardIds), (messages) => gate.noteSaved(messages))
+    }
+  }
   return {
     ...underlying,
     ...offered,
@@ -338,6 +398,7 @@ export const layer = (
     WorkflowEngine.WorkflowEngine,
     Effect.gen(function*() {
       const sharding = yield* Sharding.Sharding
+      gate.holds = (shardId) => sharding.hasShardId(shardId)
       return engine(gate, yield* WorkflowEngine.WorkflowEngine, sharding.pollStorage)
     })
   )
