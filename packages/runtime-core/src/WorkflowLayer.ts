@@ -138,9 +138,12 @@ const tracked = <A, E, R>(
       // for the running write (one round trip less before its first step). The writes after
       // the body (suspended, the outcome) wait for it, so they land after it. The write
       // yields once first: the body's first statement goes ahead of it and the two are in
-      // flight together, where the write's own client work would delay the step.
+      // flight together, where the write's own client work would delay the step. It is not
+      // interruptible: a body that suspends at once ends this execution by interruption, which
+      // interrupted the write too while it waited for its turn in the grouped statement; the
+      // `suspended` update after it then found no row, and the run had none in the ledger.
       if (Option.isSome(instance) && InlineActivities.isFirstExecution(instance.value)) {
-        return Effect.flatMap(Effect.fork(Effect.zipRight(Effect.yieldNow(), writeRunning)), (running) =>
+        return Effect.flatMap(Effect.fork(Effect.uninterruptible(Effect.zipRight(Effect.yieldNow(), writeRunning))), (running) =>
           Effect.onExit(watched, (exit) => Effect.zipRight(Fiber.await(running), afterwards(exit))))
       }
       // the running write says whether the run is running now; only when it is not (finished or

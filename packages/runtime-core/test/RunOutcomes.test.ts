@@ -51,6 +51,22 @@ const ledgerAndReply = (workflow: string, executionId: string) =>
       JOIN ${sql(`${TablePrefix.clusterPrefix(prefix)}_replies`)} p ON p.request_id = m.request_id
       WHERE r.execution_id = ${executionId}`)
 
+/**
+ * Another transaction inserts the run's ledger row and keeps it uncommitted: the run's own running
+ * write (an upsert of that row) waits for it until the returned effect rolls it back.
+ */
+const holdLedgerRow = (workflow: string, executionId: string) =>
+  Effect.gen(function*() {
+    const blocker = yield* (yield* SqlClient.SqlClient).reserve
+    yield* blocker.executeUnprepared("BEGIN", [], undefined)
+    yield* blocker.executeUnprepared(
+      `INSERT INTO outc_runs (execution_id, workflow, status) VALUES ('${executionId}', '${workflow}', 'running')`,
+      [],
+      undefined
+    )
+    return Effect.asVoid(blocker.executeUnprepared("ROLLBACK", [], undefined))
+  })
+
 describe("RunOutcomes", () => {
   layer(
     AppRuntime.layer({ prefix, migrations: [], workflows: Workflows }).pipe(
@@ -84,28 +100,62 @@ describe("RunOutcomes", () => {
         const sharding = Option.getOrThrow(yield* Effect.serviceOption(Sharding.Sharding))
         const shard = sharding.getShardId(EntityId.make(executionId), "default")
         yield* Eventually.until(Effect.sync(() => sharding.hasShardId(shard)), "the runner holds the run's shard")
-        // another transaction inserts the run's ledger row and keeps it uncommitted: the run's own
-        // running write (an upsert of that row) waits for it
-        const blocker = yield* sql.reserve
-        yield* blocker.executeUnprepared("BEGIN", [], undefined)
-        yield* blocker.executeUnprepared(
-          `INSERT INTO outc_runs (execution_id, workflow, status) VALUES ('${executionId}', 'Stepped', 'running')`,
-          [],
-          undefined
-        )
+        // the run's running write waits for another transaction's lock on its row
+        const release = yield* holdLedgerRow("Stepped", executionId)
         const run = yield* Effect.fork(Stepped.execute({ id: "b" }))
         // the first step runs meanwhile (a liveness limit: it never would if the body waited)
         yield* Deferred.await(stepRan).pipe(
           Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => "the first step waited for the running write" })
         )
         expect(yield* sql`SELECT status FROM outc_runs WHERE execution_id = ${executionId}`).toEqual([])
-        yield* blocker.executeUnprepared("ROLLBACK", [], undefined)
+        yield* release
         expect(yield* Fiber.join(run)).toBe("b stepped")
         // the outcome was written after the running write, in the reply's transaction
         const rows = yield* ledgerAndReply("Stepped", executionId)
         expect(rows).toHaveLength(1)
         expect(rows[0]).toMatchObject({ status: "succeeded", result: "b stepped" })
         expect(rows[0]!.ledger_tx).toBe(rows[0]!.reply_tx)
+      }).pipe(Effect.scoped))
+
+    it.effect("a run started here that suspends at once, its running write still waiting for its turn, has its ledger row", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const sharding = Option.getOrThrow(yield* Effect.serviceOption(Sharding.Sharding))
+        const first = yield* Stepped.executionId({ id: "held" })
+        const quick = yield* Waits.executionId({ id: "quick" })
+        for (const id of [first, quick]) {
+          const shard = sharding.getShardId(EntityId.make(id), "default")
+          yield* Eventually.until(Effect.sync(() => sharding.hasShardId(shard)), "the runner holds the run's shard")
+        }
+        // the first run's running write is sent and waits for another transaction's lock on its row,
+        // so the next one's waits for its turn in the grouped statement (GroupCommit)
+        const release = yield* holdLedgerRow("Stepped", first)
+        const held = yield* Effect.fork(Stepped.execute({ id: "held" }))
+        yield* Eventually.until(
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+            (rows) => rows[0]!.n > 0
+          ),
+          "the first run's running write waits for the lock"
+        )
+        const waits = yield* Effect.fork(Waits.execute({ id: "quick" }))
+        // its body suspends meanwhile (a read of its signal, which is not there)
+        yield* Effect.sleep("1 second")
+        yield* release
+        expect(yield* Fiber.join(held)).toBe("held stepped")
+        const engine = yield* WorkflowEngine.WorkflowEngine
+        yield* Eventually.until(Effect.map(engine.poll(Waits, quick), (r) => r?._tag === "Suspended"), "the run suspended")
+        // the ledger has the run, suspended on its signal (before: no row at all)
+        yield* Eventually.until(
+          Effect.map(sql<{ status: string }>`SELECT status FROM outc_runs WHERE execution_id = ${quick}`, (rows) => rows[0]?.status === "suspended"),
+          "the ledger row says suspended"
+        )
+        expect(yield* sql`SELECT status, awaiting FROM outc_runs WHERE execution_id = ${quick}`).toEqual([
+          { status: "suspended", awaiting: ["go"] }
+        ])
+        yield* engine.deferredDone(Go, { workflowName: Waits.name, executionId: quick, deferredName: Go.name, exit: Exit.void })
+        expect(yield* Fiber.join(waits)).toBe("quick went")
       }).pipe(Effect.scoped))
 
     it.effect("a run that suspended and resumed: its final status commits with its final reply", () =>
