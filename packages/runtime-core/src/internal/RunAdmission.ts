@@ -179,12 +179,13 @@ export class Gate {
    */
   startSaving(envelope: Message.Outgoing<any>["envelope"]): void {
     if (envelope._tag !== "Request" || envelope.tag !== "run" || !this.holds(envelope.address.shardId)) return
-    dropExpired(this.saving, Date.now())
-    this.saving.set(String(envelope.requestId), Date.now())
+    const now = Date.now()
+    dropExpired(this.saving, now)
+    this.saving.set(String(envelope.requestId), now)
   }
 
-  /** The start was not saved (a duplicate, or an error), or is being offered to `admitLocal`. */
-  startSaved(requestId: unknown): void {
+  /** Forgets a start being saved: not saved (a duplicate, or an error), or offered to `admitLocal`. */
+  forgetSaving(requestId: unknown): void {
     this.saving.delete(String(requestId))
   }
 
@@ -229,12 +230,12 @@ export class Gate {
   }
 
   /** A storage read begins (`admit` takes what it returns). */
-  reading(): void {
+  readStarted(): void {
     this.reads++
   }
 
   /** A storage read ended, whatever its outcome. */
-  read(): void {
+  readEnded(): void {
     this.reads = Math.max(0, this.reads - 1)
     if (this.reads === 0) this.answeredWhileReading.clear()
   }
@@ -244,7 +245,7 @@ export class Gate {
     this.answeredWhileReading.delete(requestId)
   }
 
-  /** What the runner gets of one storage read of `shards` (begun with `reading`); the rest is held. */
+  /** What the runner gets of one storage read of `shards` (begun with `readStarted`); the rest is held. */
   admit(messages: ReadonlyArray<Message.Incoming<any>>, shards: ReadonlySet<string>): Array<Message.Incoming<any>> {
     const now = Date.now()
     dropExpired(this.admitted, now)
@@ -328,12 +329,12 @@ export const storage = (
         gate.startSaving(message.envelope)
         return Effect.onExit(underlying.saveRequest(message), (exit) =>
           Effect.sync(() => {
-            if (exit._tag === "Failure" || exit.value._tag !== "Success") gate.startSaved(message.envelope.requestId)
+            if (exit._tag === "Failure" || exit.value._tag !== "Success") gate.forgetSaving(message.envelope.requestId)
           }))
       }),
     deliverLocal: (message) => {
       if (inTransaction.has(message.envelope)) return undefined
-      gate.startSaved(message.envelope.requestId)
+      gate.forgetSaving(message.envelope.requestId)
       if (!gate.admitLocal(message)) return undefined
       return gate.limit === Infinity ? message : gate.answering(message)
     }
@@ -353,9 +354,9 @@ export const storage = (
       const list = Array.from(shardIds)
       const shards = new Set(list.map(shardKey))
       return Effect.acquireUseRelease(
-        Effect.sync(() => gate.reading()),
+        Effect.sync(() => gate.readStarted()),
         () => Effect.map(underlying.unprocessedMessages(list), (messages) => gate.admit(messages, shards)),
-        () => Effect.sync(() => gate.read())
+        () => Effect.sync(() => gate.readEnded())
       ).pipe(Effect.tap(() => Metric.set(Metrics.runsWaiting, gate.waiting)))
     },
     clearReplies: (requestId) => Effect.tap(underlying.clearReplies(requestId), () => gate.cleared(String(requestId)))
