@@ -121,7 +121,10 @@ describe.skipIf(problem !== "")("console in a browser", () => {
         yield* step(() => page.getByTestId("action-retry").click())
         yield* step(() => page.getByTestId("notice").filter({ hasText: `retried as ${failedId}-retry-1` }).waitFor())
         yield* step(() => page.getByTestId("notice-link").click())
-        yield* step(() => page.locator('[data-testid="run"] [data-testid="status"]').filter({ hasText: "succeeded" }).waitFor({ timeout: 90_000 }))
+        // the app first (a failure then says where the run stands), then the page
+        const retried = `${stack.knowledge}/runs/IngestDocument/${encodeURIComponent(`${failedId}-retry-1`)}`
+        yield* poll("the retried run to succeed", request(retried), (r) => r.body?.status === "succeeded")
+        yield* step(() => page.locator('[data-testid="run"] [data-testid="status"]').filter({ hasText: "succeeded" }).waitFor({ timeout: 30_000 }))
         yield* step(() => page.getByText(`retry of ${failedId}`).waitFor())
         yield* shot(page, "4-retried-run")
 

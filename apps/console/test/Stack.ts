@@ -8,7 +8,7 @@
 import { Provisioning } from "@duraflow/runtime-core"
 import { TestDatabase, TestProcess } from "@duraflow/runtime-core/testing"
 import { SqlClient } from "@effect/sql"
-import { Effect, Exit, type Scope } from "effect"
+import { Cause, Effect, type Scope } from "effect"
 import { fileURLToPath } from "node:url"
 
 export const TOKEN = "console-test-operator-token"
@@ -99,15 +99,32 @@ export const startStack = (options: { readonly approvals?: boolean } = {}): Effe
   }
 })
 
-/** Prints every process's output when the test fails. */
+/** A process by its entry file (`apps/knowledge-server/src/main.ts`) and pid. */
+const label = (p: TestProcess.TestProcess) => `${(p.child.spawnargs.at(-1) ?? "").split("/").slice(-4).join("/")} (pid ${p.pid})`
+
+/** How many of each process's last lines a failure carries in its message. */
+const TAIL = 15
+
+/**
+ * Prints every process's output when the test fails, and adds the last lines of each to the
+ * failure itself: CI keeps only the end of its output, where vitest repeats the failure.
+ */
 export const logsOnFailure = <A, E, R>(
   processes: () => ReadonlyArray<TestProcess.TestProcess>,
   self: Effect.Effect<A, E, R>
 ) =>
-  Effect.onExit(self, (exit) =>
-    Exit.isFailure(exit)
-      ? Effect.sync(() => console.error(processes().map((p) => `----- pid ${p.pid}\n${p.lines.join("\n")}`).join("\n")))
-      : Effect.void)
+  Effect.catchAllCause(self, (cause) =>
+    Effect.suspend(() => {
+      const all = processes()
+      console.error(all.map((p) => `----- ${label(p)}\n${p.lines.join("\n")}`).join("\n"))
+      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+      const tails = all.map((p) => `----- ${label(p)}, last ${TAIL} lines\n${p.lines.slice(-TAIL).map((l) => l.slice(0, 400)).join("\n")}`)
+      const first = Cause.squash(cause)
+      const message = first instanceof Error ? first.message : String(first)
+      const error = new Error(`${message}\n${tails.join("\n")}`)
+      if (first instanceof Error && first.stack !== undefined) error.stack = `${error.message}\n${first.stack.split("\n").slice(1, 4).join("\n")}`
+      return Effect.die(error)
+    }))
 
 /** JSON over HTTP (the tests call the console as the browser does). */
 export const request = (url: string, init?: RequestInit) =>
