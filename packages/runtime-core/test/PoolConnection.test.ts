@@ -5,8 +5,9 @@
  * statement is cancelled on the server; a broken connection is destroyed, not
  * reused; one given back while on its way goes straight back to the pool. The
  * relay: a transaction waiting for a connection goes with the COMMIT of one
- * that ends, and takes its connection; what fails is sorted out; the pool's
- * other waiters are served after a bounded number of them.
+ * that ends, and takes its connection, also while a connection is idle if one
+ * is to end (within its patience); what fails is sorted out; the pool's other
+ * waiters are served after a bounded number of them.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Exit, Fiber, Stream } from "effect"
@@ -257,6 +258,58 @@ describe("PoolConnection", () => {
         expect(yield* ids).toEqual([1, 2, 10])
         expect(p.idleCount).toBe(1)
         expect(p.waitingCount).toBe(0)
+      }), 60_000)
+
+    it.scopedLive("with a connection idle, a transaction that begins while another is open waits for its COMMIT and goes with it; one alone does not wait", () =>
+      Effect.gen(function*() {
+        const db = yield* TestDatabase.make("pool_patience")
+        const statements: Array<string> = []
+        const p = yield* recordingPool(db.url, statements, 2)
+        yield* Effect.promise(() => p.query("CREATE TABLE t (id int PRIMARY KEY)"))
+        statements.length = 0
+        // patient for as long as the test may take: a wait that should not happen hangs it
+        const a = PoolConnection.make(p, 600_000)
+        expect(yield* opening(a, 1)).toEqual([[], [{ id: 1 }]])
+        const b = PoolConnection.make(p, 600_000)
+        const bOpening = yield* Effect.fork(opening(b, 2))
+        yield* Effect.sleep("200 millis")
+        // b waits for a's finish, not for the pool, which had room for another connection
+        expect(statements).toEqual(["BEGIN;\nINSERT INTO t VALUES (1) RETURNING id"])
+        expect(p.waitingCount).toBe(0)
+        expect(p.totalCount).toBe(1)
+        expect(bOpening.unsafePoll()).toBeNull()
+        yield* a.finish(batch("COMMIT"))
+        expect(statements.at(-1)).toBe("COMMIT;\nBEGIN;\nINSERT INTO t VALUES (2) RETURNING id")
+        expect(yield* Fiber.join(bOpening)).toEqual([[], [{ id: 2 }]])
+        a.release()
+        yield* b.finish(batch("COMMIT"))
+        b.release()
+        // both on one connection
+        expect(p.totalCount).toBe(1)
+        expect(p.idleCount).toBe(1)
+        expect((yield* Effect.promise(() => p.query("SELECT id FROM t ORDER BY id"))).rows).toEqual([{ id: 1 }, { id: 2 }])
+      }), 60_000)
+
+    it.scopedLive("a transaction waiting for a finish that does not come takes an idle connection after its patience", () =>
+      Effect.gen(function*() {
+        const db = yield* TestDatabase.make("pool_patience")
+        const statements: Array<string> = []
+        const p = yield* recordingPool(db.url, statements, 2)
+        yield* Effect.promise(() => p.query("CREATE TABLE t (id int PRIMARY KEY)"))
+        statements.length = 0
+        const a = PoolConnection.make(p, 50)
+        yield* opening(a, 1)
+        // a's body goes on; b gives up waiting for it and sends its own first query
+        const b = PoolConnection.make(p, 50)
+        expect(yield* opening(b, 2)).toEqual([[], [{ id: 2 }]])
+        expect(statements.at(-1)).toBe("BEGIN;\nINSERT INTO t VALUES (2) RETURNING id")
+        expect(p.totalCount).toBe(2)
+        for (const held of [b, a]) {
+          yield* held.finish(batch("COMMIT"))
+          held.release()
+        }
+        expect(statements.filter((s) => s === "COMMIT")).toHaveLength(2)
+        expect(p.idleCount).toBe(2)
       }), 60_000)
 
     it.scopedLive("a request the relay served leaves no timer behind in the pool (its connectionTimeoutMillis)", () =>

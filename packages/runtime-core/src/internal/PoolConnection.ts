@@ -22,8 +22,9 @@
  *
  * A transaction's first and last queries are batches of statements, one
  * round trip each (`StatementBatch`: `BEGIN` with the first statement, the
- * exit row with `COMMIT`); on a busy pool the last can carry the next
- * transaction's first (`open` and `finish`: `TransactionRelay`).
+ * exit row with `COMMIT`); the last can carry the next transaction's first
+ * (`open` and `finish`: `TransactionRelay`), which waits for it briefly when
+ * one is to come, even while a connection is idle.
  */
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -59,6 +60,13 @@ export interface Held {
 
 const { failed } = TransactionRelay
 
+/**
+ * How long a first query waits for another transaction's finish to carry it
+ * (`TransactionRelay.finishExpected`) before it asks the pool, idle connection
+ * or not. A finish nearly always comes within a round trip of its first query.
+ */
+export const RELAY_PATIENCE_MILLIS = 1
+
 /** Cancels what `client` is running, as `@effect/sql-pg` does: best effort, at most 5 s. */
 const cancel = (pool: pg.Pool, client: pg.PoolClient): Effect.Effect<void> => {
   const processId = (client as { processID?: number }).processID
@@ -73,7 +81,7 @@ const rowsOf = (result: pg.QueryResult | Array<pg.QueryResult>) =>
   // a multi-statement query answers with one result per statement
   Array.isArray(result) ? result.map((r) => r.rows ?? []) : result.rows ?? []
 
-export const make = (pool: pg.Pool): Held => {
+export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): Held => {
   let client: pg.PoolClient | undefined
   // callbacks waiting for the connection while pool.connect is in flight
   let waiting: Array<(error: unknown, client?: pg.PoolClient) => void> | undefined
@@ -192,11 +200,25 @@ export const make = (pool: pg.Pool): Held => {
     )
 
   /** Waits for a connection (`TransactionRelay`); served without a query, it is sent on the connection now held. */
-  const ride = (steps: ReadonlyArray<StatementBatch.Step>) =>
+  const ride = (steps: ReadonlyArray<StatementBatch.Step>, patience?: number) =>
     Effect.flatMap(
-      TransactionRelay.wait(pool, steps, adopt),
+      TransactionRelay.wait(pool, steps, adopt, patience),
       (results) => results === undefined ? batch(steps) : Effect.succeed(results)
     )
+
+  // whether this hold's body runs (counted by the relay: its `finish` is to come)
+  let inBody = false
+  const bodyBegins = () => {
+    if (!released && !inBody) {
+      inBody = true
+      TransactionRelay.bodyBegan(pool)
+    }
+  }
+  const bodyEnds = () => {
+    if (!inBody) return
+    inBody = false
+    TransactionRelay.bodyEnded(pool)
+  }
 
   const connection: Connection = {
     execute,
@@ -239,11 +261,19 @@ export const make = (pool: pg.Pool): Held => {
     taken: () => client !== undefined || waiting !== undefined,
     batch,
     open: (steps) =>
-      Effect.suspend(() =>
-        client === undefined && waiting === undefined && !released && TransactionRelay.exhausted(pool) ? ride(steps) : batch(steps)
-      ),
+      Effect.suspend(() => {
+        if (client !== undefined || waiting !== undefined || released) return batch(steps)
+        const expected = TransactionRelay.finishExpected(pool)
+        bodyBegins()
+        // a transaction's last query is to come with no first query to carry yet: this one
+        // waits for it a little (one round trip and one socket write less), even with a
+        // connection idle; else, with none idle, for the pool or a relay, whichever comes first
+        if (expected) return ride(steps, patience)
+        return TransactionRelay.exhausted(pool) ? ride(steps) : batch(steps)
+      }),
     finish: (steps) =>
       Effect.suspend(() => {
+        bodyEnds()
         const c = client
         // (a statement of the body still in flight or waiting: no rider, whose transaction it would join)
         const rider = c !== undefined && reported === undefined && !sending ? TransactionRelay.next(pool, c) : undefined
@@ -268,6 +298,7 @@ export const make = (pool: pg.Pool): Held => {
       }),
     release: (broken) => {
       if (released) return
+      bodyEnds()
       released = true
       // statements still waiting for their turn are not sent on a connection given back
       for (const queued of backlog.splice(0)) queued.fail(new Error("the connection was already given back"))
