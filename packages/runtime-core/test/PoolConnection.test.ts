@@ -197,11 +197,11 @@ describe("PoolConnection", () => {
     }), 60_000)
 
   describe("the relay", () => {
-    /** A pool of one connection recording every query, with a table `t` (id int PRIMARY KEY). */
-    const relayPool = Effect.gen(function*() {
+    /** A pool of `max` connections (one by default) recording every query, with a table `t` (id int PRIMARY KEY). */
+    const relayPoolOf = (max: number) => Effect.gen(function*() {
       const db = yield* TestDatabase.make("pool_relay")
       const statements: Array<string> = []
-      const p = yield* recordingPool(db.url, statements, 1)
+      const p = yield* recordingPool(db.url, statements, max)
       yield* Effect.promise(() => p.query("CREATE TABLE t (id int PRIMARY KEY)"))
       statements.length = 0
       const ids = Effect.promise(() => p.query("SELECT id FROM t ORDER BY id")).pipe(
@@ -209,6 +209,7 @@ describe("PoolConnection", () => {
       )
       return { p, statements, ids }
     })
+    const relayPool = relayPoolOf(1)
 
     /** `held` opens a transaction inserting `id` (as the relay's callers do: BEGIN with it). */
     const opening = (held: PoolConnection.Held, id: number) => held.open(batch(`BEGIN;\nINSERT INTO t VALUES (${id}) RETURNING id`))
@@ -262,11 +263,7 @@ describe("PoolConnection", () => {
 
     it.scopedLive("with a connection idle, a transaction that begins while another is open waits for its COMMIT and goes with it; one alone does not wait", () =>
       Effect.gen(function*() {
-        const db = yield* TestDatabase.make("pool_patience")
-        const statements: Array<string> = []
-        const p = yield* recordingPool(db.url, statements, 2)
-        yield* Effect.promise(() => p.query("CREATE TABLE t (id int PRIMARY KEY)"))
-        statements.length = 0
+        const { ids, p, statements } = yield* relayPoolOf(2)
         // patient for as long as the test may take: a wait that should not happen hangs it
         const a = PoolConnection.make(p, 600_000)
         expect(yield* opening(a, 1)).toEqual([[], [{ id: 1 }]])
@@ -287,16 +284,12 @@ describe("PoolConnection", () => {
         // both on one connection
         expect(p.totalCount).toBe(1)
         expect(p.idleCount).toBe(1)
-        expect((yield* Effect.promise(() => p.query("SELECT id FROM t ORDER BY id"))).rows).toEqual([{ id: 1 }, { id: 2 }])
+        expect(yield* ids).toEqual([1, 2])
       }), 60_000)
 
     it.scopedLive("a transaction waiting for a finish that does not come takes an idle connection after its patience", () =>
       Effect.gen(function*() {
-        const db = yield* TestDatabase.make("pool_patience")
-        const statements: Array<string> = []
-        const p = yield* recordingPool(db.url, statements, 2)
-        yield* Effect.promise(() => p.query("CREATE TABLE t (id int PRIMARY KEY)"))
-        statements.length = 0
+        const { p, statements } = yield* relayPoolOf(2)
         const a = PoolConnection.make(p, 50)
         yield* opening(a, 1)
         // a's body goes on; b gives up waiting for it and sends its own first query
