@@ -206,18 +206,12 @@ export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): H
       (results) => results === undefined ? batch(steps) : Effect.succeed(results)
     )
 
-  // whether this hold's body runs (counted by the relay: its `finish` is to come)
-  let inBody = false
-  const bodyBegins = () => {
-    if (!released && !inBody) {
-      inBody = true
-      TransactionRelay.bodyBegan(pool)
-    }
-  }
-  const bodyEnds = () => {
-    if (!inBody) return
-    inBody = false
-    TransactionRelay.bodyEnded(pool)
+  // whether the relay counts this hold's transaction as begun (its `finish` is to come)
+  let begun = false
+  const ended = () => {
+    if (!begun) return
+    begun = false
+    TransactionRelay.ended(pool)
   }
 
   const connection: Connection = {
@@ -264,7 +258,10 @@ export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): H
       Effect.suspend(() => {
         if (client !== undefined || waiting !== undefined || released) return batch(steps)
         const expected = TransactionRelay.finishExpected(pool)
-        bodyBegins()
+        if (!begun) {
+          begun = true
+          TransactionRelay.began(pool)
+        }
         // a transaction's last query is to come with no first query to carry yet: this one
         // waits for it a little (one round trip and one socket write less), even with a
         // connection idle; else, with none idle, for the pool or a relay, whichever comes first
@@ -273,7 +270,7 @@ export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): H
       }),
     finish: (steps) =>
       Effect.suspend(() => {
-        bodyEnds()
+        ended()
         const c = client
         // (a statement of the body still in flight or waiting: no rider, whose transaction it would join)
         const rider = c !== undefined && reported === undefined && !sending ? TransactionRelay.next(pool, c) : undefined
@@ -298,7 +295,7 @@ export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): H
       }),
     release: (broken) => {
       if (released) return
-      bodyEnds()
+      ended()
       released = true
       // statements still waiting for their turn are not sent on a connection given back
       for (const queued of backlog.splice(0)) queued.fail(new Error("the connection was already given back"))

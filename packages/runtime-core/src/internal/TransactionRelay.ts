@@ -14,13 +14,15 @@
  * A first query also waits for the relay alone, even while a connection is
  * idle, for at most `patience` (1 ms, `PoolConnection`; then it asks the pool
  * too), when a transaction on the pool is to finish and no rider waits for it
- * yet (`finishExpected`): a transaction's
- * finish nearly always comes within a round trip of its first query, and
- * taking the idle connection would cost a round trip and a socket write of its
- * own. Measured: the relay carried 39 % of first queries when they waited only
- * for an exhausted pool, 82-85 % with this (`pnpm bench`, the body-an-effect
- * cell: socket writes per workflow 4.9-5.4 -> 3.6-3.8). A transaction alone
- * on the pool (no finish to come) never waits. Whichever comes first serves
+ * yet (`finishExpected`): a transaction's finish nearly always comes within a
+ * round trip of its first query, and taking the idle connection would cost a
+ * round trip and a socket write of its own. Measured: the relay carried 39 %
+ * of first queries when they waited only for an exhausted pool, 82-85 % with
+ * this (`pnpm bench`, the body-an-effect cell: socket writes per workflow
+ * 4.9-5.4 -> 3.6-3.9 in single cells, 5.2-5.4 -> 4.0-4.2 in full runs). A
+ * transaction alone on the pool (no finish to come) never waits.
+ *
+ * Whichever comes first serves
  * the waiting query: the pool (the relay's place is given up) or a relay (the
  * request in the pool's queue is withdrawn: `withdraw`). A connection that goes
  * back (`release`) is handed to a waiting transaction the same way, without a
@@ -66,7 +68,7 @@ interface Relay {
   /** Riders' requests in the pool's own queue (`pool.waitingCount` counts them too). */
   pending: number
   /** Transactions begun (their first query sent, or waiting to go) whose last query is not sent yet. */
-  bodies: number
+  begun: number
 }
 
 const relays = new WeakMap<pg.Pool, Relay>()
@@ -74,7 +76,7 @@ const relays = new WeakMap<pg.Pool, Relay>()
 const relayOf = (pool: pg.Pool): Relay => {
   let relay = relays.get(pool)
   if (relay === undefined) {
-    relay = { riders: [], pending: 0, bodies: 0 }
+    relay = { riders: [], pending: 0, begun: 0 }
     relays.set(pool, relay)
   }
   return relay
@@ -163,16 +165,16 @@ export const exhausted = (pool: pg.Pool): boolean =>
 /**
  * A transaction begins (its first query goes, or waits to): its last query
  * (`finish`) is to come, and can carry one waiting transaction's first
- * (`finishExpected`); until `bodyEnded`.
+ * (`finishExpected`); until `ended`.
  */
-export const bodyBegan = (pool: pg.Pool): void => {
-  relayOf(pool).bodies++
+export const began = (pool: pg.Pool): void => {
+  relayOf(pool).begun++
 }
 
 /** The transaction's last query goes now (or it is given back without one). */
-export const bodyEnded = (pool: pg.Pool): void => {
+export const ended = (pool: pg.Pool): void => {
   const relay = relays.get(pool)
-  if (relay !== undefined && relay.bodies > 0) relay.bodies--
+  if (relay !== undefined && relay.begun > 0) relay.begun--
 }
 
 /**
@@ -181,8 +183,8 @@ export const bodyEnded = (pool: pg.Pool): void => {
  */
 export const finishExpected = (pool: pg.Pool): boolean => {
   const relay = relays.get(pool)
-  // (riders are counted in `bodies` too: the others each carry one)
-  return relay !== undefined && 2 * relay.riders.length < relay.bodies
+  // (riders are counted in `begun` too: the others each carry one)
+  return relay !== undefined && 2 * relay.riders.length < relay.begun
 }
 
 /** `client` goes back to the pool: its count of riders in a row starts again. */
