@@ -22,7 +22,7 @@ import { SqlClient } from "@effect/sql"
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, WorkflowEngine } from "@effect/workflow"
-import { Context, Effect, Exit, Layer, Option, Schema, Scope } from "effect"
+import { Context, Effect, Either, Exit, Layer, Option, Schema, Scope } from "effect"
 import * as BeginWithFirstStatement from "./internal/BeginWithFirstStatement.js"
 import * as InlineActivities from "./internal/InlineActivities.js"
 import * as LoneStatement from "./internal/LoneStatement.js"
@@ -141,8 +141,12 @@ export const make = <
  * recorded exit just before; a retried try (a database error, or a
  * concurrent execution that committed first: the primary key) looks again,
  * first (in the transaction, for the general form), and returns what it finds.
- * Written with few combinators: every step of every transactional run goes
- * through here (`pnpm bench`: the transactional/plain ratio).
+ *
+ * Written with few Effect operations: every step of every transactional run
+ * goes through here (`pnpm bench`: the transactional/plain ratio). The exit is
+ * encoded without an effect of its own when its schemas allow (nearly always),
+ * the value goes through the transaction's last query unchanged, and the
+ * step is marked recorded where the connection goes back.
  */
 const withExitRow = <R, A, E>(
   sql: SqlClient.SqlClient,
@@ -155,72 +159,81 @@ const withExitRow = <R, A, E>(
   lone: LoneStatement.LoneStatement | undefined
 ): Effect.Effect<A, E, R> => {
   const exitSchema = InlineActivities.exitSchema(options.success ?? Schema.Void, options.error ?? Schema.Never)
+  const decoded = (recorded: { readonly exit: unknown }) =>
+    Effect.flatMap(
+      Effect.orDie(Schema.decodeUnknown(exitSchema)(recorded.exit)) as Effect.Effect<Exit.Exit<A, E>>,
+      (exit) => exit
+    )
+  const committed = () => {
+    // committed, or found committed: the engine writes no exit row of its own
+    recording.recorded = true
+  }
   let tries = 0
-  /** `run`; on a retry, first the exit recorded meanwhile (by the last try, or another execution), if any. */
-  const unlessRecorded = <X, Z>(
-    run: Effect.Effect<X, E | SqlError, Z>,
-    found: (value: A) => X
-  ): Effect.Effect<X, E | SqlError, Z> =>
-    Effect.suspend(() => {
-      if (tries++ === 0) return run
-      return Effect.flatMap(recording.lookup, (recorded) =>
-        recorded === undefined
-          ? run
-          : Effect.flatMap(
-            Effect.orDie(Schema.decodeUnknown(exitSchema)(recorded.exit)) as Effect.Effect<Exit.Exit<A, E>>,
-            (exit) => Effect.map(exit, found)
-          ))
+  if (lone !== undefined) {
+    const send = Effect.flatMap(
+      InlineActivities.encodeExit(exitSchema, Exit.void),
+      (encoded) => LoneStatement.commit(sql, lone, recording.exitRow(encoded))
+    )
+    const sent = Effect.map(send, () => {
+      committed()
+      return undefined as A
     })
-  const committed: Effect.Effect<A, E | SqlError, R> = lone !== undefined
-    ? unlessRecorded(
-      Effect.flatMap(
-        InlineActivities.encodeExit(exitSchema, Exit.void),
-        (encoded) => LoneStatement.commit(sql, lone, recording.exitRow(encoded))
-      ) as Effect.Effect<A, SqlError>,
-      (value) => value
-    )
-    : Effect.map(
-      committingWith(
-        sql,
-        unlessRecorded(
-          // the value and the exit row (undefined: recorded already, by another execution)
-          Effect.flatMap(options.execute, (value) =>
-            Effect.map(
-              InlineActivities.encodeExit(exitSchema, Exit.succeed(value)),
-              (encoded): readonly [A, StatementBatch.Step | undefined] => [value, recording.exitRow(encoded)]
-            )),
-          (value): readonly [A, StatementBatch.Step | undefined] => [value, undefined]
-        ),
-        ([, insert]) => insert
-      ),
-      ([value]) => value
-    )
-  return committed.pipe(
-    Effect.map((value) => {
-      // committed, or found committed: the engine writes no exit row of its own
-      recording.recorded = true
-      return value
-    }),
-    // a failed COMMIT may have landed: only the exit row says so, and the next try reads it
+    return Effect.suspend((): Effect.Effect<A, E | SqlError> => {
+      if (tries++ === 0) return sent
+      // a retry: the exit recorded meanwhile (by the last try, or another execution), if any
+      return Effect.flatMap(recording.lookup, (recorded): Effect.Effect<A, E | SqlError> => {
+        if (recorded === undefined) return sent
+        return Effect.map(decoded(recorded), (value) => {
+          committed()
+          return value
+        })
+      })
+    }).pipe(
+      // a failed COMMIT may have landed: only the exit row says so, and the next try reads it
+      Retry.retrying({ schedule: Retry.transaction, while: isSqlError, orDie: true })
+    ) as Effect.Effect<A, E, R>
+  }
+  // the exit row of a value, in the transaction; none when the value was found recorded
+  let found = false
+  const exitRowOf = (value: A): StatementBatch.Step | undefined | Effect.Effect<StatementBatch.Step> => {
+    if (found) return undefined
+    const encoded = Schema.encodeEither(exitSchema)(Exit.succeed(value))
+    return Either.isRight(encoded)
+      ? recording.exitRow(encoded.right)
+      : Effect.map(InlineActivities.encodeExit(exitSchema, Exit.succeed(value)), recording.exitRow)
+  }
+  // a retry looks, in its transaction, for the exit recorded meanwhile, then runs the body if none
+  const lookedUp: Effect.Effect<A, E | SqlError, R> = Effect.flatMap(recording.lookup, (recorded) => {
+    if (recorded === undefined) return options.execute
+    found = true
+    return decoded(recorded)
+  })
+  return Effect.suspend(() => {
+    found = false
+    return committingWith(sql, tries++ === 0 ? options.execute : lookedUp, exitRowOf, committed)
+  }).pipe(
     Retry.retrying({ schedule: Retry.transaction, while: isSqlError, orDie: true })
   ) as Effect.Effect<A, E, R>
 }
+
+/** What goes with COMMIT: a statement, none, or a statement still to be computed. */
+type Last = StatementBatch.Step | undefined | Effect.Effect<StatementBatch.Step>
 
 /**
  * `body` in a transaction on one connection of `sql` (its statements, and
  * `sql.withTransaction` inside it, use that connection); then `last(result)`
  * (if any) and COMMIT go to the server as ONE batch (`StatementBatch`; on a
  * client `Database` did not build, as one simple-protocol query, the values
- * written in: `PgLiterals`). `BEGIN` goes with the body's first statement
- * (`BeginWithFirstStatement`), so a transactional step whose body writes is
- * two round trips: BEGIN with its first statement, and its exit row with
- * COMMIT (on a `Database` pool, either may travel with another step's:
- * `TransactionRelay`). A body that sends nothing begins nothing: `last` then runs alone, one
- * statement, atomic by itself. A failed `last` aborts the transaction (the
- * server does not run the COMMIT after it) and it is rolled back; a failed body
- * is rolled back. Failures of BEGIN, `last`, COMMIT and ROLLBACK are
- * `SqlError`s: the caller retries, and a retry first looks for the exit row,
- * which says whether a COMMIT whose answer was lost landed.
+ * written in: `PgLiterals`), and `committed` is called. `BEGIN` goes with the
+ * body's first statement (`BeginWithFirstStatement`), so a transactional step
+ * whose body writes is two round trips: BEGIN with its first statement, and its
+ * exit row with COMMIT (on a `Database` pool, either may travel with another
+ * step's: `TransactionRelay`). A body that sends nothing begins nothing: `last`
+ * then runs alone, one statement, atomic by itself. A failed `last` aborts the
+ * transaction (the server does not run the COMMIT after it) and it is rolled
+ * back; a failed body is rolled back. Failures of BEGIN, `last`, COMMIT and
+ * ROLLBACK are `SqlError`s: the caller retries, and a retry first looks for the
+ * exit row, which says whether a COMMIT whose answer was lost landed.
  *
  * Only the body is interruptible. The connection is taken and given back, and
  * the transaction ended, uninterruptibly, as `Effect.acquireUseRelease` would,
@@ -231,26 +244,23 @@ const withExitRow = <R, A, E>(
 const committingWith = <A, E, R>(
   sql: SqlClient.SqlClient,
   body: Effect.Effect<A, E, R>,
-  last: (a: A) => StatementBatch.Step | undefined
+  last: (a: A) => Last,
+  committed: () => void
 ): Effect.Effect<A, E | SqlError, R> =>
   Effect.uninterruptibleMask((restore) => {
     const pool = PgPool.of(sql)
     if (pool !== undefined) {
       // (this function runs at each execution: one connection per try)
       const held = PoolConnection.make(pool)
-      return inTransaction(
-        held.connection,
-        held,
-        restore,
-        body,
-        last,
-        (_exit, broken) => Effect.sync(() => held.release(broken))
-      )
+      return inTransaction(held.connection, held, restore, body, last, committed, (_exit, broken) => {
+        held.release(broken)
+      })
     }
     return Effect.flatMap(Scope.make(), (scope) =>
       Effect.flatMap(
         Scope.extend(sql.reserve, scope),
-        (conn) => inTransaction(conn, undefined, restore, body, last, (exit) => Scope.close(scope, exit))
+        (conn) =>
+          inTransaction(conn, undefined, restore, body, last, committed, (exit) => Scope.close(scope, exit))
       ))
   })
 
@@ -262,25 +272,27 @@ const commit = StatementBatch.bare("COMMIT")
  * session's state is unknown: a pool connection is then not reused). On a
  * pool's connection (`held`), the first and last queries may travel with
  * other transactions' (`PoolConnection`: the relay); a reserved connection is
- * always taken.
+ * always taken. `release` gives the connection back where the outcome is
+ * handled (uninterruptibly): at once (a pool's connection), or through the
+ * effect it returns (a reserved connection's scope).
  */
 const inTransaction = <A, E, R>(
   conn: Connection,
   held: PoolConnection.Held | undefined,
   restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
   body: Effect.Effect<A, E, R>,
-  last: (a: A) => StatementBatch.Step | undefined,
-  release: (exit: Exit.Exit<unknown, unknown>, broken: boolean) => Effect.Effect<void>
+  last: (a: A) => Last,
+  committed: () => void,
+  release: (exit: Exit.Exit<unknown, unknown>, broken: boolean) => Effect.Effect<void> | void
 ): Effect.Effect<A, E | SqlError, R> => {
   const transaction = held === undefined
     ? BeginWithFirstStatement.make(conn)
     : BeginWithFirstStatement.make(conn, BeginWithFirstStatement.batched(held))
-  const ending = (a: A) => {
-    const statement = last(a)
+  const ending = (a: A, statement: StatementBatch.Step | undefined): Effect.Effect<A, SqlError> => {
     if (!transaction.begun()) {
       return statement === undefined ? Effect.succeed(a) : Effect.as(conn.execute(statement.text, statement.values, undefined), a)
     }
-    if (held !== undefined) return Effect.as(held.finish(statement === undefined ? [commit] : [statement, commit]), a)
+    if (held !== undefined) return held.finish(statement === undefined ? [commit] : [statement, commit], a)
     const inlined = statement === undefined ? undefined : PgLiterals.inline(statement.text, statement.values)
     return Effect.as(
       statement !== undefined && inlined === undefined
@@ -295,19 +307,31 @@ const inTransaction = <A, E, R>(
   return Effect.matchCauseEffect(
     Effect.flatMap(
       restore(Effect.provideService(body, SqlClient.TransactionConnection, [transaction.connection, 0] as const)),
-      ending
+      (a) => {
+        const statement = last(a)
+        return Effect.isEffect(statement)
+          ? Effect.flatMap(statement, (computed) => ending(a, computed))
+          : ending(a, statement)
+      }
     ),
     {
       onFailure: (cause) => {
         const failure = Exit.failCause(cause)
-        const released = (broken: boolean) => Effect.zipRight(release(failure, broken), failure)
+        const released = (broken: boolean) => {
+          const releasing = release(failure, broken)
+          return releasing === undefined ? failure : Effect.zipRight(releasing, failure)
+        }
         if (!transaction.begun() || (held !== undefined && !held.taken())) return released(false)
         return Effect.matchEffect(conn.executeUnprepared("ROLLBACK", [], undefined), {
           onFailure: () => released(true),
           onSuccess: () => released(false)
         })
       },
-      onSuccess: (a) => Effect.as(release(Exit.void, false), a)
+      onSuccess: (a) => {
+        const releasing = release(Exit.void, false)
+        committed()
+        return releasing === undefined ? Effect.succeed(a) : Effect.as(releasing, a)
+      }
     }
   )
 }

@@ -85,22 +85,14 @@ export const make = (conn: Connection, open: Open = inlined(conn)): Transaction 
         if (first !== undefined) Deferred.unsafeDone(first, Exit.void)
         first = undefined
       }
-      // settled whatever happens (an interrupted statement is cancelled on the server first);
-      // `Effect.onExit` with the settling done in place, without an effect of its own
-      return Effect.uninterruptibleMask((restore) =>
-        Effect.matchCauseEffect(
-          restore(merged() ?? Effect.zipRight(conn.executeUnprepared("BEGIN", [], undefined), then)),
-          {
-            onFailure: (cause) => {
-              settle()
-              return Effect.failCause(cause)
-            },
-            onSuccess: (a) => {
-              settle()
-              return Effect.succeed(a)
-            }
-          }
-        )
+      // settled whatever happens (an interrupted statement is cancelled on the server first):
+      // `Effect.onExit` (one frame on the fiber's stack: the effect patch), the settling done in place
+      return Effect.onExit(
+        merged() ?? Effect.zipRight(conn.executeUnprepared("BEGIN", [], undefined), then),
+        () => {
+          settle()
+          return Effect.void
+        }
       )
     })
 

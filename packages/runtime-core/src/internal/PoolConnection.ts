@@ -51,9 +51,10 @@ export interface Held {
    * The last query of the transaction (its last statements and `COMMIT`, a
    * batch), with the first query of a transaction waiting for a connection, if
    * any: the connection is then that transaction's, and `release` has nothing
-   * to give back.
+   * to give back. Succeeds with `value` (the transaction's result, passed
+   * through: no operation of its own to map it).
    */
-  readonly finish: (steps: ReadonlyArray<StatementBatch.Step>) => Effect.Effect<void, SqlError>
+  readonly finish: <A = void>(steps: ReadonlyArray<StatementBatch.Step>, value?: A) => Effect.Effect<A, SqlError>
   /** Gives the connection back (destroys it when `broken`, or when it reported an error). */
   readonly release: (broken?: boolean) => void
 }
@@ -199,6 +200,12 @@ export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): H
         done(error ? Effect.fail(failed(error)) : Effect.succeed(results.map((r) => r.rows ?? []))))
     )
 
+  /** `steps` as one batch, in the hold's turn, succeeding with `value`. */
+  const batchThen = <A>(steps: ReadonlyArray<StatementBatch.Step>, value: A) =>
+    run<A>((c, done) =>
+      StatementBatch.send(c, steps, (error) => done(error ? Effect.fail(failed(error)) : Effect.succeed(value)))
+    )
+
   /** Waits for a connection (`TransactionRelay`); served without a query, it is sent on the connection now held. */
   const ride = (steps: ReadonlyArray<StatementBatch.Step>, patience?: number) =>
     Effect.flatMap(
@@ -268,15 +275,15 @@ export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): H
         if (expected) return ride(steps, patience)
         return TransactionRelay.exhausted(pool) ? ride(steps) : batch(steps)
       }),
-    finish: (steps) =>
+    finish: <A>(steps: ReadonlyArray<StatementBatch.Step>, value?: A) =>
       Effect.suspend(() => {
         ended()
         const c = client
         // (a statement of the body still in flight or waiting: no rider, whose transaction it would join)
         const rider = c !== undefined && reported === undefined && !sending ? TransactionRelay.next(pool, c) : undefined
-        if (rider === undefined) return Effect.asVoid(batch(steps))
+        if (rider === undefined) return batchThen(steps, value as A)
         rider.carried()
-        return Effect.async<void, SqlError>((resume) => {
+        return Effect.async<A, SqlError>((resume) => {
           StatementBatch.send(c!, [...steps, ...rider.steps], (error, results, completed) => {
             if (error !== undefined && completed < steps.length) {
               // this transaction's own statements failed (its COMMIT did not land): the rider's did not run
@@ -289,7 +296,7 @@ export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): H
             // (the rider's own statement failed: its transaction is aborted, for it to roll back)
             if (error !== undefined) rider.refuse(c!, failed(error))
             else rider.board(c!, results.slice(steps.length).map((r) => r.rows ?? []))
-            resume(Effect.void)
+            resume(Effect.succeed(value as A))
           })
         })
       }),
