@@ -84,11 +84,18 @@ const Note = Workflow.make({
   payload: {
     id: Schema.String,
     text: Schema.String,
-    mode: Schema.Literal("write", "race", "fail", "nothing", "blob", "blob-fail", "lone", "wrapped", "rows")
+    mode: Schema.Literal("write", "race", "fail", "nothing", "blob", "blob-fail", "lone", "wrapped", "rows", "async")
   },
   success: Schema.String,
   error: Schema.String,
   idempotencyKey: ({ id }) => id
+})
+
+/** A string whose encoding takes a turn of the clock: `Schema.encodeEither` cannot, `Schema.encode` can. */
+const EncodedLater = Schema.transformOrFail(Schema.String, Schema.String, {
+  strict: true,
+  decode: (s) => Effect.succeed(s),
+  encode: (s) => Effect.as(Effect.sleep("1 millis"), s)
 })
 
 /**
@@ -96,7 +103,8 @@ const Note = Workflow.make({
  * but another execution of this step commits its exit ("theirs") on its own connection
  * first; "fail" writes, then fails; "nothing" writes nothing; "blob" writes a bytea (a
  * parameter pg binds as binary, so it cannot travel with BEGIN); "blob-fail" writes it, then
- * fails.
+ * fails; "async" writes, with a success schema that encodes only asynchronously (its exit row is
+ * computed after the body, by an effect).
  */
 const noteLayer = (url: string) =>
   WorkflowLayer.make(Note, {
@@ -104,7 +112,7 @@ const noteLayer = (url: string) =>
     execute: ({ id, mode, text }) =>
       mode === "lone" || mode === "wrapped" || mode === "rows" ? statementNote(id, mode, text) : TransactionalActivity.make({
         name: "note",
-        success: Schema.String,
+        success: mode === "async" ? EncodedLater : Schema.String,
         error: Schema.String,
         execute: Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
@@ -277,6 +285,18 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
           expect(sentFor[1]).toMatch(/;\nCOMMIT$/)
           expect(yield* sql`SELECT text FROM dur_notes WHERE id = ${id}`).toEqual([{ text: id }])
         }
+
+        // a result whose schema encodes only asynchronously: its exit row is encoded after the
+        // body (an effect of its own) and still goes with COMMIT, in the same transaction
+        const k = { id: "k", text: "k", mode: "async" } as const
+        expect(yield* Note.execute(k)).toBe("k")
+        const kSent = stepStatements(yield* Note.executionId(k), noteInsert("k"))
+        expect(kSent).toHaveLength(2)
+        expect(kSent[0]).toMatch(/^BEGIN;\nINSERT INTO dur_notes/)
+        expect(kSent[1]).toMatch(/^INSERT INTO "dur_activity_exits" .*;\nCOMMIT$/s)
+        expect(yield* sql`SELECT exit FROM dur_activity_exits WHERE execution_id = ${yield* Note.executionId(k)}`)
+          .toEqual([{ exit: { _tag: "Success", value: "k" } }])
+        expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'k'`).toEqual([{ text: "k" }])
       }).pipe(Effect.provide(context))
     }), 60_000)
 })
