@@ -160,10 +160,7 @@ const withExitRow = <R, A, E>(
 ): Effect.Effect<A, E, R> => {
   const exitSchema = InlineActivities.exitSchema(options.success ?? Schema.Void, options.error ?? Schema.Never)
   const decoded = (recorded: { readonly exit: unknown }) =>
-    Effect.flatMap(
-      Effect.orDie(Schema.decodeUnknown(exitSchema)(recorded.exit)) as Effect.Effect<Exit.Exit<A, E>>,
-      (exit) => exit
-    )
+    Effect.flatten(Effect.orDie(Schema.decodeUnknown(exitSchema)(recorded.exit)) as Effect.Effect<Exit.Exit<A, E>>)
   const committed = () => {
     // committed, or found committed: the engine writes no exit row of its own
     recording.recorded = true
@@ -197,10 +194,11 @@ const withExitRow = <R, A, E>(
   let found = false
   const exitRowOf = (value: A): StatementBatch.Step | undefined | Effect.Effect<StatementBatch.Step> => {
     if (found) return undefined
-    const encoded = Schema.encodeEither(exitSchema)(Exit.succeed(value))
+    const exit = Exit.succeed(value)
+    const encoded = Schema.encodeEither(exitSchema)(exit)
     return Either.isRight(encoded)
       ? recording.exitRow(encoded.right)
-      : Effect.map(InlineActivities.encodeExit(exitSchema, Exit.succeed(value)), recording.exitRow)
+      : Effect.map(InlineActivities.encodeExitLater(exitSchema, exit), recording.exitRow)
   }
   // a retry looks, in its transaction, for the exit recorded meanwhile, then runs the body if none
   const lookedUp: Effect.Effect<A, E | SqlError, R> = Effect.flatMap(recording.lookup, (recorded) => {

@@ -78,8 +78,12 @@ export const exitSchema = (success: Schema.Schema.All, error: Schema.Schema.All)
  */
 export const encodeExit = <A, I>(schema: Schema.Schema<A, I>, exit: A): Effect.Effect<I> => {
   const encoded = Schema.encodeEither(schema)(exit)
-  return Either.isRight(encoded) ? Effect.succeed(encoded.right) : Effect.orDie(Schema.encode(schema)(exit))
+  return Either.isRight(encoded) ? Effect.succeed(encoded.right) : encodeExitLater(schema, exit)
 }
+
+/** `encodeExit` through the effect alone: for schemas `Schema.encodeEither` could not encode synchronously. */
+export const encodeExitLater = <A, I>(schema: Schema.Schema<A, I>, exit: A): Effect.Effect<I> =>
+  Effect.orDie(Schema.encode(schema)(exit))
 
 /** What one execution of a run's body knows of its steps' records. */
 interface Recorded {

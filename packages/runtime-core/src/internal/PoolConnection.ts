@@ -194,17 +194,17 @@ export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): H
       })
     )
 
-  const batch = (steps: ReadonlyArray<StatementBatch.Step>) =>
-    run<ReadonlyArray<ReadonlyArray<unknown>>>((c, done) =>
-      StatementBatch.send(c, steps, (error, results) =>
-        done(error ? Effect.fail(failed(error)) : Effect.succeed(results.map((r) => r.rows ?? []))))
+  /** `steps` as one batch, in the hold's turn, succeeding with `answer(results)`. */
+  const batchAnswering = <A>(
+    steps: ReadonlyArray<StatementBatch.Step>,
+    answer: (results: ReadonlyArray<{ readonly rows?: ReadonlyArray<unknown> }>) => A
+  ) =>
+    run<A>((c, done) =>
+      StatementBatch.send(c, steps, (error, results) => done(error ? Effect.fail(failed(error)) : Effect.succeed(answer(results))))
     )
 
-  /** `steps` as one batch, in the hold's turn, succeeding with `value`. */
-  const batchThen = <A>(steps: ReadonlyArray<StatementBatch.Step>, value: A) =>
-    run<A>((c, done) =>
-      StatementBatch.send(c, steps, (error) => done(error ? Effect.fail(failed(error)) : Effect.succeed(value)))
-    )
+  const batch = (steps: ReadonlyArray<StatementBatch.Step>) =>
+    batchAnswering(steps, (results): ReadonlyArray<ReadonlyArray<unknown>> => results.map((r) => r.rows ?? []))
 
   /** Waits for a connection (`TransactionRelay`); served without a query, it is sent on the connection now held. */
   const ride = (steps: ReadonlyArray<StatementBatch.Step>, patience?: number) =>
@@ -281,7 +281,7 @@ export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): H
         const c = client
         // (a statement of the body still in flight or waiting: no rider, whose transaction it would join)
         const rider = c !== undefined && reported === undefined && !sending ? TransactionRelay.next(pool, c) : undefined
-        if (rider === undefined) return batchThen(steps, value as A)
+        if (rider === undefined) return batchAnswering(steps, () => value as A)
         rider.carried()
         return Effect.async<A, SqlError>((resume) => {
           StatementBatch.send(c!, [...steps, ...rider.steps], (error, results, completed) => {
