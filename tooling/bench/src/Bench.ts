@@ -21,6 +21,8 @@ export interface Options {
   readonly systems: ReadonlyArray<Cell.System>
   /** a cell taking longer is killed and the run fails (seconds) */
   readonly timeout: number
+  /** Each cell runs the burst again once its code is compiled (`Cell.Request.warm`) */
+  readonly warm: boolean
   /** Node flags of every cell, whatever the system (default: the apps' own, see `appNodeFlags`) */
   readonly nodeFlags: ReadonlyArray<string>
 }
@@ -30,10 +32,10 @@ export const appNodeFlags: ReadonlyArray<string> = ["--max-semi-space-size=64"]
 
 export interface Measured extends Cell.Result {
   readonly rep: number
-  /** xact_commit of the cell's database over the child's whole life (startup included) per workflow */
+  /** xact_commit of the cell's database over the child's whole life (startup included) per workflow (`workflowsRun`) */
   readonly commitsPerWorkflow: number
   /**
-   * CPU of the Postgres server over the child's whole life per workflow, ms (`PostgresCpu`;
+   * CPU of the Postgres server over the child's whole life per workflow (`workflowsRun`), ms (`PostgresCpu`;
    * undefined when the server is not on this machine)
    */
   readonly postgresCpuMsPerWorkflow?: number | undefined
@@ -102,13 +104,14 @@ const runCell = async (
       url: databaseUrl(options.databaseUrl, database),
       n: options.n,
       sequential: options.sequential,
+      warm: options.warm,
       connections: options.connections
     }, options.timeout, options.nodeFlags)
     // the child's backends have exited; give them a moment to flush their statistics
     await sleep(1500)
     const delta = (await commits(admin, database)) - before
     const cpuAfter = await PostgresCpu.sample(admin)
-    const perWorkflow = (total: number) => (result.workflows > 0 ? total / result.workflows : 0)
+    const perWorkflow = (total: number) => (result.workflowsRun > 0 ? total / result.workflowsRun : 0)
     return {
       ...result,
       rep,
@@ -147,7 +150,12 @@ export const progressLine = (m: Measured, reps: number, ceiling: number | undefi
       `  p50 ${m.p50.toFixed(0)} ms  p99 ${m.p99.toFixed(0)} ms  sequential p50 ${m.sequentialP50.toFixed(1)} ms (CPU ${m.cpuMsPerSequentialRun.toFixed(2)} ms/run)` +
       `  peak RSS ${m.peakRssMb.toFixed(0)} MB  CPU ${m.cpuMsPerWorkflow.toFixed(2)} ms/wf` +
       (m.postgresCpuMsPerWorkflow === undefined ? "" : ` (Postgres ${m.postgresCpuMsPerWorkflow.toFixed(2)})`) +
-      `  commits ${m.commitsPerWorkflow.toFixed(1)}/wf  socket writes ${m.socketWritesPerWorkflow.toFixed(1)}/wf  rows ok`
+      `  commits ${m.commitsPerWorkflow.toFixed(1)}/wf  socket writes ${m.socketWritesPerWorkflow.toFixed(1)}/wf` +
+      (m.warmThroughput === undefined
+        ? ""
+        : `  warm burst ${m.warmThroughput.toFixed(1)} wf/s (CPU ${(m.warmCpuMsPerWorkflow ?? Number.NaN).toFixed(2)} ms/wf,` +
+          ` peak RSS ${(m.warmPeakRssMb ?? Number.NaN).toFixed(0)} MB)`) +
+      "  rows ok"
 
 /**
  * The systems in rep `rep`'s order (1-based): rotated by one each rep (A B C D, then
@@ -182,31 +190,38 @@ export const run = async (options: Options, print: (line: string) => void): Prom
   return results
 }
 
+const defined = (values: ReadonlyArray<number | undefined>): Array<number> =>
+  values.filter((v): v is number => v !== undefined)
+
 /** The markdown table: one row per system, each figure the median (min-max) over reps. */
 export const table = (results: ReadonlyArray<Measured>, options: Options): string => {
   const ceilingByRep = new Map(results.filter((r) => r.system === "ceiling").map((r) => [r.rep, r.throughput]))
   const lines = [
     `| system | throughput, ${options.n} at once (wf/s) | fraction of PG ceiling | p50 (ms) | p99 (ms) ` +
     `| sequential p50 of ${options.sequential} (ms) | node CPU per sequential run (ms) | peak RSS (MB) | node CPU per wf (ms) ` +
-    `| Postgres CPU per wf (ms) | commits per wf | socket writes per wf |`,
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    `| Postgres CPU per wf (ms) | commits per wf | socket writes per wf ` +
+    `| warm burst: throughput, ${options.n} at once (wf/s) | warm burst: node CPU per wf (ms) | warm burst: peak RSS (MB) |`,
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   ]
   for (const system of options.systems) {
     const rs = results.filter((r) => r.system === system)
     const col = (f: (r: Measured) => number, digits = 1) => Stats.summary(rs.map(f), digits)
+    // a figure only some cells have (the warm burst's): "-" for none
+    const some = (f: (r: Measured) => number | undefined, digits = 1) => Stats.summary(defined(rs.map(f)), digits)
     lines.push(
       `| ${Cell.systemLabels[system]} | ${col((r) => r.throughput)} | ` +
         `${col((r) => r.throughput / (ceilingByRep.get(r.rep) ?? Number.NaN), 3)} | ${col((r) => r.p50, 0)} | ` +
         `${col((r) => r.p99, 0)} | ${col((r) => r.sequentialP50)} | ${col((r) => r.cpuMsPerSequentialRun, 2)} | ` +
         `${col((r) => r.peakRssMb, 0)} | ` +
         `${col((r) => r.cpuMsPerWorkflow, 2)} | ` +
-        `${Stats.summary(rs.flatMap((r) => r.postgresCpuMsPerWorkflow === undefined ? [] : [r.postgresCpuMsPerWorkflow]), 2)} | ` +
-        `${col((r) => r.commitsPerWorkflow)} | ${col((r) => r.socketWritesPerWorkflow)} |`
+        `${some((r) => r.postgresCpuMsPerWorkflow, 2)} | ` +
+        `${col((r) => r.commitsPerWorkflow)} | ${col((r) => r.socketWritesPerWorkflow)} | ` +
+        `${some((r) => r.warmThroughput)} | ${some((r) => r.warmCpuMsPerWorkflow, 2)} | ${some((r) => r.warmPeakRssMb, 0)} |`
     )
   }
   lines.push(
     `| Postgres commit ceiling (${options.connections} connections, single-row INSERT per transaction, commits/s) | ` +
-      `${Stats.summary([...ceilingByRep.values()], 0)} | 1 | | | | | | | | | |`
+      `${Stats.summary([...ceilingByRep.values()], 0)} | 1 | | | | | | | | | | | | |`
   )
   return lines.join("\n")
 }
@@ -216,7 +231,8 @@ interface Target {
   readonly what: string
   readonly system: Cell.System
   readonly against: Cell.System
-  readonly figure: (m: Measured) => number
+  /** (undefined: the cell has no such figure, as without the warm burst) */
+  readonly figure: (m: Measured) => number | undefined
   /** met when the ratio of medians is at least (`atLeast`) or at most (`atMost`) this */
   readonly atLeast?: number
   readonly atMost?: number
@@ -252,6 +268,25 @@ const targetList: ReadonlyArray<Target> = [
     against: "durable",
     figure: (m) => m.throughput,
     atLeast: 0.9
+  },
+  // the warm burst's (no target of its own: the targets are the first burst's)
+  {
+    what: "throughput of the warm burst, durable against DBOS",
+    system: "durable",
+    against: "dbos",
+    figure: (m) => m.warmThroughput
+  },
+  {
+    what: "throughput of the warm burst, transactional (body: the statement) against plain activities",
+    system: "durable-tx",
+    against: "durable",
+    figure: (m) => m.warmThroughput
+  },
+  {
+    what: "throughput of the warm burst, transactional (body: an effect) against plain activities",
+    system: "durable-tx-effect",
+    against: "durable",
+    figure: (m) => m.warmThroughput
   }
 ]
 
@@ -265,12 +300,16 @@ export const ratios = (results: ReadonlyArray<Measured>, options: Pick<Options, 
   for (const target of targetList) {
     if (!options.systems.includes(target.system) || !options.systems.includes(target.against)) continue
     const of = (system: Cell.System) => results.filter((r) => r.system === system)
-    const ratio = Stats.median(of(target.system).map(target.figure)) / Stats.median(of(target.against).map(target.figure))
+    const figures = (system: Cell.System) => defined(of(system).map(target.figure))
+    if (figures(target.system).length === 0 || figures(target.against).length === 0) continue
+    const ratio = Stats.median(figures(target.system)) / Stats.median(figures(target.against))
     const perRep: Array<string> = []
     for (let rep = 1; rep <= options.reps; rep++) {
       const a = of(target.system).find((r) => r.rep === rep)
       const b = of(target.against).find((r) => r.rep === rep)
-      if (a !== undefined && b !== undefined) perRep.push(`${(target.figure(a) / target.figure(b)).toFixed(2)}x`)
+      const fa = a === undefined ? undefined : target.figure(a)
+      const fb = b === undefined ? undefined : target.figure(b)
+      if (fa !== undefined && fb !== undefined) perRep.push(`${(fa / fb).toFixed(2)}x`)
     }
     const goal = target.atLeast !== undefined
       ? `target >= ${target.atLeast}x: ${ratio >= target.atLeast ? "met" : "not met"}`

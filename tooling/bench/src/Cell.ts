@@ -19,6 +19,11 @@ export interface Request {
   /** workflows run one after another, afterwards */
   readonly sequential: number
   /**
+   * after those, `n` more started at once (the warm burst): the same process, its code
+   * compiled by now, as a server that has been up a while
+   */
+  readonly warm: boolean
+  /**
    * Connections to Postgres the system may open (the ceiling: the connections it inserts
    * on): duraflow's one pool; DBOS's system pool and its steps' pool, half each
    */
@@ -27,22 +32,31 @@ export interface Request {
 
 export interface Result {
   readonly system: System | "ceiling"
-  /** workflows per second (ceiling: transactions per second) */
+  /** workflows per second (ceiling: transactions per second), the first burst: one warm-up run before it */
   readonly throughput: number
+  /** workflows per second of the warm burst (`Request.warm`; none without it) */
+  readonly warmThroughput?: number | undefined
+  /** node CPU per workflow of the warm burst alone, ms (none without it) */
+  readonly warmCpuMsPerWorkflow?: number | undefined
+  /** peak RSS over the cell's whole life, the warm burst included, MB (none without it; `peakRssMb`: before it) */
+  readonly warmPeakRssMb?: number | undefined
   readonly p50: number
   readonly p99: number
   readonly sequentialP50: number
   readonly peakRssMb: number
-  /** node CPU (user + system) per workflow over both phases, ms */
+  /** node CPU (user + system) per workflow over the first burst and the sequential runs, ms */
   readonly cpuMsPerWorkflow: number
   /**
    * node CPU per run of the sequential phase alone, ms: a run alone waits on its statements
    * one after another, and on the node work between them, which this measures
    */
   readonly cpuMsPerSequentialRun: number
-  /** socket writes (to Postgres; `SocketWrites`) per workflow over both phases */
+  /** socket writes (to Postgres; `SocketWrites`) per workflow over the first burst and the sequential runs */
   readonly socketWritesPerWorkflow: number
+  /** workflows of the first burst and the sequential runs (the figures per workflow above are over these) */
   readonly workflows: number
+  /** the workflows of every phase, the warm burst included (not the warm-up run): commits and Postgres CPU per workflow are over these */
+  readonly workflowsRun: number
 }
 
 export const REQUEST_ENV = "BENCH_CELL"

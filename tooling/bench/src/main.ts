@@ -42,6 +42,9 @@ const options = {
     20,
     "connections to Postgres per cell: duraflow's pool, DBOS's system and steps' pools half each, the ceiling's"
   ),
+  noWarm: Options.boolean("no-warm").pipe(
+    Options.withDescription("skip each cell's warm burst (N more at once after the sequential runs)")
+  ),
   timeout: positive("timeout", 600, "seconds a cell may take before it is killed and the run fails"),
   systems: Options.text("systems").pipe(
     Options.withDefault(Cell.systems.join(",")),
@@ -70,17 +73,19 @@ const bench = Command.make("bench", options, (args) =>
     const print = (line: string) => process.stdout.write(`${line}\n`)
     print(
       `Benchmark: ${args.systems.join(", ")}; ${args.n} started at once, ${args.sequential} sequential, ` +
-        `${args.reps} reps; ${args.connections} connections to Postgres per cell; ` +
+        `${args.reps} reps${args.noWarm ? "" : `, then ${args.n} more at once (warm burst)`}; ` +
+        `${args.connections} connections to Postgres per cell; ` +
         `node ${args.nodeFlags.length > 0 ? args.nodeFlags.join(" ") : "(no flags)"} for every cell`
     )
-    const results = yield* Effect.promise(() => Bench.run(args, print)).pipe(
+    const options: Bench.Options = { ...args, warm: !args.noWarm }
+    const results = yield* Effect.promise(() => Bench.run(options, print)).pipe(
       Effect.onExit((exit) =>
         Exit.isSuccess(exit) ? Effect.void : Effect.promise(() => Bench.dropOwnDatabases(args.databaseUrl).catch(() => undefined))
       )
     )
     print("")
-    print(Bench.table(results, args))
-    const ratios = Bench.ratios(results, args)
+    print(Bench.table(results, options))
+    const ratios = Bench.ratios(results, options)
     if (ratios.length > 0) {
       print("")
       print("Ratios of medians (each rep's own in brackets):")

@@ -1,7 +1,8 @@
 /**
  * One cell of the benchmark, in its own process so that RSS and CPU are this
  * system's alone: read the request from `BENCH_CELL`, run N workflows started at
- * once (after one warm-up run), then `sequential` one after another, check the rows, print one
+ * once (after one warm-up run), then `sequential` one after another, then (`warm`) N more at
+ * once, check the rows, print one
  * `BENCH_RESULT {json}` line and exit.
  */
 import pg from "pg"
@@ -21,16 +22,25 @@ const socketWrites = SocketWrites.install()
 
 const now = () => performance.now()
 
-const measure = async (system: Cell.System, runner: Cell.Runner, n: number, sequential: number) => {
+/** `n` workflows started at once (ids `<prefix>-<i>`): their throughput, latencies and node CPU. */
+const burst = async (runner: Cell.Runner, n: number, prefix: string) => {
   const cpu0 = process.cpuUsage()
-  const writes0 = socketWrites.writes()
   const t0 = now()
   const latencies = await Promise.all(Array.from({ length: n }, async (_, i) => {
     const start = now()
-    await runner.run(`c-${i}`)
+    await runner.run(`${prefix}-${i}`)
     return now() - start
   }))
   const elapsed = (now() - t0) / 1000
+  const cpu = process.cpuUsage(cpu0)
+  return { throughput: n / elapsed, latencies, cpuMs: (cpu.user + cpu.system) / 1000 }
+}
+
+const measure = async (system: Cell.System, runner: Cell.Runner, req: Cell.Request) => {
+  const { n, sequential } = req
+  const cpu0 = process.cpuUsage()
+  const writes0 = socketWrites.writes()
+  const first = await burst(runner, n, "c")
   const cpuAlone0 = process.cpuUsage()
   const single: Array<number> = []
   for (let i = 0; i < sequential; i++) {
@@ -41,16 +51,25 @@ const measure = async (system: Cell.System, runner: Cell.Runner, n: number, sequ
   const cpu = process.cpuUsage(cpu0)
   const cpuAlone = process.cpuUsage(cpuAlone0)
   const writes = socketWrites.writes() - writes0
+  // the same burst again, in a process that has run n + sequential + 1 workflows: its code is
+  // compiled by now (the first burst's node CPU is about half the compiler's and the cold code's)
+  const peakBeforeWarm = peakRss
+  const warm = req.warm ? await burst(runner, n, "w") : undefined
   return {
     system,
-    throughput: n / elapsed,
-    p50: Stats.percentile(latencies, 50),
-    p99: Stats.percentile(latencies, 99),
+    throughput: first.throughput,
+    warmThroughput: warm?.throughput,
+    warmCpuMsPerWorkflow: warm === undefined ? undefined : warm.cpuMs / n,
+    peakRssMb: peakBeforeWarm / 2 ** 20,
+    warmPeakRssMb: warm === undefined ? undefined : Math.max(peakRss, process.memoryUsage.rss()) / 2 ** 20,
+    p50: Stats.percentile(first.latencies, 50),
+    p99: Stats.percentile(first.latencies, 99),
     sequentialP50: Stats.percentile(single, 50),
     cpuMsPerWorkflow: (cpu.user + cpu.system) / 1000 / (n + sequential),
     cpuMsPerSequentialRun: (cpuAlone.user + cpuAlone.system) / 1000 / sequential,
     socketWritesPerWorkflow: writes / (n + sequential),
-    workflows: n + sequential
+    workflows: n + sequential,
+    workflowsRun: n + sequential + (warm === undefined ? 0 : n)
   }
 }
 
@@ -95,7 +114,7 @@ const ceiling = async (req: Cell.Request) => {
   const { rows: [row] } = await pool.query<{ count: number }>("SELECT count(*)::int AS count FROM bench_ceiling")
   await pool.end()
   if (row!.count !== total) throw new Error(`row check failed: ${row!.count} rows, expected ${total}`)
-  return { system: "ceiling" as const, throughput: total / elapsed, p50: 0, p99: 0, sequentialP50: 0, cpuMsPerWorkflow: 0, cpuMsPerSequentialRun: 0, socketWritesPerWorkflow: 0, workflows: 0 }
+  return { system: "ceiling" as const, throughput: total / elapsed, p50: 0, p99: 0, sequentialP50: 0, cpuMsPerWorkflow: 0, cpuMsPerSequentialRun: 0, socketWritesPerWorkflow: 0, workflows: 0, workflowsRun: 0 }
 }
 
 const main = async (req: Cell.Request): Promise<Cell.Result> => {
@@ -106,10 +125,11 @@ const main = async (req: Cell.Request): Promise<Cell.Result> => {
     : await (await import("./DuraflowCell.js")).start(req)
   // one warm-up run (checked with the others): the figures are not the first run's module loading
   await runner.run("warm-up")
-  const figures = await measure(req.system, runner, req.n, req.sequential)
+  const figures = await measure(req.system, runner, req)
   await runner.stop()
-  await checkRows(req.url, req.n + req.sequential + 1, req.system === "durable-tx" || req.system === "durable-tx-effect")
-  return { ...figures, peakRssMb: peakRss / 2 ** 20 }
+  // (the warm-up run too)
+  await checkRows(req.url, figures.workflowsRun + 1, req.system === "durable-tx" || req.system === "durable-tx-effect")
+  return figures
 }
 
 main(request).then(
