@@ -83,6 +83,34 @@ describe("PreparedStatements", () => {
       expect(yield* prepared(sql)).toEqual([])
     }), 60_000)
 
+  it.scoped("a statement whose text grows with its rows takes at most 8 names between its sizes: a statement seen after it is still named", () =>
+    Effect.gen(function*() {
+      const sql = yield* oneSession()
+      // as the runtime's grouped writes: one text per number of rows, all beginning alike (> 256 characters)
+      // (no `*`, which is never named: a line comment)
+      const columns = `(id, n) -- ${"a grouped write, its text as long as a real one's ".repeat(6)}\n`
+      const insertRows = (from: number, rows: number) =>
+        sql.unsafe(
+          `INSERT INTO items ${columns} VALUES ${
+            Array.from({ length: rows }, (_, i) => `($${2 * i + 1}, $${2 * i + 2})`).join(", ")
+          } ON CONFLICT (id) DO UPDATE SET n = items.n + 1`,
+          Array.from({ length: rows }, (_, i) => [from + i, 1]).flat()
+        )
+      // each size sent twice: named at its second send while the family has names left
+      for (let rows = 1; rows <= 12; rows++) {
+        yield* insertRows(100 * rows, rows)
+        yield* insertRows(100 * rows, rows)
+      }
+      const grouped = (yield* prepared(sql)).filter((statement) => statement.includes("a grouped write"))
+      expect(grouped).toHaveLength(8)
+      // every size answered, named or not: each row written twice
+      expect(yield* sql<{ rows: number; twice: number }>`SELECT count(*)::int AS rows,
+        count(*) FILTER (WHERE n = 2)::int AS twice FROM items`).toEqual([{ rows: 78, twice: 78 }])
+      // the names left are for the statements that come after
+      yield* Effect.forEach([1, 1], (id) => upsert(sql, id))
+      expect((yield* prepared(sql)).filter((statement) => statement.includes("RETURNING n"))).toHaveLength(1)
+    }), 60_000)
+
   it.scoped("in a transaction, a lost prepared statement fails the statement (the transaction is aborted), and the retry answers", () =>
     Effect.gen(function*() {
       const sql = yield* oneSession()

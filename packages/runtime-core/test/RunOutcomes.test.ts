@@ -92,6 +92,27 @@ describe("RunOutcomes", () => {
         expect(Option.getOrThrow(yield* Effect.serviceOption(RunOutcomes)).size).toEqual({ requests: 0, pending: 0 })
       }))
 
+    it.effect("a burst of runs beyond the bound of runs in flight leaves nothing noted in the process", () =>
+      Effect.gen(function*() {
+        // 250 at once against the default bound of 100: the first hundred go to their entities at
+        // once (deliverLocal), the rest through the storage read, which also returns starts of
+        // runs already executing; each noted start is cleared by its execution or its reply
+        const results = yield* Effect.forEach(
+          Array.from({ length: 250 }, (_, i) => `burst-${i}`),
+          (id) => Succeeds.execute({ id }),
+          { concurrency: "unbounded" }
+        )
+        expect(results.every((n) => n === 42)).toBe(true)
+        const outcomes = Option.getOrThrow(yield* Effect.serviceOption(RunOutcomes))
+        // (a reply's clearing runs just after the reply is saved, beside its caller's resumption)
+        yield* Eventually.until(
+          Effect.sync(() => outcomes.size.requests === 0 && outcomes.size.pending === 0),
+          "every noted start cleared",
+          { timeout: "5 seconds" }
+        ).pipe(Effect.catchAllDefect(() => Effect.void))
+        expect(outcomes.size).toEqual({ requests: 0, pending: 0 })
+      }))
+
     it.effect("a run started here runs its first step without waiting for the ledger's running write; its outcome lands after it", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

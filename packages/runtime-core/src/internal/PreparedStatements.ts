@@ -18,6 +18,13 @@
  *   may hold several statements, which cannot be prepared);
  * - at most `maxStatements` texts per pool (each connection holds a plan per
  *   name), and none longer than `maxTextLength`;
+ * - at most `maxPerFamily` names between texts that begin alike (the same
+ *   first `familyPrefix` characters): a statement built per call, whose text
+ *   grows with its rows (the runtime's grouped writes: a group of k replies is
+ *   one text per k), would otherwise take every name in a few minutes of load
+ *   (16 of the first 27 in three bursts of 1000 runs), and no statement seen
+ *   after it would be named; nor are such texts counted any more once their
+ *   family has its names;
  * - no text with a `*`: a `SELECT *` or `RETURNING *` prepared before a
  *   migration adds a column would fail ("cached plan must not change result
  *   type", 0A000); texts naming their columns are re-planned by Postgres after
@@ -43,6 +50,10 @@ export interface Options {
   readonly threshold?: number | undefined
   /** Longest text named, in characters. */
   readonly maxTextLength?: number | undefined
+  /** Most names between texts whose first `familyPrefix` characters are the same. */
+  readonly maxPerFamily?: number | undefined
+  /** How many characters make a text's family. */
+  readonly familyPrefix?: number | undefined
 }
 
 /** Texts counted but not named yet, at most (counting restarts beyond it: texts built per call never pile up). */
@@ -52,14 +63,20 @@ const maxCounted = 4096
 export class Registry {
   private readonly counted = new Map<string, number>()
   private readonly names = new Map<string, string>()
+  /** Names given per family (texts longer than `familyPrefix` only: a shorter text is a family of one). */
+  private readonly families = new Map<string, number>()
   readonly maxStatements: number
   readonly threshold: number
   readonly maxTextLength: number
+  readonly maxPerFamily: number
+  readonly familyPrefix: number
 
   constructor(options?: Options) {
     this.maxStatements = options?.maxStatements ?? 64
     this.threshold = options?.threshold ?? 2
     this.maxTextLength = options?.maxTextLength ?? 16_384
+    this.maxPerFamily = options?.maxPerFamily ?? 8
+    this.familyPrefix = options?.familyPrefix ?? 256
   }
 
   /** The name `text` goes by, once it has been sent often enough; undefined: send it unnamed. */
@@ -67,6 +84,8 @@ export class Registry {
     const named = this.names.get(text)
     if (named !== undefined) return named
     if (this.names.size >= this.maxStatements || text.length > this.maxTextLength || text.includes("*")) return undefined
+    const family = text.length > this.familyPrefix ? text.slice(0, this.familyPrefix) : undefined
+    if (family !== undefined && (this.families.get(family) ?? 0) >= this.maxPerFamily) return undefined
     const count = (this.counted.get(text) ?? 0) + 1
     if (count < this.threshold) {
       if (this.counted.size >= maxCounted) this.counted.clear()
@@ -76,6 +95,7 @@ export class Registry {
     this.counted.delete(text)
     const name = `duraflow_${this.names.size + 1}`
     this.names.set(text, name)
+    if (family !== undefined) this.families.set(family, (this.families.get(family) ?? 0) + 1)
     return name
   }
 }
