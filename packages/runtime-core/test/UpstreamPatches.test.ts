@@ -22,7 +22,7 @@ import {
 } from "@effect/cluster"
 import type { ShardId } from "@effect/cluster/ShardId"
 import { Rpc } from "@effect/rpc"
-import { Activity, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
+import { Activity, DurableClock, DurableDeferred, Workflow, WorkflowEngine } from "@effect/workflow"
 import {
   Cause,
   Context,
@@ -70,6 +70,22 @@ describe("patches/@effect__workflow@0.19.1.patch", () => {
     expect(Activity.make({ name: "c", success: Schema.String, execute: Effect.succeed("") }).exitSchema)
       .not.toBe(make().exitSchema)
   })
+
+  it("DurableDeferred.make shares one exit schema per (success, error) pair too: every durable sleep makes its clock's deferred", () => {
+    const clock = () => DurableClock.make({ name: "nap", duration: "1 hour" }).deferred.exitSchema
+    expect(clock()).toBe(clock())
+    const approval = () => DurableDeferred.make("approval", { success: Schema.String, error: Schema.Number }).exitSchema
+    expect(approval()).toBe(approval())
+    expect(approval()).not.toBe(clock())
+  })
+
+  it.effect("a shared deferred exit schema still decodes each deferred's own result", () =>
+    Effect.gen(function*() {
+      const decode = Schema.decode(DurableDeferred.make("d", { success: Schema.NumberFromString }).exitSchema)
+      expect(yield* decode(Exit.succeed("3"))).toEqual(Exit.succeed(3))
+      expect(yield* Schema.decode(DurableClock.make({ name: "n", duration: "1 hour" }).deferred.exitSchema)(Exit.void))
+        .toEqual(Exit.void)
+    }))
 
   it.effect("the shared exit schema still decodes each activity's own result", () =>
     Effect.gen(function*() {
