@@ -6,6 +6,7 @@
  * the markdown table at the end.
  */
 import { spawn } from "node:child_process"
+import { Predicate } from "effect"
 import pg from "pg"
 import * as Cell from "./Cell.js"
 import * as CellBuild from "./CellBuild.js"
@@ -151,10 +152,10 @@ export const progressLine = (m: Measured, reps: number, ceiling: number | undefi
       `  peak RSS ${m.peakRssMb.toFixed(0)} MB  CPU ${m.cpuMsPerWorkflow.toFixed(2)} ms/wf` +
       (m.postgresCpuMsPerWorkflow === undefined ? "" : ` (Postgres ${m.postgresCpuMsPerWorkflow.toFixed(2)})`) +
       `  commits ${m.commitsPerWorkflow.toFixed(1)}/wf  socket writes ${m.socketWritesPerWorkflow.toFixed(1)}/wf` +
-      (m.warmThroughput === undefined
+      (m.warm === undefined
         ? ""
-        : `  warm burst ${m.warmThroughput.toFixed(1)} wf/s (CPU ${(m.warmCpuMsPerWorkflow ?? Number.NaN).toFixed(2)} ms/wf,` +
-          ` peak RSS ${(m.warmPeakRssMb ?? Number.NaN).toFixed(0)} MB)`) +
+        : `  warm burst ${m.warm.throughput.toFixed(1)} wf/s (CPU ${m.warm.cpuMsPerWorkflow.toFixed(2)} ms/wf,` +
+          ` peak RSS ${m.warm.peakRssMb.toFixed(0)} MB)`) +
       "  rows ok"
 
 /**
@@ -190,9 +191,6 @@ export const run = async (options: Options, print: (line: string) => void): Prom
   return results
 }
 
-const defined = (values: ReadonlyArray<number | undefined>): Array<number> =>
-  values.filter((v): v is number => v !== undefined)
-
 /** The markdown table: one row per system, each figure the median (min-max) over reps. */
 export const table = (results: ReadonlyArray<Measured>, options: Options): string => {
   const ceilingByRep = new Map(results.filter((r) => r.system === "ceiling").map((r) => [r.rep, r.throughput]))
@@ -207,7 +205,8 @@ export const table = (results: ReadonlyArray<Measured>, options: Options): strin
     const rs = results.filter((r) => r.system === system)
     const col = (f: (r: Measured) => number, digits = 1) => Stats.summary(rs.map(f), digits)
     // a figure only some cells have (the warm burst's): "-" for none
-    const some = (f: (r: Measured) => number | undefined, digits = 1) => Stats.summary(defined(rs.map(f)), digits)
+    const some = (f: (r: Measured) => number | undefined, digits = 1) =>
+      Stats.summary(rs.map(f).filter(Predicate.isNotUndefined), digits)
     lines.push(
       `| ${Cell.systemLabels[system]} | ${col((r) => r.throughput)} | ` +
         `${col((r) => r.throughput / (ceilingByRep.get(r.rep) ?? Number.NaN), 3)} | ${col((r) => r.p50, 0)} | ` +
@@ -216,7 +215,7 @@ export const table = (results: ReadonlyArray<Measured>, options: Options): strin
         `${col((r) => r.cpuMsPerWorkflow, 2)} | ` +
         `${some((r) => r.postgresCpuMsPerWorkflow, 2)} | ` +
         `${col((r) => r.commitsPerWorkflow)} | ${col((r) => r.socketWritesPerWorkflow)} | ` +
-        `${some((r) => r.warmThroughput)} | ${some((r) => r.warmCpuMsPerWorkflow, 2)} | ${some((r) => r.warmPeakRssMb, 0)} |`
+        `${some((r) => r.warm?.throughput)} | ${some((r) => r.warm?.cpuMsPerWorkflow, 2)} | ${some((r) => r.warm?.peakRssMb, 0)} |`
     )
   }
   lines.push(
@@ -274,19 +273,19 @@ const targetList: ReadonlyArray<Target> = [
     what: "throughput of the warm burst, durable against DBOS",
     system: "durable",
     against: "dbos",
-    figure: (m) => m.warmThroughput
+    figure: (m) => m.warm?.throughput
   },
   {
     what: "throughput of the warm burst, transactional (body: the statement) against plain activities",
     system: "durable-tx",
     against: "durable",
-    figure: (m) => m.warmThroughput
+    figure: (m) => m.warm?.throughput
   },
   {
     what: "throughput of the warm burst, transactional (body: an effect) against plain activities",
     system: "durable-tx-effect",
     against: "durable",
-    figure: (m) => m.warmThroughput
+    figure: (m) => m.warm?.throughput
   }
 ]
 
@@ -300,7 +299,7 @@ export const ratios = (results: ReadonlyArray<Measured>, options: Pick<Options, 
   for (const target of targetList) {
     if (!options.systems.includes(target.system) || !options.systems.includes(target.against)) continue
     const of = (system: Cell.System) => results.filter((r) => r.system === system)
-    const figures = (system: Cell.System) => defined(of(system).map(target.figure))
+    const figures = (system: Cell.System) => of(system).map(target.figure).filter(Predicate.isNotUndefined)
     if (figures(target.system).length === 0 || figures(target.against).length === 0) continue
     const ratio = Stats.median(figures(target.system)) / Stats.median(figures(target.against))
     const perRep: Array<string> = []

@@ -34,12 +34,8 @@ export interface Result {
   readonly system: System | "ceiling"
   /** workflows per second (ceiling: transactions per second), the first burst: one warm-up run before it */
   readonly throughput: number
-  /** workflows per second of the warm burst (`Request.warm`; none without it) */
-  readonly warmThroughput?: number | undefined
-  /** node CPU per workflow of the warm burst alone, ms (none without it) */
-  readonly warmCpuMsPerWorkflow?: number | undefined
-  /** peak RSS over the cell's whole life, the warm burst included, MB (none without it; `peakRssMb`: before it) */
-  readonly warmPeakRssMb?: number | undefined
+  /** the warm burst's figures (`Request.warm`; none without it) */
+  readonly warm?: Warm | undefined
   readonly p50: number
   readonly p99: number
   readonly sequentialP50: number
@@ -57,6 +53,16 @@ export interface Result {
   readonly workflows: number
   /** the workflows of every phase, the warm burst included (not the warm-up run): commits and Postgres CPU per workflow are over these */
   readonly workflowsRun: number
+}
+
+/** The warm burst's figures (`Request.warm`). */
+export interface Warm {
+  /** workflows per second */
+  readonly throughput: number
+  /** node CPU per workflow of the warm burst alone, ms */
+  readonly cpuMsPerWorkflow: number
+  /** peak RSS over the cell's whole life, the warm burst included, MB (`Result.peakRssMb`: before it) */
+  readonly peakRssMb: number
 }
 
 export const REQUEST_ENV = "BENCH_CELL"

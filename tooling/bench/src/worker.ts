@@ -58,10 +58,12 @@ const measure = async (system: Cell.System, runner: Cell.Runner, req: Cell.Reque
   return {
     system,
     throughput: first.throughput,
-    warmThroughput: warm?.throughput,
-    warmCpuMsPerWorkflow: warm === undefined ? undefined : warm.cpuMs / n,
+    warm: warm === undefined ? undefined : {
+      throughput: warm.throughput,
+      cpuMsPerWorkflow: warm.cpuMs / n,
+      peakRssMb: Math.max(peakRss, process.memoryUsage.rss()) / 2 ** 20
+    },
     peakRssMb: peakBeforeWarm / 2 ** 20,
-    warmPeakRssMb: warm === undefined ? undefined : Math.max(peakRss, process.memoryUsage.rss()) / 2 ** 20,
     p50: Stats.percentile(first.latencies, 50),
     p99: Stats.percentile(first.latencies, 99),
     sequentialP50: Stats.percentile(single, 50),
