@@ -262,8 +262,6 @@ const committingWith = <A, E, R>(
       ))
   })
 
-const commit = StatementBatch.bare("COMMIT")
-
 /**
  * The body on `conn` (BEGIN with its first statement), then `last` with
  * COMMIT, or ROLLBACK; then `release`, `broken` when a ROLLBACK failed (the
@@ -290,7 +288,7 @@ const inTransaction = <A, E, R>(
     if (!transaction.begun()) {
       return statement === undefined ? Effect.succeed(a) : Effect.as(conn.execute(statement.text, statement.values, undefined), a)
     }
-    if (held !== undefined) return held.finish(statement === undefined ? [commit] : [statement, commit], a)
+    if (held !== undefined) return held.finish(statement === undefined ? [StatementBatch.commit] : [statement, StatementBatch.commit], a)
     const inlined = statement === undefined ? undefined : PgLiterals.inline(statement.text, statement.values)
     return Effect.as(
       statement !== undefined && inlined === undefined

@@ -113,6 +113,38 @@ describe("StatementBatch", () => {
       expect(yield* ids(client)).toEqual([{ id: 1, n: 3 }, { id: 2, n: 2 }])
     }), 60_000)
 
+  it.scoped("BEGIN and COMMIT are named once per session and not described; a step whose rows are not read answers none", () =>
+    Effect.gen(function*() {
+      const client = yield* session
+      const quiet = (step: StatementBatch.Step): StatementBatch.Step => ({ ...step, rows: false })
+      const first = yield* send(client, [StatementBatch.begin, insert(1, 1), quiet(bump(1)), StatementBatch.commit])
+      expect(first.error).toBeUndefined()
+      expect(first.rows).toEqual([[], [{ id: 1, n: 1 }], [], []])
+      // named by their own names, parsed once: sent again (twice in one batch), nothing is parsed twice
+      expect(yield* prepared(client)).toEqual(["BEGIN", "COMMIT", bump(1).text, insert(1, 1).text].sort())
+      const again = yield* send(client, [
+        StatementBatch.begin,
+        quiet(bump(1)),
+        StatementBatch.commit,
+        StatementBatch.begin,
+        quiet(insert(2, 1)),
+        StatementBatch.commit
+      ])
+      expect(again.error).toBeUndefined()
+      // an INSERT ... RETURNING not described answers no rows, though it wrote its row
+      expect(again.rows).toEqual([[], [], [], [], [], []])
+      expect(yield* ids(client)).toEqual([{ id: 1, n: 3 }, { id: 2, n: 1 }])
+      expect(yield* prepared(client)).toHaveLength(4)
+      // a session that lost them fails once, then sends them unnamed
+      yield* query(client, "DISCARD ALL")
+      const lost = yield* send(client, [StatementBatch.begin, quiet(bump(2)), StatementBatch.commit])
+      expect(lost.error?.code).toBe("26000")
+      const unnamed = yield* send(client, [StatementBatch.begin, quiet(bump(2)), StatementBatch.commit])
+      expect(unnamed.error).toBeUndefined()
+      expect(yield* ids(client)).toEqual([{ id: 1, n: 3 }, { id: 2, n: 2 }])
+      expect(yield* prepared(client)).toEqual([])
+    }), 60_000)
+
   it.scoped("a statement that does not parse fails its batch at once; the names after it are parsed when next sent", () =>
     Effect.gen(function*() {
       const client = yield* session

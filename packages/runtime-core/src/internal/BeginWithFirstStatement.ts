@@ -50,7 +50,6 @@ export const inlined = (conn: Connection): Open => (sql, params) => {
   return conn.executeUnprepared(`BEGIN;\n${text}`, [], undefined) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
 }
 
-const begin = StatementBatch.bare("BEGIN")
 
 /**
  * `BEGIN` and the statement as one batch of `held`'s (it may go with another
@@ -59,7 +58,7 @@ const begin = StatementBatch.bare("BEGIN")
  */
 export const batched = (held: PoolConnection.Held): Open => (sql, params) =>
   StatementBatch.isStep(sql, params)
-    ? held.open([begin, { text: sql, values: params }])
+    ? held.open([StatementBatch.begin, { text: sql, values: params }])
     : undefined
 
 /** A transaction on `conn` whose BEGIN `open` sends with its first statement (by default `inlined`). */

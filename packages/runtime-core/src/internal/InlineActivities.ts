@@ -320,7 +320,9 @@ export const layer = (
               lookup: recorded(executionId, activity.name, attempt),
               exitRow: (encodedExit) => ({
                 text: insertExitRow,
-                values: [executionId, activity.name, attempt, JSON.stringify(encodedExit), startedAt.toISOString()]
+                values: [executionId, activity.name, attempt, JSON.stringify(encodedExit), startedAt.toISOString()],
+                // (it returns none: not described)
+                rows: false
               }),
               recorded: false
             })

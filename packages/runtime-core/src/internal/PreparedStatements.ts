@@ -132,6 +132,16 @@ export const nameOn = (client: pg.ClientBase, text: string, valueCount: number):
   return name === undefined || session.unusable.has(name) ? undefined : name
 }
 
+/**
+ * `name` on `client`, for a statement a caller names itself (`StatementBatch.bare`),
+ * if the client names statements (a `Database` pool's, `preparedStatements` on) and
+ * its session may still use the name (`undefined`: send it unnamed).
+ */
+export const fixedNameOn = (client: pg.ClientBase, name: string): string | undefined => {
+  const session = sessions.get(client)
+  return session === undefined || session.unusable.has(name) ? undefined : name
+}
+
 /** `client`'s session does not have `name` (any more): not used again on it. */
 export const unusableOn = (client: pg.ClientBase, name: string): void => {
   sessions.get(client)?.unusable.add(name)

@@ -1,7 +1,7 @@
 /**
  * Several statements in ONE round trip over the extended protocol: for each,
  * Parse (unless the connection has its name parsed already), Bind, Describe
- * and Execute; then one Sync. Postgres runs them in order as one implicit
+ * (unless no one reads its rows) and Execute; then one Sync. Postgres runs them in order as one implicit
  * transaction (both commit, or neither does) unless they hold their own
  * `BEGIN`/`COMMIT`; after an error it skips the rest up to the Sync.
  *
@@ -26,10 +26,32 @@ import * as PreparedStatements from "./PreparedStatements.js"
 export interface Step {
   readonly text: string
   readonly values: ReadonlyArray<unknown>
+  /**
+   * Whether its rows are read (by default they are). A statement whose rows
+   * no one reads (`BEGIN`, an exit row's INSERT) need not be described: one
+   * message less each way. Its result then has no rows, whatever it returns.
+   */
+  readonly rows?: boolean | undefined
+  /**
+   * The name it goes by on every session that names statements (a constant
+   * text known to be one statement: `begin`, `commit`), parsed once per
+   * session; otherwise it is named as `PreparedStatements` says.
+   */
+  readonly name?: string | undefined
 }
 
-/** A step without parameters (`BEGIN`, `COMMIT`). */
+/** A step without parameters (a text that is one statement), parsed each time it is sent. */
 export const bare = (text: string): Step => ({ text, values: [] })
+
+/**
+ * `BEGIN` and `COMMIT` of a transaction's batches: no parameters, no rows, so
+ * named once per session (parsed once) and not described, a Bind and an
+ * Execute each. A relayed batch of a transactional step (exit row, COMMIT,
+ * BEGIN, first statement) was 30 protocol messages (both ways) with them parsed
+ * and described each time; it is 20 (the exit row is not described either: `rows`).
+ */
+export const begin: Step = { text: "BEGIN", values: [], rows: false, name: "duraflow_begin" }
+export const commit: Step = { text: "COMMIT", values: [], rows: false, name: "duraflow_commit" }
 
 /**
  * Whether a statement can be a batch's step: the extended protocol takes one
@@ -57,6 +79,7 @@ type Callback = (error: Error | undefined, results: unknown) => void
 // (constructed from the text and the callback: pg copies a config object's every property)
 const QueryBase = pg.Query as unknown as new(text: string, callback: Callback) => {
   handleCommandComplete(message: unknown, connection: unknown): void
+  handleDataRow(message: unknown): void
   handleError(error: Error, connection: unknown): void
   handleReadyForQuery(connection: unknown): void
 }
@@ -97,14 +120,16 @@ class Batch extends QueryBase {
     connection.stream.cork?.()
     try {
       for (const [i, step] of this.steps.entries()) {
-        const name = PreparedStatements.nameOn(this.client, step.text, step.values.length) ?? ""
+        const name = (step.name !== undefined
+          ? PreparedStatements.fixedNameOn(this.client, step.name)
+          : PreparedStatements.nameOn(this.client, step.text, step.values.length)) ?? ""
         if (name === "" || (connection.parsedStatements[name] === undefined && !this.named.has(name))) {
           connection.parse({ text: step.text, name, types: [] })
           this.parsing.push(name)
         }
         if (name !== "") this.named.set(name, step.text)
         connection.bind({ portal: "", statement: name, values: bound[i]! })
-        connection.describe({ type: "P", name: "" })
+        if (step.rows !== false) connection.describe({ type: "P", name: "" })
         connection.execute({ portal: "", rows: 0 })
       }
       connection.sync()
@@ -117,6 +142,12 @@ class Batch extends QueryBase {
       connection.stream.uncork?.()
     }
     return null
+  }
+
+  override handleDataRow(message: unknown) {
+    // a row of a statement not described (`rows: false`) has no fields to be read by: dropped
+    if (this.steps[this.completed]?.rows === false) return
+    super.handleDataRow(message)
   }
 
   override handleCommandComplete(message: unknown, connection: unknown) {
