@@ -969,3 +969,49 @@ describe("patches/effect@3.22.4.patch (a fiber's refs copied on write, contexts 
       expect(span.links.map((link) => link.span)).toEqual([linked])
     }))
 })
+
+describe("patches/effect@3.22.4.patch (contexts and fiber refs copied without iterating)", () => {
+  /** `f`'s result, and how often it iterated a Map (`new Map(map)` does: a [key, value] array per entry). */
+  const counted = <A>(f: () => A): { readonly result: A; readonly iterations: number } => {
+    const prototype = Map.prototype as unknown as { [Symbol.iterator]: () => Iterator<unknown> }
+    const iterate = prototype[Symbol.iterator]
+    let iterations = 0
+    prototype[Symbol.iterator] = function(this: Map<unknown, unknown>) {
+      iterations++
+      return iterate.call(this)
+    }
+    try {
+      const result = f()
+      return { result, iterations }
+    } finally {
+      prototype[Symbol.iterator] = iterate
+    }
+  }
+
+  const A = Context.GenericTag<"A", number>("A")
+  const B = Context.GenericTag<"B", string>("B")
+  const C = Context.GenericTag<"C", boolean>("C")
+
+  it("Context.add and Context.merge copy the services without iterating the Map; the copy is the same, in order", () => {
+    const base = Context.make(A, 1).pipe(Context.add(B, "b"))
+    const { iterations, result: [added, merged] } = counted(() =>
+      [Context.add(base, C, true), Context.merge(base, Context.make(A, 2))] as const
+    )
+    expect(iterations).toBe(0)
+    expect([...added.unsafeMap.keys()]).toEqual(["A", "B", "C"])
+    expect(Context.get(added, C)).toBe(true)
+    expect(Context.get(merged, A)).toBe(2)
+    expect(Context.get(merged, B)).toBe("b")
+    // the source is left as it was
+    expect([...base.unsafeMap.keys()]).toEqual(["A", "B"])
+  })
+
+  it.effect("provideService in a fiber copies its context without iterating; the service is seen inside and gone after", () =>
+    Effect.gen(function*() {
+      const inner = Effect.provideService(Effect.map(Effect.context<never>(), (context) => Context.getOption(context, A)), A, 7)
+      const { iterations, result } = counted(() => Effect.runSync(inner))
+      expect(iterations).toBe(0)
+      expect(result).toEqual(Option.some(7))
+      expect(Context.getOption(yield* Effect.context<never>(), A)).toEqual(Option.none())
+    }))
+})
