@@ -1015,3 +1015,30 @@ describe("patches/effect@3.22.4.patch (contexts and fiber refs copied without it
       expect(Context.getOption(yield* Effect.context<never>(), A)).toEqual(Option.none())
     }))
 })
+
+describe("patches: objects made from a prototype, not a literal spreading CommitPrototype (V8's slow path)", () => {
+  it.effect("effect: a Deferred's own properties are its state and blockingOn; it is still an Effect that awaits it", () =>
+    Effect.gen(function*() {
+      const deferred = yield* Deferred.make<number>()
+      expect(Object.keys(deferred)).toEqual(["state", "blockingOn"])
+      expect(Effect.isEffect(deferred)).toBe(true)
+      expect(Equal.equals(deferred, deferred)).toBe(true)
+      expect(Equal.equals(deferred, yield* Deferred.make<number>())).toBe(false)
+      yield* Effect.fork(Deferred.succeed(deferred, 42))
+      // awaited through its commit, inherited
+      expect(yield* deferred).toBe(42)
+      expect(yield* Deferred.await(deferred)).toBe(42)
+    }))
+
+  it("@effect/workflow: an activity's own properties are its fields; it still runs its effect", () => {
+    const activity = Activity.make({ name: "own", success: Schema.Number, execute: Effect.succeed(1) })
+    expect(Object.keys(activity).sort()).toEqual(
+      ["commit", "errorSchema", "execute", "executeEncoded", "exitSchema", "name", "successSchema"]
+    )
+    expect(Effect.isEffect(activity)).toBe(true)
+    expect(activity.name).toBe("own")
+    // (outside a workflow: its fields alone, the engine's part is tested above)
+    expect(Effect.runSync(activity.execute as Effect.Effect<number>)).toBe(1)
+    expect(Effect.runSync(activity.executeEncoded as Effect.Effect<unknown>)).toBe(1)
+  })
+})
