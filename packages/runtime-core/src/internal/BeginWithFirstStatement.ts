@@ -50,7 +50,6 @@ export const inlined = (conn: Connection): Open => (sql, params) => {
   return conn.executeUnprepared(`BEGIN;\n${text}`, [], undefined) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
 }
 
-
 /**
  * `BEGIN` and the statement as one batch of `held`'s (it may go with another
  * transaction's COMMIT: `PoolConnection.Held.open`), if the statement can

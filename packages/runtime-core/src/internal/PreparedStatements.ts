@@ -133,7 +133,7 @@ export const nameOn = (client: pg.ClientBase, text: string, valueCount: number):
 }
 
 /**
- * `name` on `client`, for a statement a caller names itself (`StatementBatch.bare`),
+ * `name` on `client`, for a statement a caller names itself (`StatementBatch.begin`, `commit`),
  * if the client names statements (a `Database` pool's, `preparedStatements` on) and
  * its session may still use the name (`undefined`: send it unnamed).
  */

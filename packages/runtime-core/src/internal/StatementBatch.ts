@@ -1,9 +1,10 @@
 /**
  * Several statements in ONE round trip over the extended protocol: for each,
  * Parse (unless the connection has its name parsed already), Bind, Describe
- * (unless no one reads its rows) and Execute; then one Sync. Postgres runs them in order as one implicit
- * transaction (both commit, or neither does) unless they hold their own
- * `BEGIN`/`COMMIT`; after an error it skips the rest up to the Sync.
+ * (unless no one reads its rows) and Execute; then one Sync. Postgres runs
+ * them in order as one implicit transaction (both commit, or neither does)
+ * unless they hold their own `BEGIN`/`COMMIT`; after an error it skips the
+ * rest up to the Sync.
  *
  * Why not one simple-protocol query (`a;\nb`)? That takes no parameters, so
  * every value would be written into the text as a literal and the text could
@@ -40,7 +41,7 @@ export interface Step {
   readonly name?: string | undefined
 }
 
-/** A step without parameters (a text that is one statement), parsed each time it is sent. */
+/** A step without parameters (a text that is one statement), parsed and described each time it is sent. */
 export const bare = (text: string): Step => ({ text, values: [] })
 
 /**
