@@ -196,6 +196,81 @@ describe("PoolConnection", () => {
       expect(p.idleCount).toBe(1)
     }), 60_000)
 
+  describe("batchOnce (a lone transactional step's one query)", () => {
+    it.scopedLive("one batch on a connection taken for it and given back; a failed statement rolls the batch back and leaves the connection usable", () =>
+      Effect.gen(function*() {
+        const { pool: p } = yield* testPool("pool_connection", 2)
+        yield* Effect.promise(() => p.query("CREATE TABLE t (id int PRIMARY KEY)"))
+        const rows = yield* PoolConnection.batchOnce(p, [
+          { text: "INSERT INTO t VALUES ($1) RETURNING id", values: [1] },
+          { text: "INSERT INTO t VALUES ($1)", values: [2], rows: false }
+        ])
+        expect(rows).toEqual([[{ id: 1 }], []])
+        expect(p.totalCount).toBe(1)
+        expect(p.idleCount).toBe(1)
+        // the second statement fails: the first is rolled back with it (one implicit transaction)
+        const error = yield* Effect.flip(PoolConnection.batchOnce(p, [
+          { text: "INSERT INTO t VALUES ($1)", values: [3] },
+          { text: "INSERT INTO t VALUES ($1)", values: [1] }
+        ]))
+        expect(error._tag).toBe("SqlError")
+        expect((error.cause as { code?: string }).code).toBe("23505")
+        expect((yield* Effect.promise(() => p.query("SELECT id FROM t ORDER BY id"))).rows).toEqual([{ id: 1 }, { id: 2 }])
+        // a statement's error is no reason to drop the session
+        expect(p.totalCount).toBe(1)
+        expect(p.idleCount).toBe(1)
+      }), 60_000)
+
+    it.scopedLive("interrupted while waiting for the pool: nothing is sent, and the connection goes back when it comes", () =>
+      Effect.gen(function*() {
+        const { pool: p } = yield* testPool("pool_connection", 1)
+        yield* Effect.promise(() => p.query("CREATE TABLE t (id int PRIMARY KEY)"))
+        const holder = yield* Effect.promise(() => p.connect())
+        const waiting = yield* Effect.fork(PoolConnection.batchOnce(p, [{ text: "INSERT INTO t VALUES ($1)", values: [1] }]))
+        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "the batch waits for the pool")
+        expect(Exit.isInterrupted(yield* Fiber.interrupt(waiting))).toBe(true)
+        holder.release()
+        yield* Eventually.until(Effect.sync(() => p.idleCount === 1), "the connection is back in the pool")
+        expect(p.waitingCount).toBe(0)
+        expect((yield* Effect.promise(() => p.query("SELECT id FROM t"))).rows).toEqual([])
+      }), 60_000)
+
+    it.scopedLive("its connection goes to a transaction waiting for one, as a hold's release gives it", () =>
+      Effect.gen(function*() {
+        const { pool: p } = yield* testPool("pool_connection", 1)
+        yield* Effect.promise(() => p.query("CREATE TABLE t (id int PRIMARY KEY)"))
+        // the batch waits on a lock the test holds, so that a transaction can queue behind it
+        const gate = new pg.Client({ connectionString: (p.options as { connectionString: string }).connectionString })
+        yield* Effect.acquireRelease(Effect.promise(() => gate.connect()), () => Effect.promise(() => gate.end()))
+        yield* Effect.promise(() => gate.query("SELECT pg_advisory_lock(7)"))
+        const lone = yield* Effect.fork(PoolConnection.batchOnce(p, [
+          { text: "SELECT pg_advisory_xact_lock($1)", values: [7], rows: false },
+          { text: "INSERT INTO t VALUES ($1)", values: [1], rows: false }
+        ]))
+        yield* Eventually.until(Effect.sync(() => p.idleCount === 0 && p.totalCount === 1), "the batch has the connection")
+        const held = PoolConnection.make(p)
+        const opening = yield* Effect.fork(held.open(batch("BEGIN;\nINSERT INTO t VALUES (2) RETURNING id")))
+        yield* Eventually.until(Effect.sync(() => p.waitingCount === 1), "the transaction waits for the pool")
+        let released = 0
+        p.on("release", () => released++)
+        yield* Effect.promise(() => gate.query("SELECT pg_advisory_unlock(7)"))
+        expect(yield* Fiber.join(lone)).toEqual([[], []])
+        // handed over without going back to the pool: the transaction's request left its queue
+        expect(yield* Fiber.join(opening)).toEqual([[], [{ id: 2 }]])
+        expect(released).toBe(0)
+        expect(p.waitingCount).toBe(0)
+        yield* held.finish(batch("COMMIT"))
+        held.release()
+        expect((yield* Effect.promise(() => p.query("SELECT id FROM t ORDER BY id"))).rows).toEqual([{ id: 1 }, { id: 2 }])
+      }), 60_000)
+
+    it.scopedLive("interrupted in flight: cancelled on the server, and its connection destroyed, so a late cancel reaches no other statement", () =>
+      Effect.gen(function*() {
+        const b = yield* lateCancel((p) => Effect.succeed((text: string) => PoolConnection.batchOnce(p, batch(text))))
+        expect(b).toEqual(Exit.succeed([{ pg_sleep: "", statement: "b" }]))
+      }), 60_000)
+  })
+
   describe("the relay", () => {
     /** A pool of `max` connections (one by default) recording every query, with a table `t` (id int PRIMARY KEY). */
     const relayPoolOf = (max: number) => Effect.gen(function*() {

@@ -97,13 +97,7 @@ export const commit = (
 ): Effect.Effect<void, SqlError> => {
   const pool = PgPool.of(sql)
   const sent: Effect.Effect<unknown, SqlError> = Effect.suspend(() => {
-    if (pool !== undefined) {
-      const held = PoolConnection.make(pool)
-      return Effect.ensuring(
-        held.batch([{ text: statement.sql, values: statement.params }, exitRow]),
-        Effect.sync(() => held.release())
-      )
-    }
+    if (pool !== undefined) return PoolConnection.batchOnce(pool, [{ text: statement.sql, values: statement.params }, exitRow])
     const exitText = PgLiterals.inline(exitRow.text, exitRow.values)
     // (an exit row's values are text and numbers: always inlinable; else two statements in a transaction)
     if (statement.inlined === undefined || exitText === undefined) {

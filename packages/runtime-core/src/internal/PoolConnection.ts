@@ -25,6 +25,9 @@
  * exit row with `COMMIT`); the last can carry the next transaction's first
  * (`open` and `finish`: `TransactionRelay`), which waits for it briefly when
  * one is to come, even while a connection is idle.
+ *
+ * A step whose body is one statement sends one query and needs no hold:
+ * `batchOnce` takes a connection, sends the batch and gives it back.
  */
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -311,18 +314,81 @@ export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): H
       if (c === undefined) return
       c.off("error", onError)
       // an error, a state not known (a failed ROLLBACK), or a cancel that may still land: destroyed, not reused
-      const bad = reported ?? (broken === true
-        ? new Error("connection state unknown")
-        : cancelled
-        ? new Error("a cancel was sent for a statement on this connection")
-        : undefined)
-      if (bad === undefined) {
-        // a transaction waiting for a connection takes this one, as the pool would give it
-        const rider = TransactionRelay.next(pool, c)
-        if (rider !== undefined) return rider.board(c)
-      }
-      TransactionRelay.returned(c)
-      c.release(bad)
+      giveBack(
+        pool,
+        c,
+        reported ?? (broken === true ? new Error("connection state unknown") : cancelled ? cancelSent() : undefined)
+      )
     }
   }
 }
+
+const cancelSent = () => new Error("a cancel was sent for a statement on this connection")
+
+/**
+ * `client` goes back: to a transaction waiting for a connection (`TransactionRelay`), as the pool
+ * would give it, or to the pool; destroyed instead when `bad` says why it must not be reused.
+ */
+const giveBack = (pool: pg.Pool, client: pg.PoolClient, bad: Error | undefined): void => {
+  if (bad === undefined) {
+    const rider = TransactionRelay.next(pool, client)
+    if (rider !== undefined) return rider.board(client)
+  }
+  TransactionRelay.returned(client)
+  client.release(bad)
+}
+
+/**
+ * `steps` as one batch on a connection of `pool` taken for it and given back at once (`giveBack`):
+ * one rows array per step. What a lone transactional step sends (`LoneStatement`: its statement
+ * and exit row), with none of a `Held`'s machinery (a turn, a backlog, a connection for the
+ * body), which a step of one query does not use: its two dozen closures were made and compiled
+ * on every step. The same outcomes as `make(pool).batch(steps)` then `release()`: a connection
+ * that reported an error is destroyed; interrupted while in flight, the batch is cancelled on
+ * the server and the connection destroyed; interrupted while waiting, the connection goes back
+ * when it comes.
+ */
+export const batchOnce = (
+  pool: pg.Pool,
+  steps: ReadonlyArray<StatementBatch.Step>
+): Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> =>
+  Effect.async<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>((resume) => {
+    let client: pg.PoolClient | undefined
+    let interrupted = false
+    let reported: Error | undefined
+    const onError = (error: Error) => {
+      reported = error
+    }
+    pool.connect((error, taken) => {
+      if (error || taken === undefined) {
+        if (!interrupted) resume(Effect.fail(failed(error ?? new Error("No client returned"), "Failed to acquire connection")))
+        return
+      }
+      if (interrupted) return giveBack(pool, taken, undefined)
+      client = taken
+      taken.on("error", onError)
+      StatementBatch.send(taken, steps, (failure, results) => {
+        // (interrupted meanwhile: the connection was destroyed then)
+        if (client === undefined) return
+        client = undefined
+        taken.off("error", onError)
+        giveBack(pool, taken, reported)
+        resume(failure ? Effect.fail(failed(failure)) : Effect.succeed(results.map((r) => r.rows ?? [])))
+      })
+    })
+    return Effect.suspend(() => {
+      interrupted = true
+      const c = client
+      if (c === undefined) return Effect.void
+      client = undefined
+      // the cancel may land after the batch ended, on whatever the session runs next: not reused
+      return Effect.ensuring(
+        cancel(pool, c),
+        Effect.sync(() => {
+          c.off("error", onError)
+          TransactionRelay.returned(c)
+          c.release(cancelSent())
+        })
+      )
+    })
+  })
