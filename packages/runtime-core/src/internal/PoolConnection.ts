@@ -85,60 +85,80 @@ const rowsOf = (result: pg.QueryResult | Array<pg.QueryResult>) =>
   // a multi-statement query answers with one result per statement
   Array.isArray(result) ? result.map((r) => r.rows ?? []) : result.rows ?? []
 
-export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): Held => {
-  let client: pg.PoolClient | undefined
-  // callbacks waiting for the connection while pool.connect is in flight
-  let waiting: Array<(error: unknown, client?: pg.PoolClient) => void> | undefined
-  let reported: Error | undefined
-  // a cancel was sent for one of its statements: `pg_cancel_backend` signals the session, which
-  // acts on it at its next statement should the cancelled one have ended first (the cancel waited
-  // for a connection of a busy pool): not reused after this hold
-  let cancelled = false
-  let released = false
-  const onError = (error: Error) => {
-    reported = error
+export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): Held => new Hold(pool, patience)
+
+type Queued = { readonly send: () => void; readonly fail: (error: unknown) => void }
+
+/**
+ * A `Held` as a class: every transactional step makes one, and its methods are the
+ * prototype's, compiled once, where a hold made of closures made (and compiled lazily, at
+ * each one's first call) about thirty functions per step.
+ */
+class Hold implements Held {
+  client: pg.PoolClient | undefined = undefined
+  /** callbacks waiting for the connection while pool.connect is in flight */
+  waiting: Array<(error: unknown, client?: pg.PoolClient) => void> | undefined = undefined
+  reported: Error | undefined = undefined
+  /**
+   * a cancel was sent for one of its statements: `pg_cancel_backend` signals the session, which
+   * acts on it at its next statement should the cancelled one have ended first (the cancel waited
+   * for a connection of a busy pool): not reused after this hold
+   */
+  cancelled = false
+  released = false
+  /**
+   * The hold's statements go to the server one at a time, in the order they were sent: a
+   * body's concurrent statements (`Effect.all` in a transaction) wait for their turn here.
+   * pg 8 would queue them itself, with a DeprecationWarning (the queue is gone in pg 9).
+   */
+  sending = false
+  readonly backlog: Array<Queued> = []
+  /** whether the relay counts this hold's transaction as begun (its `finish` is to come) */
+  begun = false
+  readonly onError = (error: Error) => {
+    this.reported = error
+  }
+  readonly connection: Connection
+
+  constructor(readonly pool: pg.Pool, readonly patience: number) {
+    this.connection = new HeldConnection(this)
   }
 
-  // The hold's statements go to the server one at a time, in the order they were sent: a
-  // body's concurrent statements (`Effect.all` in a transaction) wait for their turn here.
-  // pg 8 would queue them itself, with a DeprecationWarning (the queue is gone in pg 9).
-  let sending = false
-  const backlog: Array<{ readonly send: () => void; readonly fail: (error: unknown) => void }> = []
   /** The statement in flight has its answer: the next one goes. */
-  const endTurn = () => {
-    const queued = backlog.shift()
-    if (queued === undefined) sending = false
+  endTurn() {
+    const queued = this.backlog.shift()
+    if (queued === undefined) this.sending = false
     else queued.send()
   }
 
   /** `taken` is this hold's connection now (unless it was given back meanwhile: then it goes back too). */
-  const adopt = (taken: pg.PoolClient, inTransaction: boolean): boolean => {
-    if (released) {
+  adopt(taken: pg.PoolClient, inTransaction: boolean): boolean {
+    if (this.released) {
       // an open transaction is not left to the next user: the connection is destroyed
       TransactionRelay.returned(taken)
       taken.release(inTransaction ? new Error("given back with its transaction open") : undefined)
       return false
     }
-    client = taken
-    taken.on("error", onError)
+    this.client = taken
+    taken.on("error", this.onError)
     return true
   }
 
   /** `use(client)` once the connection is there (taking it on first use). */
-  const withClient = (use: (client: pg.PoolClient) => void, fail: (error: unknown) => void) => {
-    if (client !== undefined) return use(client)
-    if (released) return fail(new Error("the connection was already given back"))
+  withClient(use: (client: pg.PoolClient) => void, fail: (error: unknown) => void) {
+    if (this.client !== undefined) return use(this.client)
+    if (this.released) return fail(new Error("the connection was already given back"))
     const callback = (error: unknown, taken?: pg.PoolClient) => (taken === undefined ? fail(error) : use(taken))
-    if (waiting !== undefined) return void waiting.push(callback)
-    waiting = [callback]
-    pool.connect((error, taken) => {
-      const callbacks = waiting ?? []
-      waiting = undefined
+    if (this.waiting !== undefined) return void this.waiting.push(callback)
+    this.waiting = [callback]
+    this.pool.connect((error, taken) => {
+      const callbacks = this.waiting ?? []
+      this.waiting = undefined
       if (error || taken === undefined) {
         for (const f of callbacks) f(error ?? new Error("No client returned"))
         return
       }
-      if (!adopt(taken, false)) {
+      if (!this.adopt(taken, false)) {
         // given back while it was on its way (an interrupted step): straight back to the pool
         for (const f of callbacks) f(new Error("the connection was already given back"))
         return
@@ -152,174 +172,202 @@ export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): H
    * cancelled on the server (while waiting for its turn, it just leaves the line). With
    * `keepTurn` the turn lasts until `endTurn` (a cursor's reads).
    */
-  const run = <A>(
+  run<A>(
     query: (client: pg.PoolClient, done: (result: Effect.Effect<A, SqlError>) => void) => void,
     keepTurn = false
-  ) =>
-    Effect.async<A, SqlError>((resume) => {
+  ): Effect.Effect<A, SqlError> {
+    return Effect.async<A, SqlError>((resume) => {
       let sentOn: pg.PoolClient | undefined
-      let inLine: (typeof backlog)[number] | undefined
+      let inLine: Queued | undefined
       const fail = (error: unknown) => resume(Effect.fail(failed(error, "Failed to acquire connection")))
-      withClient((c) => {
+      this.withClient((c) => {
         const send = () => {
           inLine = undefined
           sentOn = c
           query(c, (result) => {
-            if (!keepTurn) endTurn()
+            if (!keepTurn) this.endTurn()
             resume(result)
           })
         }
-        if (!sending) {
-          sending = true
+        if (!this.sending) {
+          this.sending = true
           return send()
         }
         inLine = { send, fail }
-        backlog.push(inLine)
+        this.backlog.push(inLine)
       }, fail)
       return Effect.suspend(() => {
         if (inLine !== undefined) {
-          const at = backlog.indexOf(inLine)
-          if (at >= 0) backlog.splice(at, 1)
+          const at = this.backlog.indexOf(inLine)
+          if (at >= 0) this.backlog.splice(at, 1)
           return Effect.void
         }
         if (sentOn === undefined) return Effect.void
-        cancelled = true
-        return cancel(pool, sentOn)
+        this.cancelled = true
+        return cancel(this.pool, sentOn)
       })
     })
+  }
 
-  const execute: Connection["execute"] = (sql, params, transformRows) =>
-    run((c, done) =>
+  execute(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows): Effect.Effect<ReadonlyArray<any>, SqlError> {
+    return this.run((c, done) =>
       c.query(sql, params as Array<unknown>, (error: Error | undefined, result: any) => {
         if (error) return done(Effect.fail(failed(error)))
         const rows = rowsOf(result)
         done(Effect.succeed(transformRows ? transformRows(rows) : rows))
       })
     )
+  }
 
   /** `steps` as one batch, in the hold's turn, succeeding with `answer(results)`. */
-  const batchAnswering = <A>(
+  batchAnswering<A>(
     steps: ReadonlyArray<StatementBatch.Step>,
     answer: (results: ReadonlyArray<{ readonly rows?: ReadonlyArray<unknown> }>) => A
-  ) =>
-    run<A>((c, done) =>
+  ): Effect.Effect<A, SqlError> {
+    return this.run<A>((c, done) =>
       StatementBatch.send(c, steps, (error, results) => done(error ? Effect.fail(failed(error)) : Effect.succeed(answer(results))))
     )
+  }
 
-  const batch = (steps: ReadonlyArray<StatementBatch.Step>) =>
-    batchAnswering(steps, (results): ReadonlyArray<ReadonlyArray<unknown>> => results.map((r) => r.rows ?? []))
+  batch(steps: ReadonlyArray<StatementBatch.Step>): Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> {
+    return this.batchAnswering(steps, rowsOfResults)
+  }
 
   /** Waits for a connection (`TransactionRelay`); served without a query, it is sent on the connection now held. */
-  const ride = (steps: ReadonlyArray<StatementBatch.Step>, patience?: number) =>
-    Effect.flatMap(
-      TransactionRelay.wait(pool, steps, adopt, patience),
-      (results) => results === undefined ? batch(steps) : Effect.succeed(results)
+  ride(steps: ReadonlyArray<StatementBatch.Step>, patience?: number) {
+    return Effect.flatMap(
+      TransactionRelay.wait(this.pool, steps, (taken, inTransaction) => this.adopt(taken, inTransaction), patience),
+      (results) => results === undefined ? this.batch(steps) : Effect.succeed(results)
     )
-
-  // whether the relay counts this hold's transaction as begun (its `finish` is to come)
-  let begun = false
-  const ended = () => {
-    if (!begun) return
-    begun = false
-    TransactionRelay.ended(pool)
   }
 
-  const connection: Connection = {
-    execute,
-    executeUnprepared: execute,
-    executeRaw: (sql, params) =>
-      run((c, done) =>
-        c.query(sql, params as Array<unknown>, (error: Error | undefined, result: unknown) =>
-          done(error ? Effect.fail(failed(error)) : Effect.succeed(result)))
-      ),
-    executeValues: (sql, params) =>
-      run((c, done) =>
-        c.query(
-          { text: sql, rowMode: "array", values: params as Array<unknown> },
-          (error: Error | undefined, result: pg.QueryArrayResult) =>
-            done(error ? Effect.fail(failed(error)) : Effect.succeed(result.rows))
-        )
-      ),
-    executeStream: (sql, params, transformRows) =>
-      Stream.unwrapScoped(Effect.gen(function*() {
-        // the turn lasts until the cursor is closed (finalizers run in reverse order)
-        const c = yield* Effect.acquireRelease(
-          run<pg.PoolClient>((taken, done) => done(Effect.succeed(taken)), true),
-          () => Effect.sync(endTurn)
-        )
-        const cursor = c.query(new Cursor(sql, params as Array<unknown>))
-        yield* Effect.addFinalizer(() => Effect.promise(() => cursor.close()))
-        const pull = Effect.async<Chunk.Chunk<any>, Option.Option<SqlError>>((resume) => {
-          cursor.read(128, (error, rows) => {
-            if (error) resume(Effect.fail(Option.some(failed(error))))
-            else if (rows.length > 0) resume(Effect.succeed(Chunk.unsafeFromArray(transformRows ? transformRows(rows) : rows)))
-            else resume(Effect.fail(Option.none()))
-          })
-        })
-        return Stream.repeatEffectChunkOption(pull)
-      }))
+  ended() {
+    if (!this.begun) return
+    this.begun = false
+    TransactionRelay.ended(this.pool)
   }
 
-  return {
-    connection,
-    taken: () => client !== undefined || waiting !== undefined,
-    batch,
-    open: (steps) =>
-      Effect.suspend(() => {
-        if (client !== undefined || waiting !== undefined || released) return batch(steps)
-        const expected = TransactionRelay.finishExpected(pool)
-        if (!begun) {
-          begun = true
-          TransactionRelay.began(pool)
-        }
-        // a transaction's last query is to come with no first query to carry yet: this one
-        // waits for it a little (one round trip and one socket write less), even with a
-        // connection idle; else, with none idle, for the pool or a relay, whichever comes first
-        if (expected) return ride(steps, patience)
-        return TransactionRelay.exhausted(pool) ? ride(steps) : batch(steps)
-      }),
-    finish: <A>(steps: ReadonlyArray<StatementBatch.Step>, value?: A) =>
-      Effect.suspend(() => {
-        ended()
-        const c = client
-        // (a statement of the body still in flight or waiting: no rider, whose transaction it would join)
-        const rider = c !== undefined && reported === undefined && !sending ? TransactionRelay.next(pool, c) : undefined
-        if (rider === undefined) return batchAnswering(steps, () => value as A)
-        rider.carried()
-        return Effect.async<A, SqlError>((resume) => {
-          StatementBatch.send(c!, [...steps, ...rider.steps], (error, results, completed) => {
-            if (error !== undefined && completed < steps.length) {
-              // this transaction's own statements failed (its COMMIT did not land): the rider's did not run
-              rider.unboard()
-              return resume(Effect.fail(failed(error)))
-            }
-            // committed; the connection, and the transaction begun after the COMMIT, are the rider's
-            c!.off("error", onError)
-            client = undefined
-            // (the rider's own statement failed: its transaction is aborted, for it to roll back)
-            if (error !== undefined) rider.refuse(c!, failed(error))
-            else rider.board(c!, results.slice(steps.length).map((r) => r.rows ?? []))
-            resume(Effect.succeed(value as A))
-          })
+  taken(): boolean {
+    return this.client !== undefined || this.waiting !== undefined
+  }
+
+  open(steps: ReadonlyArray<StatementBatch.Step>): Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> {
+    return Effect.suspend(() => {
+      if (this.client !== undefined || this.waiting !== undefined || this.released) return this.batch(steps)
+      const expected = TransactionRelay.finishExpected(this.pool)
+      if (!this.begun) {
+        this.begun = true
+        TransactionRelay.began(this.pool)
+      }
+      // a transaction's last query is to come with no first query to carry yet: this one
+      // waits for it a little (one round trip and one socket write less), even with a
+      // connection idle; else, with none idle, for the pool or a relay, whichever comes first
+      if (expected) return this.ride(steps, this.patience)
+      return TransactionRelay.exhausted(this.pool) ? this.ride(steps) : this.batch(steps)
+    })
+  }
+
+  finish<A>(steps: ReadonlyArray<StatementBatch.Step>, value?: A): Effect.Effect<A, SqlError> {
+    return Effect.suspend(() => {
+      this.ended()
+      const c = this.client
+      // (a statement of the body still in flight or waiting: no rider, whose transaction it would join)
+      const rider = c !== undefined && this.reported === undefined && !this.sending
+        ? TransactionRelay.next(this.pool, c)
+        : undefined
+      if (rider === undefined) return this.batchAnswering(steps, () => value as A)
+      rider.carried()
+      return Effect.async<A, SqlError>((resume) => {
+        StatementBatch.send(c!, [...steps, ...rider.steps], (error, results, completed) => {
+          if (error !== undefined && completed < steps.length) {
+            // this transaction's own statements failed (its COMMIT did not land): the rider's did not run
+            rider.unboard()
+            return resume(Effect.fail(failed(error)))
+          }
+          // committed; the connection, and the transaction begun after the COMMIT, are the rider's
+          c!.off("error", this.onError)
+          this.client = undefined
+          // (the rider's own statement failed: its transaction is aborted, for it to roll back)
+          if (error !== undefined) rider.refuse(c!, failed(error))
+          else rider.board(c!, results.slice(steps.length).map((r) => r.rows ?? []))
+          resume(Effect.succeed(value as A))
         })
-      }),
-    release: (broken) => {
-      if (released) return
-      ended()
-      released = true
-      // statements still waiting for their turn are not sent on a connection given back
-      for (const queued of backlog.splice(0)) queued.fail(new Error("the connection was already given back"))
-      const c = client
-      client = undefined
-      if (c === undefined) return
-      c.off("error", onError)
-      // an error, a state not known (a failed ROLLBACK), or a cancel that may still land: destroyed, not reused
-      giveBack(
-        pool,
-        c,
-        reported ?? (broken === true ? new Error("connection state unknown") : cancelled ? cancelSent() : undefined)
+      })
+    })
+  }
+
+  release(broken?: boolean): void {
+    if (this.released) return
+    this.ended()
+    this.released = true
+    // statements still waiting for their turn are not sent on a connection given back
+    for (const queued of this.backlog.splice(0)) queued.fail(new Error("the connection was already given back"))
+    const c = this.client
+    this.client = undefined
+    if (c === undefined) return
+    c.off("error", this.onError)
+    // an error, a state not known (a failed ROLLBACK), or a cancel that may still land: destroyed, not reused
+    giveBack(
+      this.pool,
+      c,
+      this.reported ?? (broken === true ? new Error("connection state unknown") : this.cancelled ? cancelSent() : undefined)
+    )
+  }
+}
+
+type TransformRows = Parameters<Connection["execute"]>[2]
+
+const rowsOfResults = (results: ReadonlyArray<{ readonly rows?: ReadonlyArray<unknown> }>): ReadonlyArray<ReadonlyArray<unknown>> =>
+  results.map((r) => r.rows ?? [])
+
+/** A hold's statements as `@effect/sql`'s `Connection` (the body's `TransactionConnection`). */
+class HeldConnection implements Connection {
+  constructor(private readonly hold: Hold) {}
+
+  execute(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    return this.hold.execute(sql, params, transformRows)
+  }
+
+  executeUnprepared(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    return this.hold.execute(sql, params, transformRows)
+  }
+
+  executeRaw(sql: string, params: ReadonlyArray<unknown>) {
+    return this.hold.run<unknown>((c, done) =>
+      c.query(sql, params as Array<unknown>, (error: Error | undefined, result: unknown) =>
+        done(error ? Effect.fail(failed(error)) : Effect.succeed(result)))
+    )
+  }
+
+  executeValues(sql: string, params: ReadonlyArray<unknown>) {
+    return this.hold.run<ReadonlyArray<ReadonlyArray<unknown>>>((c, done) =>
+      c.query(
+        { text: sql, rowMode: "array", values: params as Array<unknown> },
+        (error: Error | undefined, result: pg.QueryArrayResult) =>
+          done(error ? Effect.fail(failed(error)) : Effect.succeed(result.rows))
       )
-    }
+    )
+  }
+
+  executeStream(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    const hold = this.hold
+    return Stream.unwrapScoped(Effect.gen(function*() {
+      // the turn lasts until the cursor is closed (finalizers run in reverse order)
+      const c = yield* Effect.acquireRelease(
+        hold.run<pg.PoolClient>((taken, done) => done(Effect.succeed(taken)), true),
+        () => Effect.sync(() => hold.endTurn())
+      )
+      const cursor = c.query(new Cursor(sql, params as Array<unknown>))
+      yield* Effect.addFinalizer(() => Effect.promise(() => cursor.close()))
+      const pull = Effect.async<Chunk.Chunk<any>, Option.Option<SqlError>>((resume) => {
+        cursor.read(128, (error, rows) => {
+          if (error) resume(Effect.fail(Option.some(failed(error))))
+          else if (rows.length > 0) resume(Effect.succeed(Chunk.unsafeFromArray(transformRows ? transformRows(rows) : rows)))
+          else resume(Effect.fail(Option.none()))
+        })
+      })
+      return Stream.repeatEffectChunkOption(pull)
+    }))
   }
 }
 
