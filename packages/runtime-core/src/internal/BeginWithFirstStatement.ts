@@ -61,58 +61,95 @@ export const batched = (held: PoolConnection.Held): Open => (sql, params) =>
     : undefined
 
 /** A transaction on `conn` whose BEGIN `open` sends with its first statement (by default `inlined`). */
-export const make = (conn: Connection, open: Open = inlined(conn)): Transaction => {
-  let begun = false
-  // whether the first statement (with BEGIN) is in flight; statements sent meanwhile wait for
-  // it on `first`, made only then (a body nearly always waits for its statements itself)
-  let inFlight = false
-  let first: Deferred.Deferred<void> | undefined
+export const make = (conn: Connection, open: Open = inlined(conn)): Transaction => new BeginOnFirst(conn, open)
+
+/**
+ * A class (every transactional step makes one): its methods are the prototype's, compiled once,
+ * not a dozen closures made per step.
+ */
+class BeginOnFirst implements Transaction {
+  begun_ = false
+  /** whether the first statement (with BEGIN) is in flight */
+  inFlight = false
+  /** statements sent meanwhile wait on it, made only then (a body nearly always waits for its statements itself) */
+  first: Deferred.Deferred<void> | undefined = undefined
+  readonly connection: Connection
+
+  constructor(readonly conn: Connection, readonly open: Open) {
+    this.connection = new BeginningConnection(this)
+  }
+
+  begun(): boolean {
+    return this.begun_
+  }
 
   /** `then`, after BEGIN: `merged` (BEGIN with the statement) if it is the first and can be merged. */
-  const opening = <A>(merged: () => Effect.Effect<A, SqlError> | undefined, then: Effect.Effect<A, SqlError>) =>
-    Effect.suspend(() => {
-      if (begun) {
-        if (!inFlight) return then
-        first ??= Deferred.unsafeMake<void>(FiberId.none)
-        return Effect.zipRight(Deferred.await(first), then)
+  opening<A>(merged: (() => Effect.Effect<A, SqlError> | undefined) | undefined, then: Effect.Effect<A, SqlError>) {
+    return Effect.suspend(() => {
+      if (this.begun_) {
+        if (!this.inFlight) return then
+        this.first ??= Deferred.unsafeMake<void>(FiberId.none)
+        return Effect.zipRight(Deferred.await(this.first), then)
       }
-      begun = true
-      inFlight = true
-      const settle = () => {
-        inFlight = false
-        if (first !== undefined) Deferred.unsafeDone(first, Exit.void)
-        first = undefined
-      }
+      this.begun_ = true
+      this.inFlight = true
       // settled whatever happens (an interrupted statement is cancelled on the server first):
       // `Effect.onExit` (one frame on the fiber's stack: the effect patch), the settling done in place
       return Effect.onExit(
-        merged() ?? Effect.zipRight(conn.executeUnprepared("BEGIN", [], undefined), then),
+        merged?.() ?? Effect.zipRight(this.conn.executeUnprepared("BEGIN", [], undefined), then),
         () => {
-          settle()
+          this.settle()
           return Effect.void
         }
       )
     })
-
-  const mergedExecute = (sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) => () => {
-    const opened = open(sql, params)
-    if (opened === undefined) return undefined
-    // two statements: one result per statement, BEGIN's first
-    return Effect.map(opened, (results) => {
-      const rows = (results[1] ?? []) as ReadonlyArray<any>
-      return transformRows ? transformRows(rows) : rows
-    })
   }
 
-  const connection: Connection = {
-    execute: (sql, params, transformRows) =>
-      opening(mergedExecute(sql, params, transformRows), conn.execute(sql, params, transformRows)),
-    executeUnprepared: (sql, params, transformRows) =>
-      opening(mergedExecute(sql, params, transformRows), conn.executeUnprepared(sql, params, transformRows)),
-    executeRaw: (sql, params) => opening(() => undefined, conn.executeRaw(sql, params)),
-    executeValues: (sql, params) => opening(() => undefined, conn.executeValues(sql, params)),
-    executeStream: (sql, params, transformRows) =>
-      Stream.unwrap(opening(() => undefined, Effect.succeed(conn.executeStream(sql, params, transformRows))))
+  settle() {
+    this.inFlight = false
+    if (this.first !== undefined) Deferred.unsafeDone(this.first, Exit.void)
+    this.first = undefined
   }
-  return { connection, begun: () => begun }
+
+  /** BEGIN with the statement, if it is the first and can go with it: the statement's rows (BEGIN's are first). */
+  mergedExecute(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    return () => {
+      const opened = this.open(sql, params)
+      if (opened === undefined) return undefined
+      // two statements: one result per statement, BEGIN's first
+      return Effect.map(opened, (results) => {
+        const rows = (results[1] ?? []) as ReadonlyArray<any>
+        return transformRows ? transformRows(rows) : rows
+      })
+    }
+  }
+}
+
+/** The transaction's statements as `@effect/sql`'s `Connection`. */
+class BeginningConnection implements Connection {
+  constructor(private readonly transaction: BeginOnFirst) {}
+
+  execute(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    const t = this.transaction
+    return t.opening(t.mergedExecute(sql, params, transformRows), t.conn.execute(sql, params, transformRows))
+  }
+
+  executeUnprepared(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    const t = this.transaction
+    return t.opening(t.mergedExecute(sql, params, transformRows), t.conn.executeUnprepared(sql, params, transformRows))
+  }
+
+  executeRaw(sql: string, params: ReadonlyArray<unknown>) {
+    return this.transaction.opening(undefined, this.transaction.conn.executeRaw(sql, params))
+  }
+
+  executeValues(sql: string, params: ReadonlyArray<unknown>) {
+    return this.transaction.opening(undefined, this.transaction.conn.executeValues(sql, params))
+  }
+
+  executeStream(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    return Stream.unwrap(
+      this.transaction.opening(undefined, Effect.succeed(this.transaction.conn.executeStream(sql, params, transformRows)))
+    )
+  }
 }

@@ -317,7 +317,8 @@ export const layer = (
             const recording = Recording.of({
               key: { executionId, activity: activity.name, attempt },
               startedAt,
-              lookup: recorded(executionId, activity.name, attempt),
+              // built when asked (a retry of a transactional step): its statement is three fragments
+              lookup: Effect.suspend(() => recorded(executionId, activity.name, attempt)),
               exitRow: (encodedExit) => ({
                 text: insertExitRow,
                 values: [executionId, activity.name, attempt, JSON.stringify(encodedExit), startedAt.toISOString()],
