@@ -32,7 +32,7 @@ export interface Transaction {
   readonly begun: () => boolean
 }
 
-type TransformRows = Parameters<Connection["execute"]>[2]
+type TransformRows = PoolConnection.TransformRows
 
 /**
  * Sends `BEGIN` with a first statement: one result's rows per statement
@@ -68,7 +68,8 @@ export const make = (conn: Connection, open: Open = inlined(conn)): Transaction 
  * not a dozen closures made per step.
  */
 class BeginOnFirst implements Transaction {
-  begun_ = false
+  /** whether BEGIN was sent (`begun`) */
+  started = false
   /** whether the first statement (with BEGIN) is in flight */
   inFlight = false
   /** statements sent meanwhile wait on it, made only then (a body nearly always waits for its statements itself) */
@@ -80,18 +81,18 @@ class BeginOnFirst implements Transaction {
   }
 
   begun(): boolean {
-    return this.begun_
+    return this.started
   }
 
   /** `then`, after BEGIN: `merged` (BEGIN with the statement) if it is the first and can be merged. */
   opening<A>(merged: (() => Effect.Effect<A, SqlError> | undefined) | undefined, then: Effect.Effect<A, SqlError>) {
     return Effect.suspend(() => {
-      if (this.begun_) {
+      if (this.started) {
         if (!this.inFlight) return then
         this.first ??= Deferred.unsafeMake<void>(FiberId.none)
         return Effect.zipRight(Deferred.await(this.first), then)
       }
-      this.begun_ = true
+      this.started = true
       this.inFlight = true
       // settled whatever happens (an interrupted statement is cancelled on the server first):
       // `Effect.onExit` (one frame on the fiber's stack: the effect patch), the settling done in place

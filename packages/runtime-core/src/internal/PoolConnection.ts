@@ -41,8 +41,6 @@ export interface Held {
   readonly connection: Connection
   /** Whether a statement took a connection (there is something to roll back). */
   readonly taken: () => boolean
-  /** `steps` as one batch (`StatementBatch`), in the hold's turn: one result's rows per step. */
-  readonly batch: (steps: ReadonlyArray<StatementBatch.Step>) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   /**
    * The first query of a transaction (`BEGIN` and its first statement, a
    * batch): one result's rows per step. Sent on a connection of the pool, or
@@ -80,6 +78,13 @@ const cancel = (pool: pg.Pool, client: pg.PoolClient): Effect.Effect<void> => {
     pool.query(`SELECT pg_cancel_backend(${processId})`, () => resume(Effect.void))
   }).pipe(Effect.interruptible, Effect.timeoutOption(5000), Effect.asVoid)
 }
+
+/** The rows argument of `Connection.execute` (and of this module's statements). */
+export type TransformRows = Parameters<Connection["execute"]>[2]
+
+/** One rows array per result of a batch (`StatementBatch`). */
+const rowsOfResults = (results: ReadonlyArray<{ readonly rows?: ReadonlyArray<unknown> }>): ReadonlyArray<ReadonlyArray<unknown>> =>
+  results.map((r) => r.rows ?? [])
 
 const rowsOf = (result: pg.QueryResult | Array<pg.QueryResult>) =>
   // a multi-statement query answers with one result per statement
@@ -229,6 +234,7 @@ class Hold implements Held {
     )
   }
 
+  /** `steps` as one batch (`StatementBatch`), in the hold's turn (a query on its own: `batchOnce`). */
   batch(steps: ReadonlyArray<StatementBatch.Step>): Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> {
     return this.batchAnswering(steps, rowsOfResults)
   }
@@ -289,7 +295,7 @@ class Hold implements Held {
           this.client = undefined
           // (the rider's own statement failed: its transaction is aborted, for it to roll back)
           if (error !== undefined) rider.refuse(c!, failed(error))
-          else rider.board(c!, results.slice(steps.length).map((r) => r.rows ?? []))
+          else rider.board(c!, rowsOfResults(results.slice(steps.length)))
           resume(Effect.succeed(value as A))
         })
       })
@@ -314,11 +320,6 @@ class Hold implements Held {
     )
   }
 }
-
-type TransformRows = Parameters<Connection["execute"]>[2]
-
-const rowsOfResults = (results: ReadonlyArray<{ readonly rows?: ReadonlyArray<unknown> }>): ReadonlyArray<ReadonlyArray<unknown>> =>
-  results.map((r) => r.rows ?? [])
 
 /** A hold's statements as `@effect/sql`'s `Connection` (the body's `TransactionConnection`). */
 class HeldConnection implements Connection {
@@ -421,7 +422,7 @@ export const batchOnce = (
         client = undefined
         taken.off("error", onError)
         giveBack(pool, taken, reported)
-        resume(failure ? Effect.fail(failed(failure)) : Effect.succeed(results.map((r) => r.rows ?? [])))
+        resume(failure ? Effect.fail(failed(failure)) : Effect.succeed(rowsOfResults(results)))
       })
     })
     return Effect.suspend(() => {
