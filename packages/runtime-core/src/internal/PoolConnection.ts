@@ -88,7 +88,7 @@ const rowsOfResults = (results: ReadonlyArray<{ readonly rows?: ReadonlyArray<un
 
 const rowsOf = (result: pg.QueryResult | Array<pg.QueryResult>) =>
   // a multi-statement query answers with one result per statement
-  Array.isArray(result) ? result.map((r) => r.rows ?? []) : result.rows ?? []
+  Array.isArray(result) ? rowsOfResults(result) : result.rows ?? []
 
 export const make = (pool: pg.Pool, patience: number = RELAY_PATIENCE_MILLIS): Held => new Hold(pool, patience)
 
@@ -435,8 +435,7 @@ export const batchOnce = (
         cancel(pool, c),
         Effect.sync(() => {
           c.off("error", onError)
-          TransactionRelay.returned(c)
-          c.release(cancelSent())
+          giveBack(pool, c, cancelSent())
         })
       )
     })
