@@ -1,7 +1,9 @@
 /**
  * The fixes runtime-core applies to its Effect dependencies with pnpm's
- * `patchedDependencies` (root package.json, `patches/`): each test fails on
- * the unpatched package.
+ * `patchedDependencies` (root package.json, `patches/`): each change has a test
+ * that fails on the unpatched package. Tests that say they hold unpatched too pin
+ * the semantics a change must keep. docs/UPSTREAM.md names, per change, which
+ * tests fail without it and holds the report to file upstream.
  */
 import { Reactivity } from "@effect/experimental"
 import { SqlClient, Statement } from "@effect/sql"
@@ -506,7 +508,7 @@ describe("patches/@effect__cluster@0.60.2.patch (Sharding deliverLocal)", () => 
       }).pipe(Effect.provide(context))
     }), 60_000)
 
-  it.scopedLive("a run the storage declines is delivered by the next storage read, as without the patch", () =>
+  it.scopedLive("a run the storage declines when offered is delivered by the next storage read", () =>
     Effect.gen(function*() {
       const { layer, offered, read, startWhileHeld } = yield* offeringStorage(false)
       const context = yield* Layer.build(layer)
