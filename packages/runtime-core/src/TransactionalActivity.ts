@@ -22,7 +22,7 @@ import { SqlClient } from "@effect/sql"
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Activity, WorkflowEngine } from "@effect/workflow"
-import { Context, Effect, Either, Exit, Layer, Option, Schema, Scope } from "effect"
+import { Cause, Context, Effect, Either, Exit, Layer, Option, Schema, Scope } from "effect"
 import * as BeginWithFirstStatement from "./internal/BeginWithFirstStatement.js"
 import * as InlineActivities from "./internal/InlineActivities.js"
 import * as LoneStatement from "./internal/LoneStatement.js"
@@ -30,6 +30,7 @@ import * as PgLiterals from "./internal/PgLiterals.js"
 import * as PgPool from "./internal/PgPool.js"
 import * as PoolConnection from "./internal/PoolConnection.js"
 import * as StatementBatch from "./internal/StatementBatch.js"
+import * as WriteBehind from "./internal/WriteBehind.js"
 import * as Retry from "./Retry.js"
 import * as TablePrefix from "./TablePrefix.js"
 
@@ -84,8 +85,11 @@ export const layer = (prefix: TablePrefix.TablePrefix): Layer.Layer<ActivityLedg
  * On the durable engine a body that is one statement with no result
  * (`execute: sql\`UPDATE ...\``, the `Statement` itself) is one round trip:
  * the statement and the step's exit row go as one batch (`LoneStatement`).
- * Any other body is a transaction of two round trips; on a busy pool the
- * second travels with another step's first (`TransactionRelay`).
+ * On a `Database` pool, a body's writes whose answer it does not read are held
+ * back and go with its next statement or its exit row (`WriteBehind`): a body
+ * that only writes is one round trip too. Any other body is a transaction of
+ * two round trips; on a busy pool the second travels with another step's
+ * first (`TransactionRelay`).
  */
 export const make = <
   R,
@@ -206,10 +210,18 @@ const withExitRow = <R, A, E>(
     found = true
     return decoded(recorded)
   })
-  return Effect.suspend(() => {
+  // the body's writes are held back (`WriteBehind`) until an attempt must be run again without
+  let deferring = true
+  const attempt = Effect.suspend(() => {
     found = false
-    return committingWith(sql, tries++ === 0 ? options.execute : lookedUp, exitRowOf, committed)
-  }).pipe(
+    return committingWith(sql, tries++ === 0 ? options.execute : lookedUp, exitRowOf, committed, deferring)
+  })
+  return attempt.pipe(
+    // (at once, not after the retries' first pause: it is not the database's failure)
+    Effect.catchIf(WriteBehind.isReplay, () => {
+      deferring = false
+      return attempt
+    }),
     Retry.retrying({ schedule: Retry.transaction, while: isSqlError, orDie: true })
   ) as Effect.Effect<A, E, R>
 }
@@ -224,10 +236,16 @@ type Last = StatementBatch.Step | undefined | Effect.Effect<StatementBatch.Step>
  * client `Database` did not build, as one simple-protocol query, the values
  * written in: `PgLiterals`), and `committed` is called. `BEGIN` goes with the
  * body's first statement (`BeginWithFirstStatement`), so a transactional step
- * whose body writes is two round trips: BEGIN with its first statement, and its
+ * whose body reads is two round trips: BEGIN with its first statement, and its
  * exit row with COMMIT (on a `Database` pool, either may travel with another
- * step's: `TransactionRelay`). A body that sends nothing begins nothing: `last`
- * then runs alone, one statement, atomic by itself. A failed `last` aborts the
+ * step's: `TransactionRelay`). With `deferring` (on a `Database` pool), writes
+ * the body does not read the answer of are held back (`WriteBehind`) and go
+ * with its next statement or with `last`: a body that only writes is one batch,
+ * its writes and `last`, without BEGIN and COMMIT (one implicit transaction); an
+ * attempt in which that fails, or whose body failed while writes were held, fails
+ * with `WriteBehind.replay`, and the caller runs it again without. A body that
+ * sends nothing begins nothing: `last` then runs alone, one statement, atomic by
+ * itself. A failed `last` aborts the
  * transaction (the server does not run the COMMIT after it) and it is rolled
  * back; a failed body is rolled back. Failures of BEGIN, `last`, COMMIT and
  * ROLLBACK are `SqlError`s: the caller retries, and a retry first looks for the
@@ -243,14 +261,20 @@ const committingWith = <A, E, R>(
   sql: SqlClient.SqlClient,
   body: Effect.Effect<A, E, R>,
   last: (a: A) => Last,
-  committed: () => void
+  committed: () => void,
+  deferring: boolean
 ): Effect.Effect<A, E | SqlError, R> =>
   Effect.uninterruptibleMask((restore) => {
     const pool = PgPool.of(sql)
     if (pool !== undefined) {
       // (this function runs at each execution: one connection per try)
       const held = PoolConnection.make(pool)
-      return inTransaction(held.connection, held, restore, body, last, committed, (_exit, broken) => {
+      const transaction = BeginWithFirstStatement.make(
+        held.connection,
+        BeginWithFirstStatement.batched(held),
+        deferring ? held : undefined
+      )
+      return inTransaction(transaction, held.connection, held, restore, body, last, committed, (_exit, broken) => {
         held.release(broken)
       })
     }
@@ -258,7 +282,16 @@ const committingWith = <A, E, R>(
       Effect.flatMap(
         Scope.extend(sql.reserve, scope),
         (conn) =>
-          inTransaction(conn, undefined, restore, body, last, committed, (exit) => Scope.close(scope, exit))
+          inTransaction(
+            BeginWithFirstStatement.make(conn),
+            conn,
+            undefined,
+            restore,
+            body,
+            last,
+            committed,
+            (exit) => Scope.close(scope, exit)
+          )
       ))
   })
 
@@ -273,6 +306,7 @@ const committingWith = <A, E, R>(
  * effect it returns (a reserved connection's scope).
  */
 const inTransaction = <A, E, R>(
+  transaction: BeginWithFirstStatement.Transaction,
   conn: Connection,
   held: PoolConnection.Held | undefined,
   restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
@@ -281,10 +315,16 @@ const inTransaction = <A, E, R>(
   committed: () => void,
   release: (exit: Exit.Exit<unknown, unknown>, broken: boolean) => Effect.Effect<void> | void
 ): Effect.Effect<A, E | SqlError, R> => {
-  const transaction = held === undefined
-    ? BeginWithFirstStatement.make(conn)
-    : BeginWithFirstStatement.make(conn, BeginWithFirstStatement.batched(held))
   const ending = (a: A, statement: StatementBatch.Step | undefined): Effect.Effect<A, SqlError> => {
+    // writes held back (`WriteBehind`, only on a pool's connection): they go with the exit row,
+    // without BEGIN and COMMIT (one implicit transaction) if nothing was begun
+    const pending = transaction.takePending()
+    if (pending !== undefined) {
+      const steps = statement === undefined ? pending : [...pending, statement]
+      return transaction.carrying(
+        transaction.begun() ? held!.finish([...steps, StatementBatch.commit], a) : Effect.as(held!.once(steps), a)
+      )
+    }
     if (!transaction.begun()) {
       return statement === undefined ? Effect.succeed(a) : Effect.as(conn.execute(statement.text, statement.values, undefined), a)
     }
@@ -311,18 +351,13 @@ const inTransaction = <A, E, R>(
       }
     ),
     {
-      onFailure: (cause) => {
-        const failure = Exit.failCause(cause)
-        const released = (broken: boolean) => {
-          const releasing = release(failure, broken)
-          return releasing === undefined ? failure : Effect.zipRight(releasing, failure)
-        }
-        if (!transaction.begun() || (held !== undefined && !held.taken())) return released(false)
-        return Effect.matchEffect(conn.executeUnprepared("ROLLBACK", [], undefined), {
-          onFailure: () => released(true),
-          onSuccess: () => released(false)
-        })
-      },
+      // writes held back when the body failed (not interrupted): sent first (`flush`), to learn
+      // whether one of them would have failed (then the attempt runs again without write-behind),
+      // and rolled back with the rest
+      onFailure: (cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? rollingBack(cause)
+          : Effect.flatMap(Effect.exit(transaction.flush()), () => rollingBack(cause)),
       onSuccess: (a) => {
         const releasing = release(Exit.void, false)
         committed()
@@ -330,6 +365,20 @@ const inTransaction = <A, E, R>(
       }
     }
   )
+
+  function rollingBack(cause: Cause.Cause<E | SqlError>): Effect.Effect<never, E | SqlError> {
+    // a batch carrying held writes failed: the attempt runs again without write-behind
+    const failure = transaction.doomed() ? Exit.fail(WriteBehind.replay) : Exit.failCause(cause)
+    const released = (broken: boolean) => {
+      const releasing = release(failure, broken)
+      return releasing === undefined ? failure : Effect.zipRight(releasing, failure)
+    }
+    if (!transaction.begun() || (held !== undefined && !held.taken())) return released(false)
+    return Effect.matchEffect(conn.executeUnprepared("ROLLBACK", [], undefined), {
+      onFailure: () => released(true),
+      onSuccess: () => released(false)
+    })
+  }
 }
 
 /**

@@ -177,7 +177,7 @@ const clients = [
 ] as const
 
 describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, client, batched) => {
-  it.scopedLive("a step is BEGIN with its first statement, then its exit row with COMMIT (a lone statement: one query with its exit row); any text round-trips; whatever fails rolls back", () =>
+  it.scopedLive("a step is BEGIN with its first statement, then its exit row with COMMIT (on a Database pool, writes held back go with the exit row: one query); any text round-trips; whatever fails rolls back", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase.make("txn_durable")
       const statements: Array<string> = []
@@ -210,25 +210,34 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
           { exit: { _tag: "Success", value: text } }
         ])
         expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'a'`).toEqual([{ text }])
-        // two round trips: BEGIN with the body's INSERT, then the exit row with COMMIT; on a
-        // Database pool each a batch, the values bound, else one query each, the values written in
+        // on a Database pool, one round trip: the body's INSERT (it reads nothing of its answer:
+        // held back, `WriteBehind`) with the exit row, one batch, the values bound, no BEGIN and no
+        // COMMIT (one implicit transaction); elsewhere two: BEGIN with the INSERT, then the exit
+        // row with COMMIT, one query each, the values written in
         const sent = stepStatements(executionId, /INSERT INTO dur_notes/)
-        expect(sent).toHaveLength(2)
-        expect(sent[0]).toMatch(/^BEGIN;\nINSERT INTO dur_notes \(id, text\) VALUES \('a', +E?'it''s /)
-        expect(sent[1]).toMatch(/^INSERT INTO "dur_activity_exits" .*;\nCOMMIT$/s)
-        const texts = statements.filter((s) => s.startsWith("BEGIN;\nINSERT INTO dur_notes"))
-        expect(texts[0]).toMatch(
-          batched ? /^BEGIN;\nINSERT INTO dur_notes \(id, text\) VALUES \(\$1, \$2\)$/ : /VALUES \('a', /
-        )
+        if (batched) {
+          expect(sent).toHaveLength(1)
+          expect(sent[0]).toMatch(/^INSERT INTO dur_notes \(id, text\) VALUES \('a', +E?'it''s .*;\nINSERT INTO "dur_activity_exits" /s)
+          expect(statements.filter((s) => s.startsWith("INSERT INTO dur_notes"))[0]).toMatch(
+            /^INSERT INTO dur_notes \(id, text\) VALUES \(\$1, \$2\);\nINSERT INTO "dur_activity_exits" /
+          )
+        } else {
+          expect(sent).toHaveLength(2)
+          expect(sent[0]).toMatch(/^BEGIN;\nINSERT INTO dur_notes \(id, text\) VALUES \('a', +E?'it''s /)
+          expect(sent[1]).toMatch(/^INSERT INTO "dur_activity_exits" .*;\nCOMMIT$/s)
+        }
 
         // another execution committed this step's exit first: ours rolls back (its note too)
         // and returns theirs
         expect(yield* Note.execute({ id: "b", text: "ours", mode: "race" })).toBe("theirs")
         expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'b'`).toEqual([])
 
-        // a body that fails after its first statement: that statement is rolled back
+        // a body that fails after its first statement: that statement is rolled back (on a
+        // Database pool the write held back is sent first, with BEGIN, then rolled back: had it
+        // failed, the step would run again without holding writes back)
         expect(yield* Effect.flip(Note.execute({ id: "c", text: "c", mode: "fail" }))).toBe("boom")
         expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'c'`).toEqual([])
+        expect(bound.filter((s) => /^BEGIN;\nINSERT INTO dur_notes \(id, text\) VALUES \('c'/.test(s))).toHaveLength(1)
 
         // a body that sends nothing begins nothing: its exit row is one statement, alone
         const d = { id: "d", text: "d", mode: "nothing" } as const
@@ -237,15 +246,15 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
         expect(dSent).toHaveLength(1)
         expect(dSent[0]).toMatch(/^INSERT INTO "dur_activity_exits" [^;]*$/s)
 
-        // a bytea: on a Database pool it goes with BEGIN as any value (bound); elsewhere it
-        // cannot be written in, and is sent with bound parameters after BEGIN on its own;
-        // atomic all the same
+        // a bytea: on a Database pool it is held back as any write (bound) and goes with the exit
+        // row; elsewhere it cannot be written in, and is sent with bound parameters after BEGIN
+        // on its own; atomic all the same
         expect(yield* Note.execute({ id: "e", text: "bytes", mode: "blob" })).toBe("bytes")
         expect(yield* sql`SELECT convert_from(data, 'UTF8') AS data FROM dur_blobs WHERE id = 'e'`).toEqual([
           { data: "bytes" }
         ])
         expect(statements.filter((s) => /INSERT INTO dur_blobs/.test(s))[0]).toMatch(
-          batched ? /^BEGIN;\nINSERT INTO dur_blobs .*\$2\)$/ : /^INSERT INTO dur_blobs .*\$2\)$/
+          batched ? /^INSERT INTO dur_blobs .*\$2\);\nINSERT INTO "dur_activity_exits" /s : /^INSERT INTO dur_blobs .*\$2\)$/
         )
         expect(yield* Effect.flip(Note.execute({ id: "f", text: "bytes", mode: "blob-fail" }))).toBe("boom")
         expect(yield* sql`SELECT id FROM dur_blobs WHERE id = 'f'`).toEqual([])
@@ -291,9 +300,14 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
         const k = { id: "k", text: "k", mode: "async" } as const
         expect(yield* Note.execute(k)).toBe("k")
         const kSent = stepStatements(yield* Note.executionId(k), noteInsert("k"))
-        expect(kSent).toHaveLength(2)
-        expect(kSent[0]).toMatch(/^BEGIN;\nINSERT INTO dur_notes/)
-        expect(kSent[1]).toMatch(/^INSERT INTO "dur_activity_exits" .*;\nCOMMIT$/s)
+        if (batched) {
+          expect(kSent).toHaveLength(1)
+          expect(kSent[0]).toMatch(/^INSERT INTO dur_notes .*;\nINSERT INTO "dur_activity_exits" /s)
+        } else {
+          expect(kSent).toHaveLength(2)
+          expect(kSent[0]).toMatch(/^BEGIN;\nINSERT INTO dur_notes/)
+          expect(kSent[1]).toMatch(/^INSERT INTO "dur_activity_exits" .*;\nCOMMIT$/s)
+        }
         expect(yield* sql`SELECT exit FROM dur_activity_exits WHERE execution_id = ${yield* Note.executionId(k)}`)
           .toEqual([{ exit: { _tag: "Success", value: "k" } }])
         expect(yield* sql`SELECT text FROM dur_notes WHERE id = 'k'`).toEqual([{ text: "k" }])
@@ -381,4 +395,116 @@ describe("TransactionalActivity on a busy Database pool", () => {
         }
       }).pipe(Effect.provide(context))
     }), 120_000)
+})
+
+const Entry = Workflow.make({
+  name: "Entry",
+  payload: { id: Schema.String, mode: Schema.Literal("writes", "duplicate", "fail-after") },
+  success: Schema.Number,
+  error: Schema.String,
+  idempotencyKey: ({ id }) => id
+})
+
+/** How many times each run's step body ran, by run id. */
+const entryBodies = new Map<string, number>()
+
+/**
+ * One transactional step whose body is an effect of several statements, by `mode`: "writes"
+ * inserts `<id>`, adds 10, reads it back (its result) and doubles it; "duplicate" inserts the
+ * key "taken", which exists, and turns the unique violation into the typed error "exists";
+ * "fail-after" inserts `<id>`, then fails with "nope".
+ */
+const entryLayer = WorkflowLayer.make(Entry, {
+  dependencies: Layer.effect(SqlClient.SqlClient, SqlClient.SqlClient),
+  execute: ({ id, mode }) =>
+    TransactionalActivity.make({
+      name: "entry",
+      success: Schema.Number,
+      error: Schema.String,
+      execute: Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        entryBodies.set(id, (entryBodies.get(id) ?? 0) + 1)
+        if (mode === "duplicate") {
+          return yield* sql`INSERT INTO wb_entries (k, n) VALUES (${"taken"}, 1)`.pipe(
+            Effect.as(1),
+            Effect.catchIf((e) => (e.cause as { code?: string })?.code === "23505", () => Effect.fail("exists"))
+          )
+        }
+        yield* sql`INSERT INTO wb_entries (k, n) VALUES (${id}, 1)`
+        if (mode === "fail-after") return yield* Effect.fail("nope")
+        yield* sql`UPDATE wb_entries SET n = n + 10 WHERE k = ${id}`
+        const [row] = yield* sql<{ n: number }>`SELECT n FROM wb_entries WHERE k = ${id}`
+        yield* sql`UPDATE wb_entries SET n = n * 2 WHERE k = ${id}`
+        return row!.n
+      })
+    })
+})
+
+describe("TransactionalActivity on a Database pool, writes held back", () => {
+  it.scopedLive("a write goes with the next statement the body reads or with the exit row, in order; a held write that fails runs the step again as sent, where the body sees its error", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase.make("txn_behind")
+      const statements: Array<string> = []
+      const bound: Array<string> = []
+      const runtime = AppRuntime.layer({
+        prefix: TablePrefix.unsafeMake("wb"),
+        migrations: [{
+          id: 1,
+          name: "entries",
+          sql: (t) => `CREATE TABLE ${t("entries")} (k text PRIMARY KEY, n int NOT NULL)`
+        }],
+        workflows: entryLayer
+      }).pipe(Layer.provideMerge(Database.layerFromPool(recordingPool(db.url, statements, 10, bound))))
+      const context = yield* Layer.build(runtime)
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const entry = (k: string) => sql<{ n: number }>`SELECT n FROM wb_entries WHERE k = ${k}`
+        const exitOf = (executionId: string) =>
+          sql<{ exit: unknown }>`SELECT exit FROM wb_activity_exits WHERE execution_id = ${executionId}`
+
+        // the SELECT sees the writes before it (they went with it, after BEGIN, in order); the
+        // write after it goes with the exit row and COMMIT: two round trips for four statements
+        const writes = { id: "w", mode: "writes" } as const
+        const wFrom = bound.length
+        expect(yield* Entry.execute(writes)).toBe(11)
+        const wSent = bound.slice(wFrom).filter((s) => s.includes("wb_entries") && s.includes("'w'"))
+        expect(yield* entry("w")).toEqual([{ n: 22 }])
+        expect(yield* exitOf(yield* Entry.executionId(writes))).toEqual([{ exit: { _tag: "Success", value: 11 } }])
+        expect(wSent).toHaveLength(2)
+        expect(wSent[0]).toMatch(
+          /^BEGIN;\nINSERT INTO wb_entries \(k, n\) VALUES \('w', '?1'?\);\nUPDATE wb_entries SET n = n \+ 10 WHERE k = 'w';\nSELECT n FROM wb_entries WHERE k = 'w'$/
+        )
+        expect(wSent[1]).toMatch(/^UPDATE wb_entries SET n = n \* 2 WHERE k = 'w';\nINSERT INTO "wb_activity_exits" .*;\nCOMMIT$/s)
+        expect(entryBodies.get("w")).toBe(1)
+
+        // the held INSERT fails with its exit row (nothing commits); the step runs again with
+        // every statement sent as the body sends it, and the body turns the violation into its
+        // typed error where it sent the INSERT
+        yield* sql`INSERT INTO wb_entries (k, n) VALUES ('taken', 1)`
+        const duplicate = { id: "d", mode: "duplicate" } as const
+        const dFrom = bound.length
+        expect(yield* Effect.flip(Entry.execute(duplicate))).toBe("exists")
+        const dSent = bound.slice(dFrom).filter((s) => s.includes("INSERT INTO wb_entries (k, n) VALUES ('taken'"))
+        expect(entryBodies.get("d")).toBe(2)
+        expect(dSent).toHaveLength(2)
+        expect(dSent[0]).toMatch(/^INSERT INTO wb_entries .*;\nINSERT INTO "wb_activity_exits" /s)
+        expect(dSent[1]).toMatch(/^INSERT INTO wb_entries \(k, n\) VALUES \('taken', '?1'?\)$/)
+        expect(yield* entry("taken")).toEqual([{ n: 1 }])
+        expect(yield* exitOf(yield* Entry.executionId(duplicate))).toEqual([
+          { exit: { _tag: "Failure", cause: { _tag: "Fail", error: "exists" } } }
+        ])
+
+        // a body that fails after a held write: the write is sent (with BEGIN) to learn that it
+        // would have succeeded, then rolled back; the body's own failure stands, the body ran once
+        const failAfter = { id: "f", mode: "fail-after" } as const
+        const fFrom = bound.length
+        expect(yield* Effect.flip(Entry.execute(failAfter))).toBe("nope")
+        const fSent = bound.slice(fFrom).filter((s) => s.includes("VALUES ('f'"))
+        expect(entryBodies.get("f")).toBe(1)
+        expect(yield* entry("f")).toEqual([])
+        expect(fSent).toEqual([
+          expect.stringMatching(/^BEGIN;\nINSERT INTO wb_entries \(k, n\) VALUES \('f', '?1'?\)$/)
+        ])
+      }).pipe(Effect.provide(context))
+    }), 60_000)
 })

@@ -17,6 +17,12 @@
  * ROLLBACK at all. Statements the body sends while the first one is in flight
  * wait until it is answered, so they all come after `BEGIN` (a latch, not a
  * semaphore: the first statement itself waits for nothing).
+ *
+ * On a `Database` pool's connection (`make` with a `held`), the body's writes
+ * whose answer it cannot read are held back (`WriteBehind`): they go with the
+ * next statement it sends (BEGIN first, if nothing was begun), or, taken by the
+ * caller (`takePending`), with the exit row. `doomed` tells the caller that
+ * the attempt must be run again without write-behind.
  */
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -24,12 +30,21 @@ import { Deferred, Effect, Exit, FiberId, Stream } from "effect"
 import * as PgLiterals from "./PgLiterals.js"
 import type * as PoolConnection from "./PoolConnection.js"
 import * as StatementBatch from "./StatementBatch.js"
+import * as WriteBehind from "./WriteBehind.js"
 
 export interface Transaction {
   /** The connection to run the body on (`SqlClient.TransactionConnection`). */
   readonly connection: Connection
   /** Whether `BEGIN` was sent: only then is there a transaction to commit or roll back. */
   readonly begun: () => boolean
+  /** The writes held back and not sent yet (`WriteBehind`), now the caller's to send; `undefined` when none. */
+  readonly takePending: () => ReadonlyArray<StatementBatch.Step> | undefined
+  /** Sends the writes held back, if any (BEGIN first if nothing was begun): the transaction is then open. */
+  readonly flush: () => Effect.Effect<void, SqlError>
+  /** Whether a batch carrying held writes failed: the attempt is to be run again without write-behind. */
+  readonly doomed: () => boolean
+  /** `effect`, a batch carrying held writes: its failure dooms the attempt. */
+  readonly carrying: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
 }
 
 type TransformRows = PoolConnection.TransformRows
@@ -60,8 +75,13 @@ export const batched = (held: PoolConnection.Held): Open => (sql, params) =>
     ? held.open([StatementBatch.begin, { text: sql, values: params }])
     : undefined
 
-/** A transaction on `conn` whose BEGIN `open` sends with its first statement (by default `inlined`). */
-export const make = (conn: Connection, open: Open = inlined(conn)): Transaction => new BeginOnFirst(conn, open)
+/**
+ * A transaction on `conn` whose BEGIN `open` sends with its first statement (by default
+ * `inlined`); with `held` (the pool's connection `conn` is, and `open` batches on), the
+ * body's writes are held back (`WriteBehind`).
+ */
+export const make = (conn: Connection, open: Open = inlined(conn), held?: PoolConnection.Held): Transaction =>
+  new BeginOnFirst(conn, open, held)
 
 /**
  * A class (every transactional step makes one): its methods are the prototype's, compiled once,
@@ -74,14 +94,82 @@ class BeginOnFirst implements Transaction {
   inFlight = false
   /** statements sent meanwhile wait on it, made only then (a body nearly always waits for its statements itself) */
   first: Deferred.Deferred<void> | undefined = undefined
+  /** writes held back, in the order the body sent them (`WriteBehind`) */
+  pending: Array<StatementBatch.Step> | undefined = undefined
+  /** a batch carrying held writes failed */
+  failed = false
   readonly connection: Connection
 
-  constructor(readonly conn: Connection, readonly open: Open) {
+  constructor(readonly conn: Connection, readonly open: Open, readonly held: PoolConnection.Held | undefined) {
     this.connection = new BeginningConnection(this)
+  }
+
+  flush(): Effect.Effect<void, SqlError> {
+    return this.pending === undefined ? Effect.void : Effect.asVoid(this.withPending(undefined))
   }
 
   begun(): boolean {
     return this.started
+  }
+
+  doomed(): boolean {
+    return this.failed
+  }
+
+  takePending(): ReadonlyArray<StatementBatch.Step> | undefined {
+    const pending = this.pending
+    this.pending = undefined
+    return pending
+  }
+
+  carrying<A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> {
+    return Effect.tapError(effect, () => {
+      this.failed = true
+      return Effect.void
+    })
+  }
+
+  /** Whether `execute` of this statement can be held back: write-behind on, nothing in flight, a write that returns no rows. */
+  defers(sql: string, params: ReadonlyArray<unknown>): boolean {
+    return this.held !== undefined && !this.inFlight && WriteBehind.isDeferrable(sql) && StatementBatch.isStep(sql, params)
+  }
+
+  /** Holds the write back: its answer, no rows, at once. */
+  defer(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows): Effect.Effect<ReadonlyArray<any>> {
+    return Effect.sync(() => {
+      // (its rows are none: not described)
+      ;(this.pending ??= []).push({ text: sql, values: params, rows: false })
+      return transformRows ? transformRows([]) : []
+    })
+  }
+
+  /**
+   * The held writes, then `statement` (if any), as one batch on the held connection, BEGIN
+   * first if nothing was begun: the statement's rows (none without one).
+   */
+  withPending(statement: StatementBatch.Step | undefined): Effect.Effect<ReadonlyArray<unknown>, SqlError> {
+    const held = this.held!
+    const steps = () => {
+      const all = this.takePending() ?? []
+      return statement === undefined ? all : [...all, statement]
+    }
+    return this.opening(
+      () => {
+        const sent = steps()
+        return this.carrying(Effect.map(held.open([StatementBatch.begin, ...sent]), (results) => results[sent.length] ?? []))
+      },
+      Effect.suspend(() => {
+        const sent = steps()
+        // (taken meanwhile by a statement sent concurrently: nothing left to send)
+        if (sent.length === 0) return Effect.succeed([])
+        return this.carrying(Effect.map(held.open(sent), (results) => results[sent.length - 1] ?? []))
+      })
+    )
+  }
+
+  /** `then` after the held writes are sent (as it is when none are held). */
+  flushed<A>(then: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> {
+    return this.pending === undefined ? then : Effect.zipRight(this.flush(), then)
   }
 
   /** `then`, after BEGIN: `merged` (BEGIN with the statement) if it is the first and can be merged. */
@@ -132,25 +220,34 @@ class BeginningConnection implements Connection {
 
   execute(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
     const t = this.transaction
-    return t.opening(t.mergedExecute(sql, params, transformRows), t.conn.execute(sql, params, transformRows))
+    if (t.defers(sql, params)) return t.defer(sql, params, transformRows)
+    // writes held: this statement goes with them, in one batch
+    if (t.pending !== undefined && StatementBatch.isStep(sql, params)) {
+      return Effect.map(t.withPending({ text: sql, values: params }), (rows) =>
+        transformRows ? transformRows(rows as ReadonlyArray<any>) : rows as ReadonlyArray<any>)
+    }
+    return t.flushed(t.opening(t.mergedExecute(sql, params, transformRows), t.conn.execute(sql, params, transformRows)))
   }
 
   executeUnprepared(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
     const t = this.transaction
-    return t.opening(t.mergedExecute(sql, params, transformRows), t.conn.executeUnprepared(sql, params, transformRows))
+    return t.flushed(
+      t.opening(t.mergedExecute(sql, params, transformRows), t.conn.executeUnprepared(sql, params, transformRows))
+    )
   }
 
   executeRaw(sql: string, params: ReadonlyArray<unknown>) {
-    return this.transaction.opening(undefined, this.transaction.conn.executeRaw(sql, params))
+    const t = this.transaction
+    return t.flushed(t.opening(undefined, t.conn.executeRaw(sql, params)))
   }
 
   executeValues(sql: string, params: ReadonlyArray<unknown>) {
-    return this.transaction.opening(undefined, this.transaction.conn.executeValues(sql, params))
+    const t = this.transaction
+    return t.flushed(t.opening(undefined, t.conn.executeValues(sql, params)))
   }
 
   executeStream(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
-    return Stream.unwrap(
-      this.transaction.opening(undefined, Effect.succeed(this.transaction.conn.executeStream(sql, params, transformRows)))
-    )
+    const t = this.transaction
+    return Stream.unwrap(t.flushed(t.opening(undefined, Effect.succeed(t.conn.executeStream(sql, params, transformRows)))))
   }
 }

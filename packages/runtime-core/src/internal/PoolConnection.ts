@@ -56,6 +56,12 @@ export interface Held {
    * through: no operation of its own to map it).
    */
   readonly finish: <A = void>(steps: ReadonlyArray<StatementBatch.Step>, value?: A) => Effect.Effect<A, SqlError>
+  /**
+   * `steps` as one batch on a connection of the pool taken for it and given back at once
+   * (`batchOnce`), for a transaction that took none: its held writes with its exit row
+   * (`WriteBehind`), one implicit transaction.
+   */
+  readonly once: (steps: ReadonlyArray<StatementBatch.Step>) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   /** Gives the connection back (destroys it when `broken`, or when it reported an error). */
   readonly release: (broken?: boolean) => void
 }
@@ -300,6 +306,10 @@ class Hold implements Held {
         })
       })
     })
+  }
+
+  once(steps: ReadonlyArray<StatementBatch.Step>): Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> {
+    return batchOnce(this.pool, steps)
   }
 
   release(broken?: boolean): void {
