@@ -315,6 +315,32 @@ describe.each(clients)("TransactionalActivity on the durable engine, %s", (_, cl
     }), 60_000)
 })
 
+/**
+ * An app runtime (prefix `prefix`, one table: `table`'s DDL) on a fresh database `database`,
+ * its `Database` on a recording pool of `max` connections, built in the test's scope: its
+ * context, the texts its connections sent, and in `bound` the same texts with their values
+ * written in.
+ */
+const onRecordingPool = <E, R>(
+  database: string,
+  prefix: string,
+  table: { readonly name: string; readonly sql: (t: (name: string) => string) => string },
+  workflows: AppRuntime.Options<E, R>["workflows"],
+  max: number
+) =>
+  Effect.gen(function*() {
+    const db = yield* TestDatabase.make(database)
+    const statements: Array<string> = []
+    const bound: Array<string> = []
+    const runtime = AppRuntime.layer({
+      prefix: TablePrefix.unsafeMake(prefix),
+      migrations: [{ id: 1, ...table }],
+      workflows
+    }).pipe(Layer.provideMerge(Database.layerFromPool(recordingPool(db.url, statements, max, bound))))
+    const context = yield* Layer.build(runtime)
+    return { context, statements, bound }
+  })
+
 const Tally = Workflow.make({
   name: "Tally",
   payload: { id: Schema.String, reject: Schema.Boolean },
@@ -354,20 +380,10 @@ const tallyLayer = WorkflowLayer.make(Tally, {
 describe("TransactionalActivity on a busy Database pool", () => {
   it.scopedLive("steps waiting for a connection go with other steps' COMMITs; each commits once, a failing one alone fails, once", () =>
     Effect.gen(function*() {
-      const db = yield* TestDatabase.make("txn_relay")
-      const statements: Array<string> = []
-      // the same texts with their values written in
-      const bound: Array<string> = []
-      const runtime = AppRuntime.layer({
-        prefix: TablePrefix.unsafeMake("rel"),
-        migrations: [{
-          id: 1,
-          name: "counts",
-          sql: (t) => `CREATE TABLE ${t("counts")} (k text PRIMARY KEY, n int NOT NULL CHECK (n > 0))`
-        }],
-        workflows: tallyLayer
-      }).pipe(Layer.provideMerge(Database.layerFromPool(recordingPool(db.url, statements, 3, bound))))
-      const context = yield* Layer.build(runtime)
+      const { bound, context, statements } = yield* onRecordingPool("txn_relay", "rel", {
+        name: "counts",
+        sql: (t) => `CREATE TABLE ${t("counts")} (k text PRIMARY KEY, n int NOT NULL CHECK (n > 0))`
+      }, tallyLayer, 3)
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const runs = Array.from({ length: 60 }, (_, i) => ({ id: `r${i}`, reject: i % 6 === 5 }))
@@ -443,19 +459,10 @@ const entryLayer = WorkflowLayer.make(Entry, {
 describe("TransactionalActivity on a Database pool, writes held back", () => {
   it.scopedLive("a write goes with the next statement the body reads or with the exit row, in order; a held write that fails runs the step again as sent, where the body sees its error", () =>
     Effect.gen(function*() {
-      const db = yield* TestDatabase.make("txn_behind")
-      const statements: Array<string> = []
-      const bound: Array<string> = []
-      const runtime = AppRuntime.layer({
-        prefix: TablePrefix.unsafeMake("wb"),
-        migrations: [{
-          id: 1,
-          name: "entries",
-          sql: (t) => `CREATE TABLE ${t("entries")} (k text PRIMARY KEY, n int NOT NULL)`
-        }],
-        workflows: entryLayer
-      }).pipe(Layer.provideMerge(Database.layerFromPool(recordingPool(db.url, statements, 10, bound))))
-      const context = yield* Layer.build(runtime)
+      const { bound, context } = yield* onRecordingPool("txn_behind", "wb", {
+        name: "entries",
+        sql: (t) => `CREATE TABLE ${t("entries")} (k text PRIMARY KEY, n int NOT NULL)`
+      }, entryLayer, 10)
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const entry = (k: string) => sql<{ n: number }>`SELECT n FROM wb_entries WHERE k = ${k}`
